@@ -1,0 +1,242 @@
+"""What the table remembers about a customer: one record per Stripe object, each a snapshot stamped
+with the event (or fetch) that produced it.
+
+Every record carries a `Stamp`. An incoming snapshot replaces a stored one only when its stamp is newer,
+so events can arrive in any order and any number of times and the table still ends where the newest
+snapshot says. Records are plain data: parsing lives in `domain.stripe_objects`, rules in
+`domain.entitlements`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+RecordKind = Literal[
+    "profile", "subscription", "invoice", "purchase", "payment", "charge", "dispute", "entitlement_summary"
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Stamp:
+    """Which event made a snapshot: its `created` (or the fetch time), a tie rank and the event id.
+
+    Ordering is total and independent of arrival order: `created` first; within one second the
+    snapshot's lifecycle rank (see `domain.stripe_objects.rank_of`); the event id last.
+    """
+
+    created: int
+    rank: int
+    event_id: str
+
+    def is_tie_with(self, other: Stamp) -> bool:
+        """Same second, different event: Stripe's `created` cannot order them."""
+        return self.created == other.created and self.event_id != other.event_id
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionItem:
+    price_id: str
+    product_id: str
+    lookup_key: str | None
+    quantity: int | None
+    usage_type: str  # licensed | metered
+    current_period_start: int | None
+    current_period_end: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    kind: ClassVar[RecordKind] = "subscription"
+    id: str
+    customer_id: str
+    livemode: bool
+    status: str
+    items: tuple[SubscriptionItem, ...]
+    current_period_start: int | None
+    current_period_end: int | None
+    trial_start: int | None
+    trial_end: int | None
+    cancel_at_period_end: bool
+    cancel_at: int | None
+    canceled_at: int | None
+    ended_at: int | None
+    pause_behavior: str | None  # pause_collection.behavior while payment collection is paused
+    pause_resumes_at: int | None
+    latest_invoice_id: str | None
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    kind: ClassVar[RecordKind] = "invoice"
+    id: str
+    customer_id: str
+    livemode: bool
+    subscription_id: str | None
+    status: str  # draft | open | paid | void | uncollectible
+    amount_due: int
+    amount_remaining: int
+    attempt_count: int
+    due_date: int | None
+    billing_reason: str | None
+    created: int
+    as_of: int  # Stripe's time of the snapshot (event created): "overdue" is judged against it
+
+    @property
+    def is_unpaid_problem(self) -> bool:
+        """Open, money owed, and either a payment attempt failed or the due date has passed."""
+        if self.status != "open" or self.amount_remaining <= 0:
+            return False
+        return self.attempt_count > 0 or (self.due_date is not None and self.due_date <= self.as_of)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchasedItem:
+    product_id: str | None
+    price_id: str | None
+    lookup_key: str | None
+    quantity: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    """A Checkout session. In `payment` mode it is a one-time purchase; in `subscription` mode it only
+    links the application's user to the customer (the subscription grants the access)."""
+
+    kind: ClassVar[RecordKind] = "purchase"
+    id: str
+    customer_id: str | None
+    livemode: bool
+    mode: str  # payment | subscription | setup
+    status: str | None  # open | complete | expired
+    payment_status: str | None  # paid | unpaid | no_payment_required
+    payment_intent_id: str | None
+    subscription_id: str | None
+    client_reference_id: str | None
+    created: int
+    line_items: tuple[PurchasedItem, ...] | None  # None: not fetched (no API key)
+    metadata_features: tuple[str, ...]  # fallback grant from metadata["features"] when items are unknown
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status == "complete" and self.payment_status in ("paid", "no_payment_required")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A PaymentIntent. Grants only what its metadata names (a PaymentIntent carries no products)."""
+
+    kind: ClassVar[RecordKind] = "payment"
+    id: str
+    customer_id: str | None
+    livemode: bool
+    status: str
+    created: int
+    metadata_features: tuple[str, ...]
+    metadata_product_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRecord:
+    kind: ClassVar[RecordKind] = "charge"
+    id: str
+    customer_id: str | None
+    livemode: bool
+    payment_intent_id: str | None
+    amount: int
+    amount_refunded: int
+    refunded: bool  # fully refunded
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeRecord:
+    kind: ClassVar[RecordKind] = "dispute"
+    id: str
+    customer_id: str | None
+    livemode: bool
+    charge_id: str | None
+    payment_intent_id: str | None
+    status: str  # warning_needs_response … won | lost
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    kind: ClassVar[RecordKind] = "profile"
+    id: str
+    livemode: bool
+    email: str | None
+    user_id: str | None  # the application's own user id, from the customer's metadata
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementSummaryRecord:
+    """Stripe Entitlements' active entitlements of a customer: when present, the truth for its
+    subscription features."""
+
+    kind: ClassVar[RecordKind] = "entitlement_summary"
+    id: str  # the customer id: one summary per customer
+    customer_id: str
+    livemode: bool
+    lookup_keys: tuple[str, ...]
+    complete: bool  # False when Stripe said has_more and the rest could not be fetched
+
+
+Record = (
+    SubscriptionRecord
+    | InvoiceRecord
+    | PurchaseRecord
+    | PaymentRecord
+    | ChargeRecord
+    | DisputeRecord
+    | ProfileRecord
+    | EntitlementSummaryRecord
+)
+
+RECORD_TYPES: dict[RecordKind, type[Record]] = {
+    "profile": ProfileRecord,
+    "subscription": SubscriptionRecord,
+    "invoice": InvoiceRecord,
+    "purchase": PurchaseRecord,
+    "payment": PaymentRecord,
+    "charge": ChargeRecord,
+    "dispute": DisputeRecord,
+    "entitlement_summary": EntitlementSummaryRecord,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A record as of one stamp: the unit that is stored, compared and replaced."""
+
+    record: Record
+    stamp: Stamp
+    customer_id: str | None = field(default=None)
+
+    @property
+    def key(self) -> tuple[RecordKind, str]:
+        return (self.record.kind, self.record.id)
+
+
+def record_to_dict(record: Record) -> dict[str, Any]:
+    return asdict(record)
+
+
+def record_from_dict(kind: RecordKind, data: dict[str, Any]) -> Record:
+    """Inverse of `record_to_dict` (tuples come back from JSON as lists)."""
+    values = dict(data)
+    match kind:
+        case "subscription":
+            values["items"] = tuple(SubscriptionItem(**item) for item in values["items"])
+        case "purchase":
+            items = values.get("line_items")
+            values["line_items"] = None if items is None else tuple(PurchasedItem(**i) for i in items)
+            values["metadata_features"] = tuple(values.get("metadata_features") or ())
+        case "payment":
+            values["metadata_features"] = tuple(values.get("metadata_features") or ())
+        case "entitlement_summary":
+            values["lookup_keys"] = tuple(values["lookup_keys"])
+        case _:
+            pass
+    return RECORD_TYPES[kind](**values)

@@ -1,0 +1,427 @@
+"""Applying one Stripe event (or one fetched object) to a customer's records and entitlements.
+
+The rules of the worker (DESIGN.md, Worker) in one place, against two ports the adapters implement:
+`CustomerStore` (the table) and `StripeObjects` (the Stripe API, optional). The reconciler and the ops
+CLI queue what they fetch and so reach the table through this same code.
+
+Per event: one consistent read of the customer's partition, then one transaction that writes the
+ledger entry, the record (conditional on its stamp being newer) and the entitlements item
+(conditional on the customer's `records_version` being what was read, so two writers of one customer
+never interleave). Stale and duplicate events write nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from domain.entitlements import EntitlementRules, Entitlements, compute_entitlements, purchase_is_unresolved
+from domain.records import (
+    DisputeRecord,
+    EntitlementSummaryRecord,
+    ProfileRecord,
+    PurchaseRecord,
+    RecordKind,
+    Snapshot,
+    Stamp,
+)
+from domain.stripe_objects import (
+    OBJECT_KINDS,
+    STRIPE_OBJECT_OF,
+    Ignored,
+    MalformedEvent,
+    NeedsFetch,
+    StripeEvent,
+    parse_event,
+    purchased_item,
+    rank_of,
+    record_of,
+    snapshot_of,
+)
+
+Json = Mapping[str, Any]
+MAX_CONFLICT_RETRIES = 3
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  # record written (entitlements possibly unchanged)
+    STALE = "stale"  # an older snapshot than the stored one: nothing written
+    DUPLICATE = "duplicate"  # this event was applied before
+    IGNORED = "ignored"  # an event type or object that changes no record
+    GUEST = "guest"  # a purchase with no customer: stored apart, counted
+
+
+class RetryLater(Exception):
+    """The event cannot be applied yet; the message fails and SQS retries it (then the DLQ)."""
+
+
+class ConcurrentChange(RetryLater):
+    """Another writer changed the customer between our read and our write."""
+
+
+class StaleWrite(Exception):
+    """The stored record became newer between our read and our write (the event is stale)."""
+
+
+class DuplicateEvent(Exception):
+    """The ledger already holds this event id."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntitlements:
+    entitlements: Entitlements
+    version: int  # published: one higher at every change readers can see
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """Everything stored about one customer, as read in one consistent query."""
+
+    customer_id: str
+    snapshots: Mapping[tuple[RecordKind, str], Snapshot]
+    entitlements: StoredEntitlements | None
+    records_version: int  # 0 when the customer has no entitlements item yet
+
+
+@dataclass(frozen=True, slots=True)
+class UserLink:
+    """The application's user id -> customer lookup item (strongly consistent, per mode)."""
+
+    user_id: str
+    livemode: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChange:
+    customer_id: str
+    event_id: str
+    event_type: str
+    snapshot: Snapshot
+    entitlements: Entitlements
+    entitlements_version: int  # the version to write (unchanged when access did not change)
+    expected_records_version: int
+    updated_at: int
+    link_users: tuple[UserLink, ...] = ()
+    unlink_users: tuple[UserLink, ...] = ()
+    link_payment_intents: tuple[str, ...] = ()
+
+
+class CustomerStore(Protocol):
+    def load(self, customer_id: str) -> CustomerState: ...
+
+    def commit(self, change: CustomerChange) -> None:
+        """Write atomically; raise StaleWrite, DuplicateEvent or ConcurrentChange when a condition fails."""
+
+    def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None: ...
+
+    def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
+        """Store a snapshot that names no customer; False when a newer one is stored."""
+
+
+class StripeObjects(Protocol):
+    """Read access to the Stripe API for the event's mode (and Connect account)."""
+
+    def can_fetch(self, livemode: bool) -> bool: ...
+
+    def fetch_object(self, object_type: str, object_id: str, livemode: bool, account: str | None) -> Json: ...
+
+    def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json: ...
+
+    def checkout_line_items(self, session_id: str, livemode: bool, account: str | None) -> list[Json]: ...
+
+    def active_entitlement_keys(self, customer_id: str, livemode: bool, account: str | None) -> list[str]: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    event_id: str
+    event_type: str
+    customer_id: str | None = None
+    reason: str = ""
+    before: Entitlements | None = None
+    after: Entitlements | None = None
+    tie_fetched: bool = False
+    api_calls: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def entitlements_changed(self) -> bool:
+        return self.after is not None and not self.after.same_access(self.before)
+
+
+class EventApplier:
+    def __init__(
+        self,
+        store: CustomerStore,
+        rules: EntitlementRules,
+        clock: Clock,
+        stripe: StripeObjects | None = None,
+    ) -> None:
+        self._store = store
+        self._rules = rules
+        self._clock = clock
+        self._stripe = stripe
+
+    def apply(self, body: Json) -> Result:
+        """Apply one queued message (a Stripe event, or a snapshot the reconciler fetched)."""
+        event = parse_event(body)
+        calls = _Calls()
+        found = snapshot_of(event, self._rules.user_id_metadata_key)
+        if isinstance(found, NeedsFetch):
+            event, found = self._fetch_missing(event, found, calls)
+        if isinstance(found, Ignored):
+            return Result(Outcome.IGNORED, event.id, event.type, reason=found.reason)
+        snapshot = self._complete(found, event, calls)
+        notes: list[str] = []
+        customer = snapshot.customer_id or self._customer_of_orphan(snapshot, event, calls)
+        if customer is None:
+            if isinstance(snapshot.record, DisputeRecord):
+                raise RetryLater("dispute of a payment not yet known; retried until its purchase arrives")
+            stored = self._store.store_guest(snapshot, event.type)
+            return Result(
+                Outcome.GUEST if stored else Outcome.STALE,
+                event.id,
+                event.type,
+                reason="no customer: stored as a guest purchase",
+                api_calls=calls.count,
+            )
+        if customer != snapshot.customer_id and isinstance(snapshot.record, DisputeRecord):
+            snapshot = replace(
+                snapshot, customer_id=customer, record=replace(snapshot.record, customer_id=customer)
+            )
+
+        tie_fetched = False
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            state = self._store.load(customer)
+            existing = state.snapshots.get(snapshot.key)
+            if existing is not None and existing.stamp.event_id == snapshot.stamp.event_id:
+                return Result(Outcome.DUPLICATE, event.id, event.type, customer, api_calls=calls.count)
+            if (
+                existing is not None
+                and existing.stamp.is_tie_with(snapshot.stamp)
+                and not tie_fetched
+                and self._can_fetch(event.livemode)
+            ):
+                # Stripe's `created` cannot order these two: ask Stripe for the object as it is now.
+                snapshot = self._fetched_snapshot(snapshot, event, customer, calls)
+                tie_fetched = True
+            if existing is not None and not snapshot.stamp > existing.stamp:
+                return Result(
+                    Outcome.STALE,
+                    event.id,
+                    event.type,
+                    customer,
+                    tie_fetched=tie_fetched,
+                    api_calls=calls.count,
+                )
+            snapshot = self._carry_over(snapshot, existing, calls)
+            if isinstance(snapshot.record, PurchaseRecord) and purchase_is_unresolved(snapshot.record):
+                notes.append("paid purchase with unknown products: set STRIPE_API_KEY or metadata.features")
+            change = self._change(event, state, snapshot)
+            try:
+                self._store.commit(change)
+            except StaleWrite:
+                return Result(Outcome.STALE, event.id, event.type, customer, api_calls=calls.count)
+            except DuplicateEvent:
+                return Result(Outcome.DUPLICATE, event.id, event.type, customer, api_calls=calls.count)
+            except ConcurrentChange:
+                continue
+            before = state.entitlements.entitlements if state.entitlements else None
+            return Result(
+                Outcome.APPLIED,
+                event.id,
+                event.type,
+                customer,
+                before=before,
+                after=change.entitlements,
+                tie_fetched=tie_fetched,
+                api_calls=calls.count,
+                notes=tuple(notes),
+            )
+        raise ConcurrentChange(f"customer changed concurrently {MAX_CONFLICT_RETRIES} times")
+
+    # -- the pieces ---------------------------------------------------------------------------------
+
+    def _change(self, event: StripeEvent, state: CustomerState, snapshot: Snapshot) -> CustomerChange:
+        records = dict(state.snapshots)
+        records[snapshot.key] = snapshot
+        customer = state.customer_id
+        entitlements = compute_entitlements(customer, (s.record for s in records.values()), self._rules)
+        stored = state.entitlements
+        changed = stored is None or not entitlements.same_access(stored.entitlements)
+        version = (stored.version if stored else 0) + (1 if changed else 0)
+        updated_at = self._clock() if changed or stored is None else stored.updated_at
+        link, unlink = self._user_links(snapshot, state.snapshots.get(snapshot.key))
+        return CustomerChange(
+            customer_id=customer,
+            event_id=event.id,
+            event_type=event.type,
+            snapshot=snapshot,
+            entitlements=entitlements,
+            entitlements_version=version,
+            expected_records_version=state.records_version,
+            updated_at=updated_at,
+            link_users=link,
+            unlink_users=unlink,
+            link_payment_intents=self._payment_links(snapshot, state.snapshots.get(snapshot.key)),
+        )
+
+    @staticmethod
+    def _user_links(
+        snapshot: Snapshot, previous: Snapshot | None
+    ) -> tuple[tuple[UserLink, ...], tuple[UserLink, ...]]:
+        record = snapshot.record
+        user_id = None
+        if isinstance(record, ProfileRecord) and not record.deleted:
+            user_id = record.user_id
+        elif isinstance(record, PurchaseRecord):
+            user_id = record.client_reference_id
+        old = None
+        if previous is not None:
+            prev = previous.record
+            old = (
+                prev.user_id
+                if isinstance(prev, ProfileRecord)
+                else getattr(prev, "client_reference_id", None)
+            )
+        link = (UserLink(user_id, record.livemode),) if user_id and user_id != old else ()
+        # A customer whose metadata names another user (or no user, or who was deleted) no longer
+        # answers for the old one; purchases only ever add links.
+        unlink: tuple[UserLink, ...] = ()
+        if isinstance(record, ProfileRecord) and old and old != user_id:
+            unlink = (UserLink(old, record.livemode),)
+        return link, unlink
+
+    @staticmethod
+    def _payment_links(snapshot: Snapshot, previous: Snapshot | None) -> tuple[str, ...]:
+        """PaymentIntent -> customer lookups, so that a dispute (which names no customer) finds one."""
+        if previous is not None:
+            return ()
+        record = snapshot.record
+        intent = getattr(record, "payment_intent_id", None)
+        if record.kind == "payment":
+            intent = record.id
+        return (intent,) if isinstance(intent, str) else ()
+
+    def _complete(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> Snapshot:
+        """Fill in what webhooks leave out, once: Checkout line items, the rest of a summary list."""
+        record = snapshot.record
+        if (
+            isinstance(record, EntitlementSummaryRecord)
+            and not record.complete
+            and self._can_fetch(event.livemode)
+            and self._stripe is not None
+        ):
+            keys = self._stripe.active_entitlement_keys(record.customer_id, event.livemode, event.account)
+            calls.count += 1
+            return replace(
+                snapshot, record=replace(record, lookup_keys=tuple(sorted(set(keys))), complete=True)
+            )
+        return snapshot
+
+    def _carry_over(self, snapshot: Snapshot, existing: Snapshot | None, calls: _Calls) -> Snapshot:
+        """Line items are fetched once per Checkout session and kept across later snapshots."""
+        record = snapshot.record
+        if (
+            not isinstance(record, PurchaseRecord)
+            or record.line_items is not None
+            or record.mode != "payment"
+        ):
+            return snapshot
+        if (
+            existing is not None
+            and isinstance(existing.record, PurchaseRecord)
+            and existing.record.line_items
+        ):
+            return replace(snapshot, record=replace(record, line_items=existing.record.line_items))
+        if self._can_fetch(record.livemode) and self._stripe is not None:
+            lines = self._stripe.checkout_line_items(record.id, record.livemode, None)
+            calls.count += 1
+            return replace(
+                snapshot, record=replace(record, line_items=tuple(purchased_item(li) for li in lines))
+            )
+        return snapshot
+
+    def _customer_of_orphan(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> str | None:
+        record = snapshot.record
+        if not isinstance(record, DisputeRecord):
+            return None
+        customer = self._store.customer_of_payment(record.payment_intent_id, record.charge_id)
+        if (
+            customer is None
+            and record.charge_id
+            and self._can_fetch(event.livemode)
+            and self._stripe is not None
+        ):
+            charge = self._stripe.fetch_object("charge", record.charge_id, event.livemode, event.account)
+            calls.count += 1
+            found = charge.get("customer") or charge.get("customer_account")
+            customer = found if isinstance(found, str) else None
+        return customer
+
+    def _fetch_missing(
+        self, event: StripeEvent, need: NeedsFetch, calls: _Calls
+    ) -> tuple[StripeEvent, Snapshot | Ignored]:
+        if not self._can_fetch(event.livemode) or self._stripe is None:
+            raise RetryLater(f"event {event.id} carries no object and no API key is configured to fetch it")
+        if need.related_object is not None:  # thin event: the object as it is now
+            object_type, object_id = need.related_object
+            kind = OBJECT_KINDS.get(object_type)
+            if kind is None:
+                return event, Ignored(f"thin event about {object_type!r}, not tracked")
+            obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
+            calls.count += 1
+            return event, self._stamped_fetch(kind, obj, event)
+        full = dict(self._stripe.fetch_event(event.id, event.livemode, event.account))
+        calls.count += 1
+        if event.account and not full.get("account"):
+            full["account"] = event.account
+        fetched = parse_event(full)
+        found = snapshot_of(fetched, self._rules.user_id_metadata_key)
+        if isinstance(found, NeedsFetch):
+            raise MalformedEvent(f"event {event.id} fetched from Stripe has no object")
+        return fetched, found
+
+    def _fetched_snapshot(
+        self, snapshot: Snapshot, event: StripeEvent, customer: str, calls: _Calls
+    ) -> Snapshot:
+        assert self._stripe is not None
+        object_type = STRIPE_OBJECT_OF[snapshot.record.kind]
+        object_id = customer if snapshot.record.kind == "entitlement_summary" else snapshot.record.id
+        if isinstance(snapshot.record, EntitlementSummaryRecord):
+            keys = self._stripe.active_entitlement_keys(customer, event.livemode, event.account)
+            calls.count += 1
+            now = self._clock()
+            record = replace(snapshot.record, lookup_keys=tuple(sorted(set(keys))), complete=True)
+            return Snapshot(record, Stamp(now, 0, f"fetch_{object_id}_{now}"), customer)
+        obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
+        calls.count += 1
+        fetched = self._stamped_fetch(snapshot.record.kind, obj, event)
+        if fetched.customer_id is None:
+            fetched = replace(fetched, customer_id=customer)
+        return fetched
+
+    def _stamped_fetch(self, kind: RecordKind, obj: Json, event: StripeEvent) -> Snapshot:
+        """An object fetched from Stripe is the truth as of the fetch time."""
+        now = self._clock()
+        record = record_of(kind, obj, event_type="", as_of=now, user_id_key=self._rules.user_id_metadata_key)
+        if isinstance(record, ProfileRecord) and obj.get("deleted"):
+            record = replace(record, deleted=True)
+        customer = record.id if isinstance(record, ProfileRecord) else record.customer_id
+        return Snapshot(record, Stamp(now, rank_of(record), f"fetch_{record.id}_{now}"), customer)
+
+    def _can_fetch(self, livemode: bool) -> bool:
+        return self._stripe is not None and self._stripe.can_fetch(livemode)
+
+
+@dataclass(slots=True)
+class _Calls:
+    count: int = 0
