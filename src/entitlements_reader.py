@@ -1,0 +1,99 @@
+"""Read what a customer may use, straight from the sync table: one strongly consistent GetItem each.
+
+A single module that depends on boto3 only, for backend services to vendor (copy this file) or install
+with the project. It reads the published entitlements item (DESIGN.md, "The entitlements item") and the
+user lookup item; it never writes. IAM: dynamodb:GetItem on the table (the stack's
+EntitlementsReaderPolicy output).
+
+    reader = EntitlementsReader("stripe-sync-prod-SyncTable-…", livemode=True)
+    access = reader.entitlements(reader.customer_for_user("user-42") or "")
+    if access and access.has("pro"):
+        ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureGrant:
+    until: int | None  # epoch seconds; None: no end
+    source: str  # the subscription or purchase id, or "entitlements" (Stripe Entitlements)
+
+    def active_at(self, now: float) -> bool:
+        return self.until is None or self.until > now
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEntitlements:
+    customer_id: str
+    livemode: bool
+    features: dict[str, FeatureGrant]
+    payment_issue: bool
+    deleted: bool
+    version: int
+    updated_at: int
+
+    def has(self, feature: str, now: float | None = None) -> bool:
+        """Granted now: present, and its `until` is absent, null or later than now."""
+        grant = self.features.get(feature)
+        return grant is not None and grant.active_at(time.time() if now is None else now)
+
+    def active_features(self, now: float | None = None) -> set[str]:
+        at = time.time() if now is None else now
+        return {name for name, grant in self.features.items() if grant.active_at(at)}
+
+
+class EntitlementsReader:
+    def __init__(self, table_name: str, *, livemode: bool = True, client: Any = None) -> None:
+        self._table = table_name
+        self._livemode = livemode
+        self._client = client or boto3.client("dynamodb")
+
+    def entitlements(self, customer_id: str) -> CustomerEntitlements | None:
+        """The customer's entitlements, or None when the table has never heard of the customer."""
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"CUSTOMER#{customer_id}"}, "sk": {"S": "ENTITLEMENTS"}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return None if item is None else parse_entitlements_item(item)
+
+    def customer_for_user(self, user_id: str, *, livemode: bool | None = None) -> str | None:
+        """The Stripe customer of the application's user (customer metadata or Checkout
+        client_reference_id), in this reader's mode unless told otherwise."""
+        mode = "live" if (self._livemode if livemode is None else livemode) else "test"
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": "CUSTOMER"}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return None if item is None else str(item["customer_id"]["S"])
+
+
+def parse_entitlements_item(item: dict[str, Any]) -> CustomerEntitlements:
+    """The item as DynamoDB's low-level API returns it -> CustomerEntitlements."""
+    features: dict[str, FeatureGrant] = {}
+    for name, value in item.get("features", {}).get("M", {}).items():
+        grant = value["M"]
+        until = grant.get("until")
+        features[name] = FeatureGrant(
+            until=int(until["N"]) if until and "N" in until else None,
+            source=str(grant["source"]["S"]),
+        )
+    return CustomerEntitlements(
+        customer_id=str(item["customer_id"]["S"]),
+        livemode=bool(item["livemode"]["BOOL"]),
+        features=features,
+        payment_issue=bool(item["payment_issue"]["BOOL"]),
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        version=int(item["version"]["N"]),
+        updated_at=int(item["updated_at"]["N"]),
+    )

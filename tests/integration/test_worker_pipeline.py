@@ -1,0 +1,252 @@
+"""SQS -> worker Lambda -> DynamoDB on moto: partial batch failures, the published entitlements item,
+the user lookup, and the requests each event costs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from adapters import sync_table
+from entitlements_reader import EntitlementsReader
+from handlers import worker
+from local_runtime import stripe_samples as s
+
+T0 = 1_767_000_000
+DAY = 86_400
+PRO = s.PriceSpec("price_pro", "prod_pro")
+TABLE = "sync-test"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "worker"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    monkeypatch.delenv("STRIPE_SECRET_ID", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(
+            QueueName="events.fifo",
+            Attributes={
+                "FifoQueue": "true",
+                "DeduplicationScope": "messageGroup",
+                "FifoThroughputLimit": "perMessageGroupId",
+            },
+        )["QueueUrl"]
+        worker.settings.cache_clear()
+        worker._applier.cache_clear()
+        sync_table.configure(TABLE, host=None)
+        yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
+        worker.settings.cache_clear()
+        worker._applier.cache_clear()
+
+
+def sub_event(status: str, created: int, customer: str = "cus_1", **changes: Any) -> dict[str, Any]:
+    ids = s.IdFactory(f"{customer}-{created}")
+    obj = s.subscription(
+        ids,
+        id=f"sub_{customer}",
+        customer=customer,
+        items=[s.ItemSpec(PRO)],
+        status=status,  # type: ignore[arg-type]
+        created=T0,
+        period_start=T0,
+        period_end=T0 + 30 * DAY,
+        **changes,
+    )
+    return s.event(ids, "customer.subscription.updated", obj, created=created)
+
+
+def send(aws: dict[str, Any], body: str, group: str, dedup: str) -> None:
+    aws["sqs"].send_message(
+        QueueUrl=aws["queue_url"], MessageBody=body, MessageGroupId=group, MessageDeduplicationId=dedup
+    )
+
+
+def receive_as_lambda_event(aws: dict[str, Any]) -> dict[str, Any]:
+    """What an SQS event source mapping hands the function."""
+    messages = (
+        aws["sqs"]
+        .receive_message(
+            QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+        )
+        .get("Messages", [])
+    )
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def test_a_batch_through_sqs_lands_in_the_published_entitlements_item(aws: dict[str, Any]) -> None:
+    for customer in ("cus_a", "cus_b"):
+        event = sub_event("active", T0 + 5, customer)
+        send(aws, json.dumps(event), customer, event["id"])
+    response = worker.lambda_handler(receive_as_lambda_event(aws), LambdaContext())
+    assert response == {"batchItemFailures": []}
+    item = aws["dynamodb"].get_item(
+        TableName=TABLE, Key={"pk": {"S": "CUSTOMER#cus_a"}, "sk": {"S": "ENTITLEMENTS"}}, ConsistentRead=True
+    )["Item"]
+    assert item["customer_id"] == {"S": "cus_a"}
+    assert item["livemode"] == {"BOOL": False}
+    assert item["features"] == {"M": {"prod_pro": {"M": {"source": {"S": "sub_cus_a"}}}}}
+    assert item["payment_issue"] == {"BOOL": False}
+    assert item["version"] == {"N": "1"}
+    assert item["deleted"] == {"BOOL": False}
+    assert "N" in item["updated_at"]
+
+
+def test_only_the_failing_message_is_reported_and_the_others_are_applied(aws: dict[str, Any]) -> None:
+    good = sub_event("active", T0 + 5, "cus_good")
+    poison = sub_event("active", T0 + 5, "cus_bad")
+    del poison["data"]["object"]["status"]
+    unknown = {
+        "id": "evt_u",
+        "object": "event",
+        "type": "payout.paid",
+        "created": T0,
+        "data": {"object": {"id": "po_1", "object": "payout"}},
+    }
+    event = {
+        "Records": [
+            _record("m-good", json.dumps(good)),
+            _record("m-poison", json.dumps(poison)),
+            _record("m-not-json", "{not json"),
+            _record("m-unknown", json.dumps(unknown)),
+        ]
+    }
+    response = worker.lambda_handler(event, LambdaContext())
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["m-not-json", "m-poison"]
+    reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
+    good_access = reader.entitlements("cus_good")
+    assert good_access is not None
+    assert good_access.has("prod_pro")
+    assert reader.entitlements("cus_bad") is None
+
+
+def test_redelivered_and_older_events_change_nothing(aws: dict[str, Any]) -> None:
+    newer = sub_event("past_due", T0 + 10)
+    older = sub_event("active", T0 + 5)
+    for body in (newer, newer, older):
+        worker.lambda_handler({"Records": [_record(str(uuid.uuid4()), json.dumps(body))]}, LambdaContext())
+    reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
+    access = reader.entitlements("cus_1")
+    assert access is not None
+    assert access.payment_issue
+    assert access.version == 1
+    ledger = aws["dynamodb"].get_item(
+        TableName=TABLE, Key={"pk": {"S": f"EVENT#{newer['id']}"}, "sk": {"S": "EVENT"}}
+    )
+    assert ledger["Item"]["customer_id"] == {"S": "cus_1"}
+    assert "N" in ledger["Item"]["expires_at"]
+
+
+def test_customer_is_found_by_the_applications_user_id(aws: dict[str, Any]) -> None:
+    ids = s.IdFactory(3)
+    customer = s.customer(ids, id="cus_1", created=T0, metadata={"user_id": "user-7"})
+    created = s.event(ids, "customer.created", customer, created=T0 + 1)
+    worker.lambda_handler(
+        {
+            "Records": [
+                _record("m1", json.dumps(created)),
+                _record("m2", json.dumps(sub_event("active", T0 + 2))),
+            ]
+        },
+        LambdaContext(),
+    )
+    reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
+    assert reader.customer_for_user("user-7") == "cus_1"
+    assert reader.customer_for_user("user-7", livemode=True) is None
+    access = reader.entitlements("cus_1")
+    assert access is not None
+    assert access.active_features(now=T0) == {"prod_pro"}
+
+
+def test_each_snapshot_event_costs_one_read_and_one_write_request(aws: dict[str, Any]) -> None:
+    calls: list[str] = []
+    import botocore.client
+
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return original(self, operation, params)
+
+    botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    try:
+        events = [
+            sub_event(status, T0 + i)
+            for i, status in enumerate(["incomplete", "active", "past_due", "active"])
+        ]
+        worker.lambda_handler(
+            {"Records": [_record(f"m{i}", json.dumps(e)) for i, e in enumerate(events)]}, LambdaContext()
+        )
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+    assert calls.count("TransactWriteItems") == 4
+    assert calls.count("Query") == 4
+    assert set(calls) == {"TransactWriteItems", "Query"}
+
+
+def _record(message_id: str, body: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "MessageGroupId": "g",
+            "MessageDeduplicationId": message_id,
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
+        "awsRegion": "us-east-1",
+    }

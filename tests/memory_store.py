@@ -1,0 +1,121 @@
+"""Test doubles for the applier's ports: an in-memory table that enforces the same conditions as the
+DynamoDB store (newer stamp, per-customer records_version, ledger), and a scripted Stripe API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.records import RecordKind, Snapshot
+from domain.sync import (
+    ConcurrentChange,
+    CustomerChange,
+    CustomerState,
+    DuplicateEvent,
+    StaleWrite,
+    StoredEntitlements,
+)
+
+
+@dataclass
+class MemoryStore:
+    records: dict[str, dict[tuple[RecordKind, str], Snapshot]] = field(default_factory=dict)
+    entitlements: dict[str, StoredEntitlements] = field(default_factory=dict)
+    records_versions: dict[str, int] = field(default_factory=dict)
+    ledger: set[str] = field(default_factory=set)
+    users: dict[tuple[str, bool], str] = field(default_factory=dict)
+    payments: dict[str, str] = field(default_factory=dict)
+    guests: dict[str, Snapshot] = field(default_factory=dict)
+    commits: int = 0
+    before_commit: Callable[[CustomerChange], None] | None = None
+
+    def load(self, customer_id: str) -> CustomerState:
+        return CustomerState(
+            customer_id,
+            dict(self.records.get(customer_id, {})),
+            self.entitlements.get(customer_id),
+            self.records_versions.get(customer_id, 0),
+        )
+
+    def commit(self, change: CustomerChange) -> None:
+        if self.before_commit is not None:
+            hook, self.before_commit = self.before_commit, None
+            hook(change)
+        if change.event_id in self.ledger:
+            raise DuplicateEvent(change.event_id)
+        stored = self.records.get(change.customer_id, {}).get(change.snapshot.key)
+        if stored is not None and not change.snapshot.stamp > stored.stamp:
+            raise StaleWrite(change.event_id)
+        if self.records_versions.get(change.customer_id, 0) != change.expected_records_version:
+            raise ConcurrentChange(change.customer_id)
+        self.commits += 1
+        self.ledger.add(change.event_id)
+        self.records.setdefault(change.customer_id, {})[change.snapshot.key] = change.snapshot
+        self.records_versions[change.customer_id] = change.expected_records_version + 1
+        self.entitlements[change.customer_id] = StoredEntitlements(
+            change.entitlements, change.entitlements_version, change.updated_at
+        )
+        for link in change.link_users:
+            self.users[(link.user_id, link.livemode)] = change.customer_id
+        for link in change.unlink_users:
+            if self.users.get((link.user_id, link.livemode)) == change.customer_id:
+                del self.users[(link.user_id, link.livemode)]
+        for intent in change.link_payment_intents:
+            self.payments[intent] = change.customer_id
+
+    def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
+        return self.payments.get(payment_intent_id or "")
+
+    def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
+        stored = self.guests.get(snapshot.record.id)
+        if stored is not None and not snapshot.stamp > stored.stamp:
+            return False
+        self.guests[snapshot.record.id] = snapshot
+        return True
+
+    def final_state(self) -> dict[str, Any]:
+        """What must not depend on delivery order: every record and every customer's access."""
+        return {
+            "records": {c: {k: s.record for k, s in recs.items()} for c, recs in self.records.items()},
+            "entitlements": {
+                c: (dict(e.entitlements.features), e.entitlements.payment_issue, e.entitlements.deleted)
+                for c, e in self.entitlements.items()
+            },
+            "users": dict(self.users),
+        }
+
+
+@dataclass
+class ScriptedStripe:
+    """Answers fetches from a dict of objects; records every call."""
+
+    objects: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    events: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    line_items: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    entitlement_keys: dict[str, list[str]] = field(default_factory=dict)
+    modes: tuple[bool, ...] = (False,)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def can_fetch(self, livemode: bool) -> bool:
+        return livemode in self.modes
+
+    def fetch_object(
+        self, object_type: str, object_id: str, livemode: bool, account: str | None
+    ) -> Mapping[str, Any]:
+        self.calls.append((object_type, object_id))
+        return self.objects[(object_type, object_id)]
+
+    def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Mapping[str, Any]:
+        self.calls.append(("event", event_id))
+        return self.events[event_id]
+
+    def checkout_line_items(
+        self, session_id: str, livemode: bool, account: str | None
+    ) -> list[Mapping[str, Any]]:
+        self.calls.append(("line_items", session_id))
+        return self.line_items[session_id]
+
+    def active_entitlement_keys(self, customer_id: str, livemode: bool, account: str | None) -> list[str]:
+        self.calls.append(("active_entitlements", customer_id))
+        return self.entitlement_keys[customer_id]
