@@ -83,6 +83,7 @@ class MemoryStore:
                 for c, e in self.entitlements.items()
             },
             "users": dict(self.users),
+            "guests": {object_id: snapshot.record for object_id, snapshot in self.guests.items()},
         }
 
 

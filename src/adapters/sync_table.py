@@ -311,5 +311,5 @@ def _condition_failure(error: TransactWriteError, change: CustomerChange) -> Exc
 
 
 def _connection() -> Connection:
-    meta = SyncItem.Meta
-    return Connection(region=meta.region, host=meta.host)
+    """The models' own connection, so transactions reuse its botocore client (created once)."""
+    return SyncItem._get_connection().connection

@@ -1,0 +1,102 @@
+"""The delivery-order property again, through the real DynamoDB store on moto, so that the conditional
+writes themselves (stamp order, records_version, ledger) are what keeps the table right."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from adapters import sync_table
+from domain.entitlements import EntitlementRules
+from domain.sync import EventApplier, RetryLater
+from local_runtime.scenarios import Scenario, ScenarioParams, all_scenarios
+
+SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
+RULES = EntitlementRules()
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            yield boto3.client("dynamodb")
+
+
+def fresh_table(client: Any) -> str:
+    name = f"order-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sync_table.configure(name)
+    return name
+
+
+def table_state(client: Any, table: str) -> dict[str, Any]:
+    """Every item, minus what legitimately depends on the number of writes (versions, times, ledger)."""
+    items = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    volatile = {"version", "updated_at", "records_version", "expires_at", "applied_at"}
+    state = {}
+    for item in items:
+        if item["pk"]["S"].startswith("EVENT#"):
+            continue
+        key = (item["pk"]["S"], item["sk"]["S"])
+        state[key] = json.dumps({k: v for k, v in item.items() if k not in volatile}, sort_keys=True)
+    return state
+
+
+def deliver(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
+    table = fresh_table(client)
+    applier = EventApplier(sync_table.DynamoCustomerStore(), RULES, clock=lambda: 2_000_000_000)
+    queue = deque((event, 1) for event in events)
+    while queue:
+        event, receive_count = queue.popleft()
+        try:
+            applier.apply(event)
+        except RetryLater:
+            assert receive_count < 5
+            queue.append((event, receive_count + 1))
+    return table_state(client, table)
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> tuple[Scenario, list[dict[str, Any]]]:
+    scenario = SCENARIOS[draw(st.sampled_from(sorted(SCENARIOS)))]
+    delivered = list(draw(st.permutations(scenario.events)))
+    for event in draw(st.lists(st.sampled_from(scenario.events), max_size=4)):
+        delivered.insert(draw(st.integers(0, len(delivered))), event)
+    return scenario, delivered
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=deliveries())
+def test_shuffled_and_duplicated_delivery_leaves_the_same_table(
+    dynamodb: Any, case: tuple[Scenario, list[dict[str, Any]]]
+) -> None:
+    scenario, delivered = case
+    assert deliver(dynamodb, delivered) == deliver(dynamodb, scenario.events)
