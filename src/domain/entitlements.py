@@ -270,7 +270,9 @@ def _purchase_grants(
     if purchase.line_items:
         return [(rules.features_for(i.product_id, i.lookup_key), i.product_id) for i in purchase.line_items]
     if purchase.metadata_features:
-        return [(purchase.metadata_features, None)]
+        return [(purchase.metadata_features, purchase.metadata_product_id)]
+    if purchase.metadata_product_id:
+        return [(rules.features_for(purchase.metadata_product_id, None), purchase.metadata_product_id)]
     return []
 
 
@@ -281,6 +283,7 @@ def purchase_is_unresolved(purchase: PurchaseRecord) -> bool:
         and purchase.is_paid
         and not purchase.line_items
         and not purchase.metadata_features
+        and not purchase.metadata_product_id
     )
 
 

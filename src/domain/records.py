@@ -116,7 +116,10 @@ class PurchaseRecord:
     client_reference_id: str | None
     created: int
     line_items: tuple[PurchasedItem, ...] | None  # None: not fetched (no API key)
-    metadata_features: tuple[str, ...]  # fallback grant from metadata["features"] when items are unknown
+    # Fallbacks when the line items are unknown: metadata["features"] (comma-separated), else
+    # metadata["product_id"], mapped like a line item of that product.
+    metadata_features: tuple[str, ...]
+    metadata_product_id: str | None = None
 
     @property
     def is_paid(self) -> bool:

@@ -284,6 +284,7 @@ def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
         created=int(obj.get("created") or 0),
         line_items=items,
         metadata_features=_features_from_metadata(metadata),
+        metadata_product_id=_metadata_product(metadata),
     )
 
 
@@ -300,7 +301,6 @@ def purchased_item(line: Json) -> PurchasedItem:
 
 def _payment(obj: Json, _event_type: str, _as_of: int) -> PaymentRecord:
     metadata = _mapping(obj.get("metadata"))
-    product = metadata.get("product_id") or metadata.get("product")
     return PaymentRecord(
         id=_id(obj),
         customer_id=_customer(obj),
@@ -308,7 +308,7 @@ def _payment(obj: Json, _event_type: str, _as_of: int) -> PaymentRecord:
         status=str(obj["status"]),
         created=int(obj.get("created") or 0),
         metadata_features=_features_from_metadata(metadata),
-        metadata_product_id=str(product) if product else None,
+        metadata_product_id=_metadata_product(metadata),
     )
 
 
@@ -378,6 +378,11 @@ def _features_from_metadata(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(raw, str):
         return ()
     return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
+
+
+def _metadata_product(metadata: Json) -> str | None:
+    product = metadata.get("product_id") or metadata.get("product")
+    return str(product) if product else None
 
 
 def _mapping(value: Any) -> Json:

@@ -224,7 +224,9 @@ class EventApplier:
                 )
             snapshot = self._carry_over(snapshot, existing, calls)
             if isinstance(snapshot.record, PurchaseRecord) and purchase_is_unresolved(snapshot.record):
-                notes.append("paid purchase with unknown products: set STRIPE_API_KEY or metadata.features")
+                notes.append(
+                    "paid purchase with unknown products: set STRIPE_API_KEY, or metadata product_id / features"
+                )
             change = self._change(event, state, snapshot)
             try:
                 self._store.commit(change)

@@ -208,6 +208,10 @@ def test_only_a_lost_dispute_takes_the_purchase_back(status: str, granted: bool)
 
 def test_purchase_without_line_items_falls_back_to_metadata_features() -> None:
     assert set(features(purchase(line_items=None, metadata_features=("ebook",)))) == {"ebook"}
+    by_product = purchase(line_items=None, metadata_product_id="prod_book")
+    assert features(by_product) == {"prod_book": Grant(None, "cs_1")}
+    rules = EntitlementRules.from_mapping({"features_by_product": {"prod_book": ["library"]}})
+    assert set(features(by_product, rules=rules)) == {"library"}
     assert features(purchase(line_items=None)) == {}
 
 

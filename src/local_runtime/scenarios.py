@@ -1,0 +1,1535 @@
+"""Named sequences of Stripe webhook events for one customer, in the order Stripe creates them.
+
+Based on these Stripe documentation pages:
+
+* Using webhooks with subscriptions: https://docs.stripe.com/billing/subscriptions/webhooks
+* How subscriptions work (statuses, lifecycle, failed payments, voiding and marking invoices
+  uncollectible): https://docs.stripe.com/billing/subscriptions/overview
+* Free trials, `trial_will_end` three days ahead, and
+  `trial_settings.end_behavior.missing_payment_method` (cancel | pause | create_invoice):
+  https://docs.stripe.com/billing/subscriptions/trials
+* Pause payment collection (`pause_collection` never changes the status; only a trial ending
+  without a payment method leads to `status=paused`): https://docs.stripe.com/billing/subscriptions/pause-payment
+* Test clocks: https://docs.stripe.com/billing/testing/test-clocks
+* Fulfil Checkout orders, delayed payment methods (`payment_status` unpaid, then
+  `checkout.session.async_payment_succeeded` / `_failed`), expiry: https://docs.stripe.com/checkout/fulfillment
+* Refunds: https://docs.stripe.com/refunds; disputes: https://docs.stripe.com/disputes/how-disputes-work
+* Entitlements: https://docs.stripe.com/billing/entitlements
+* Event ordering is not guaranteed: https://docs.stripe.com/webhooks#event-ordering
+* API versions: https://docs.stripe.com/changelog/basil/2025-03-31/deprecate-subscription-current-period-start-and-end,
+  https://docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects,
+  https://docs.stripe.com/changelog/endive/2026-09-30/invoice-uncollectible-status-detail
+* Accounts v2 customers (`customer_account`): https://docs.stripe.com/accounts-v2/use-accounts-as-customers
+
+Where the documentation does not fix an order, the sequences follow event logs people have
+published: at a Checkout signup `checkout.session.completed` is created last, after the first
+invoice is paid and the subscription is active; at a renewal `invoice.created` comes with the
+`customer.subscription.updated` that moves the period, and the invoice is finalized and charged
+about an hour later.
+
+Every scenario gives its events distinct, strictly increasing `created` seconds, except
+`signup_burst`, where all of them share one second, as Stripe often does at signup.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from local_runtime import stripe_samples as samples
+from local_runtime.stripe_samples import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
+
+DAY = 86400
+HOUR = 3600
+DEFAULT_START = 1767225600  # 2026-01-01T00:00:00Z
+
+
+@dataclass(frozen=True)
+class ScenarioParams:
+    """Who and what a scenario is about. `customer_id` may be a `cus_…` or, for Accounts v2, an
+    `acct_…` id (then objects carry `customer_account` and no Customer object exists)."""
+
+    customer_id: str = "cus_R7fTQm2pLx9bNc"
+    user_id: str = "user_1001"
+    product_id: str = "prod_SamplePro0001"
+    price_id: str = "price_1SamplePro0Monthly0001"
+    lookup_key: str | None = "pro_monthly"
+    unit_amount: int = 2000
+    upgrade_product_id: str = "prod_SampleTeam001"
+    upgrade_price_id: str = "price_1SampleTeam0Monthly001"
+    upgrade_lookup_key: str | None = "team_monthly"
+    upgrade_unit_amount: int = 5000
+    metered_product_id: str = "prod_SampleApi0001"
+    metered_price_id: str = "price_1SampleApiCalls0Meter1"
+    metered_lookup_key: str | None = "api_calls_metered"
+    one_time_product_id: str = "prod_SampleCourse1"
+    one_time_price_id: str = "price_1SampleCourse0Once0001"
+    one_time_lookup_key: str | None = "course_lifetime"
+    one_time_amount: int = 9900
+    currency: str = "usd"
+    features: tuple[FeatureSpec, ...] = (
+        FeatureSpec("pro_reports", "Pro reports"),
+        FeatureSpec("priority_support", "Priority support"),
+    )
+    start: int = DEFAULT_START
+    api: ApiShape = "current"
+    livemode: bool = False
+    # The Connect account the events come from (events then carry `account`).
+    account: str | None = None
+    # Used by the Accounts v2 and Connect variants in `all_scenarios`.
+    accounts_v2_customer: str = "acct_1SampleCustomerAcct01"
+    connect_account: str = "acct_1SampleConnectedAcct1"
+
+    @property
+    def pro_price(self) -> PriceSpec:
+        return PriceSpec(
+            self.price_id, self.product_id, self.lookup_key, self.unit_amount, self.currency, nickname="Pro"
+        )
+
+    @property
+    def upgrade_price(self) -> PriceSpec:
+        return PriceSpec(
+            self.upgrade_price_id,
+            self.upgrade_product_id,
+            self.upgrade_lookup_key,
+            self.upgrade_unit_amount,
+            self.currency,
+            nickname="Team",
+        )
+
+    @property
+    def metered_price(self) -> PriceSpec:
+        return PriceSpec(
+            self.metered_price_id,
+            self.metered_product_id,
+            self.metered_lookup_key,
+            unit_amount=1,
+            currency=self.currency,
+            usage_type="metered",
+            nickname="API calls",
+        )
+
+    @property
+    def one_time_price(self) -> PriceSpec:
+        return PriceSpec(
+            self.one_time_price_id,
+            self.one_time_product_id,
+            self.one_time_lookup_key,
+            self.one_time_amount,
+            self.currency,
+            recurring=False,
+            nickname="Video course",
+        )
+
+
+DEFAULT_PARAMS = ScenarioParams()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One customer's events, and what the Stripe API would answer afterwards.
+
+    `expected_access` is a sentence for people (the demo prints it), not an assertion format.
+    `api_objects` holds the final state of every object by id as the API returns it at the SDK's
+    version (`current` shape), for fetch mocks and tie-breaking; `api_lists` holds list answers by
+    request path (Checkout line items, active entitlements).
+    """
+
+    name: str
+    customer_id: str | None
+    story: str
+    expected_access: str
+    events: list[JsonObject]
+    api_objects: dict[str, JsonObject] = field(default_factory=dict)
+    api_lists: dict[str, JsonObject] = field(default_factory=dict)
+
+    def bodies(self) -> list[bytes]:
+        return [render(event) for event in self.events]
+
+
+def render(event: JsonObject) -> bytes:
+    """The exact bytes Stripe posts: pretty-printed JSON with two-space indents, UTF-8."""
+    return json.dumps(event, indent=2, ensure_ascii=False).encode()
+
+
+def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
+    """A `Stripe-Signature` header for `payload`, as Stripe computes it (scheme v1)."""
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def add_months(timestamp: int, months: int) -> int:
+    """Stripe's monthly periods: same day of month, clamped to the month's last day."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return int(moment.replace(year=year, month=month, day=day).timestamp())
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+type Request = tuple[str, str] | None
+
+
+class _Tracked:
+    """One Stripe object whose successive snapshots the story emits."""
+
+    def __init__(self, build: Callable[..., JsonObject], fields: dict[str, Any]) -> None:
+        self._build = build
+        self.fields = fields
+        self.current = build(**fields)
+
+    @property
+    def id(self) -> str:
+        return str(self.current["id"])
+
+    def change(self, **changes: Any) -> tuple[JsonObject, JsonObject]:
+        before = self.current
+        self.fields.update(changes)
+        self.current = self._build(**self.fields)
+        return before, self.current
+
+    def fetched(self) -> JsonObject:
+        # The worker fetches with the pinned SDK, whatever version the webhook endpoint uses.
+        if "api" in self.fields:
+            return self._build(**{**self.fields, "api": "current"})
+        return self.current
+
+
+class _Story:
+    def __init__(self, name: str, params: ScenarioParams, *, same_second: bool = False) -> None:
+        self.name = name
+        self.p = params
+        self.ids = IdFactory(f"{name}|{params.customer_id}|{params.api}|{params.livemode}|{params.account}")
+        self.events: list[JsonObject] = []
+        self.same_second = same_second
+        # Test clocks: objects live in simulated time while events are created in real time;
+        # once set, events are created at this real time onwards, whatever the simulated time.
+        self.real_time: int | None = None
+        self.test_clock: str | None = None
+        self.period = (params.start, add_months(params.start, 1))
+        self.payment_method = samples.derived_id("pm", params.customer_id)
+        self._last_created: int | None = None
+        self._tracked: list[_Tracked] = []
+        self._deleted_customers: set[str] = set()
+        self.api_lists: dict[str, JsonObject] = {}
+
+    @property
+    def accounts_v2(self) -> bool:
+        return self.p.customer_id.startswith("acct_")
+
+    @property
+    def customer(self) -> str | None:
+        return None if self.accounts_v2 else self.p.customer_id
+
+    @property
+    def customer_account(self) -> str | None:
+        return self.p.customer_id if self.accounts_v2 else None
+
+    def request(self) -> Request:
+        return self.ids("req"), self.ids.idempotency_key()
+
+    def track(self, build: Callable[..., JsonObject], **fields: Any) -> _Tracked:
+        tracked = _Tracked(partial(build, self.ids), fields)
+        self._tracked.append(tracked)
+        return tracked
+
+    def emit(
+        self, type: str, obj: JsonObject, at: int, request: Request, previous: JsonObject | None = None
+    ) -> int:
+        created = at if self.real_time is None else self.real_time
+        if not self.same_second and self._last_created is not None and created <= self._last_created:
+            created = self._last_created + 1
+        self._last_created = created
+        self.events.append(
+            samples.event(
+                self.ids,
+                type,
+                obj,
+                created=created,
+                livemode=self.p.livemode,
+                account=self.p.account,
+                previous_attributes=previous,
+                api_version=samples.api_version_for(self.p.api),
+                request_id=request[0] if request else None,
+                idempotency_key=request[1] if request else None,
+            )
+        )
+        return created
+
+    def emit_current(self, type: str, tracked: _Tracked, at: int, request: Request) -> None:
+        self.emit(type, tracked.current, at, request)
+
+    def update(self, type: str, tracked: _Tracked, at: int, request: Request, **changes: Any) -> None:
+        """An `*.updated` event: carries `previous_attributes`."""
+        before, after = tracked.change(**changes)
+        self.emit(type, after, at, request, samples.previous_attributes(before, after))
+
+    def transition(self, type: str, tracked: _Tracked, at: int, request: Request, **changes: Any) -> None:
+        """Any other event about a changed object (invoice.paid, customer.subscription.deleted…)."""
+        tracked.change(**changes)
+        self.emit(type, tracked.current, at, request)
+
+    def find(self, object_id: str) -> _Tracked:
+        return next(tracked for tracked in self._tracked if tracked.current.get("id") == object_id)
+
+    def delete_customer(self, customer_id: str) -> None:
+        self._deleted_customers.add(customer_id)
+
+    def scenario(self, story: str, expected_access: str) -> Scenario:
+        objects: dict[str, JsonObject] = {}
+        for tracked in self._tracked:
+            if "id" in tracked.current:
+                objects[tracked.id] = tracked.fetched()
+        for customer_id in self._deleted_customers:
+            objects[customer_id] = samples.deleted_customer(customer_id)
+        return Scenario(
+            name=self.name,
+            customer_id=self.p.customer_id,
+            story=story,
+            expected_access=expected_access,
+            events=self.events,
+            api_objects=objects,
+            api_lists=dict(self.api_lists),
+        )
+
+
+def _new_customer(story: _Story, at: int, request: Request) -> _Tracked | None:
+    if story.accounts_v2:
+        return None  # an Accounts v2 customer is an Account: no Customer object, no customer.* events
+    customer = story.track(
+        samples.customer,
+        id=story.p.customer_id,
+        created=at,
+        metadata={"user_id": story.p.user_id},
+        livemode=story.p.livemode,
+        test_clock=story.test_clock,
+    )
+    story.emit_current("customer.created", customer, at, request)
+    return customer
+
+
+def _new_subscription(
+    story: _Story,
+    at: int,
+    items: list[ItemSpec],
+    *,
+    status: samples.SubscriptionStatus,
+    period_end: int,
+    trial: bool = False,
+    missing_payment_method: samples.MissingPaymentMethod = "create_invoice",
+    default_payment_method: str | None = None,
+) -> _Tracked:
+    story.period = (at, period_end)
+    return story.track(
+        samples.subscription,
+        billing_cycle_anchor=period_end if trial else at,
+        id=story.ids("sub"),
+        customer=story.customer,
+        customer_account=story.customer_account,
+        items=items,
+        status=status,
+        created=at,
+        period_start=at,
+        period_end=period_end,
+        api=story.p.api,
+        livemode=story.p.livemode,
+        trial_start=at if trial else None,
+        trial_end=period_end if trial else None,
+        missing_payment_method=missing_payment_method,
+        default_payment_method=default_payment_method,
+        metadata={"user_id": story.p.user_id},
+        test_clock=story.test_clock,
+    )
+
+
+def _new_invoice(
+    story: _Story,
+    subscription: _Tracked,
+    at: int,
+    *,
+    billing_reason: samples.BillingReason,
+    period: tuple[int, int],
+    line_period: tuple[int, int],
+    items: list[ItemSpec] | None = None,
+    amount_due: int | None = None,
+    metered_usage: int = 0,
+    proration: bool = False,
+    trial: bool = False,
+) -> _Tracked:
+    return story.track(
+        samples.invoice,
+        id=story.ids("in"),
+        customer=story.customer,
+        customer_account=story.customer_account,
+        subscription=subscription.id,
+        items=items if items is not None else subscription.fields["items"],
+        status="draft",
+        billing_reason=billing_reason,
+        created=at,
+        period_start=period[0],
+        period_end=period[1],
+        line_period_start=line_period[0],
+        line_period_end=line_period[1],
+        api=story.p.api,
+        livemode=story.p.livemode,
+        amount_due=amount_due,
+        metered_usage=metered_usage,
+        proration=proration,
+        trial=trial,
+        subscription_metadata={"user_id": story.p.user_id},
+        test_clock=story.test_clock,
+    )
+
+
+def _payment_intent(
+    story: _Story,
+    invoice: _Tracked | None,
+    at: int,
+    amount: int,
+    status: samples.PaymentIntentStatus,
+    **kw: Any,
+) -> _Tracked:
+    return story.track(
+        samples.payment_intent,
+        id=story.ids("pi"),
+        amount=amount,
+        currency=story.p.currency,
+        customer=story.customer,
+        customer_account=story.customer_account,
+        status=status,
+        created=at,
+        invoice=invoice.id if invoice else None,
+        api=story.p.api,
+        livemode=story.p.livemode,
+        **kw,
+    )
+
+
+def _finalize(story: _Story, invoice: _Tracked, at: int, request: Request) -> None:
+    story.transition("invoice.finalized", invoice, at, request, status="open", finalized_at=at)
+
+
+def _collect(story: _Story, invoice: _Tracked, at: int, request: Request, *, attempt: int = 1) -> None:
+    """A successful charge of an open invoice: payment_intent.succeeded, invoice.paid, payment_succeeded."""
+    amount = int(invoice.current["amount_due"])
+    intent_id = invoice.fields.get("payment_intent")
+    if amount > 0:
+        if intent_id is None:
+            intent = _payment_intent(
+                story,
+                invoice,
+                at,
+                amount,
+                "succeeded",
+                latest_charge=story.ids("ch"),
+                payment_method=story.payment_method,
+                description=_intent_description(invoice),
+            )
+        else:
+            intent = story.find(intent_id)
+            intent.change(status="succeeded", declined=False, latest_charge=story.ids("ch"))
+        story.emit_current("payment_intent.succeeded", intent, at, request)
+        intent_id = intent.id
+    story.transition(
+        "invoice.paid",
+        invoice,
+        at,
+        request,
+        status="paid",
+        attempted=True,
+        attempt_count=attempt if amount > 0 else 0,
+        paid_at=at,
+        next_payment_attempt=None,
+        payment_intent=intent_id,
+    )
+    story.emit_current("invoice.payment_succeeded", invoice, at, request)
+
+
+def _intent_description(invoice: _Tracked) -> str:
+    reason = invoice.fields["billing_reason"]
+    return "Subscription creation" if reason == "subscription_create" else "Subscription update"
+
+
+def _fail(
+    story: _Story,
+    invoice: _Tracked,
+    at: int,
+    *,
+    attempt: int,
+    next_attempt: int | None,
+    action_required: bool = False,
+) -> None:
+    """A failed (or authentication-needing) charge of an open invoice."""
+    amount = int(invoice.current["amount_due"])
+    intent_id = invoice.fields.get("payment_intent")
+    status: samples.PaymentIntentStatus = "requires_action" if action_required else "requires_payment_method"
+    if intent_id is None:
+        intent = _payment_intent(
+            story,
+            invoice,
+            at,
+            amount,
+            status,
+            payment_method=story.payment_method,
+            declined=not action_required,
+            description=_intent_description(invoice),
+        )
+        invoice.change(payment_intent=intent.id)
+    else:
+        intent = story.find(intent_id)
+    if not action_required:
+        story.emit_current("payment_intent.payment_failed", intent, at, None)
+    story.transition(
+        "invoice.payment_action_required" if action_required else "invoice.payment_failed",
+        invoice,
+        at,
+        None,
+        attempted=True,
+        attempt_count=attempt,
+        next_payment_attempt=next_attempt,
+    )
+
+
+def _signup(
+    story: _Story, items: list[ItemSpec] | None = None, *, metered_usage: int = 0
+) -> tuple[_Tracked, _Tracked]:
+    """Subscription created through the API and paid at once (charge_automatically)."""
+    at = story.p.start
+    request = story.request()
+    items = items or [ItemSpec(story.p.pro_price)]
+    _new_customer(story, at, request)
+    subscription = _new_subscription(story, at, items, status="incomplete", period_end=add_months(at, 1))
+    first = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=story.period,
+        metered_usage=metered_usage,
+    )
+    subscription.change(latest_invoice=first.id)
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", first, at, request)
+    _finalize(story, first, at, request)
+    _collect(story, first, at, request)
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        at,
+        request,
+        status="active",
+        default_payment_method=story.payment_method,
+    )
+    return subscription, first
+
+
+def _renew(
+    story: _Story,
+    subscription: _Tracked,
+    *,
+    metered_usage: int = 0,
+    upcoming: bool = False,
+    **subscription_changes: Any,
+) -> _Tracked:
+    """The period ends: Stripe creates the next invoice and moves the subscription's period
+    (with `subscription_changes` in the same update, such as a trial turning active).
+
+    Returns the draft invoice; Stripe finalizes and charges it about an hour later.
+    """
+    old_start, old_end = story.period
+    new_end = add_months(old_end, 1)
+    if upcoming:
+        preview = samples.invoice(
+            story.ids,
+            customer=story.customer,
+            customer_account=story.customer_account,
+            subscription=subscription.id,
+            items=subscription.fields["items"],
+            status="draft",
+            billing_reason="upcoming",
+            created=old_end - 3 * DAY,
+            period_start=old_start,
+            period_end=old_end,
+            line_period_start=old_end,
+            line_period_end=new_end,
+            api=story.p.api,
+            livemode=story.p.livemode,
+            subscription_metadata={"user_id": story.p.user_id},
+            test_clock=story.test_clock,
+            upcoming=True,
+        )
+        story.emit("invoice.upcoming", preview, old_end - 3 * DAY, None)
+    invoice = _new_invoice(
+        story,
+        subscription,
+        old_end,
+        billing_reason="subscription_cycle",
+        period=(old_start, old_end),
+        line_period=(old_end, new_end),
+        metered_usage=metered_usage,
+    )
+    story.emit_current("invoice.created", invoice, old_end, None)
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        old_end,
+        None,
+        period_start=old_end,
+        period_end=new_end,
+        latest_invoice=invoice.id,
+        **subscription_changes,
+    )
+    story.period = (old_end, new_end)
+    return invoice
+
+
+def _trial_signup(
+    story: _Story,
+    *,
+    missing_payment_method: samples.MissingPaymentMethod,
+    with_payment_method: bool,
+    trial_days: int = 14,
+) -> tuple[_Tracked, int]:
+    """A trial: subscription `trialing`, a $0 invoice paid at once, trial_will_end 3 days ahead."""
+    at = story.p.start
+    request = story.request()
+    trial_end = at + trial_days * DAY
+    _new_customer(story, at, request)
+    subscription = _new_subscription(
+        story,
+        at,
+        [ItemSpec(story.p.pro_price)],
+        status="trialing",
+        period_end=trial_end,
+        trial=True,
+        missing_payment_method=missing_payment_method,
+        default_payment_method=story.payment_method if with_payment_method else None,
+    )
+    zero = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=(at, trial_end),
+        amount_due=0,
+        trial=True,
+    )
+    subscription.change(latest_invoice=zero.id)
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", zero, at, request)
+    _finalize(story, zero, at, request)
+    _collect(story, zero, at, request)
+    story.emit_current("customer.subscription.trial_will_end", subscription, trial_end - 3 * DAY, None)
+    return subscription, trial_end
+
+
+def _one_time_checkout(
+    story: _Story, *, delayed: bool = False, guest: bool = False
+) -> tuple[_Tracked, _Tracked, _Tracked]:
+    """A Checkout payment-mode purchase. Returns (session, payment intent, charge)."""
+    p = story.p
+    at = p.start
+    request = story.request()
+    customer = None if guest else story.customer
+    customer_account = None if guest else story.customer_account
+    if not guest:
+        _new_customer(story, at - 600, story.request())
+    methods = ("us_bank_account",) if delayed else ("card",)
+    charge_id = story.ids("ch")
+    intent = story.track(
+        samples.payment_intent,
+        id=story.ids("pi"),
+        amount=p.one_time_amount,
+        currency=p.currency,
+        customer=customer,
+        customer_account=customer_account,
+        status="processing" if delayed else "succeeded",
+        created=at - 120,
+        latest_charge=charge_id,
+        payment_method=story.payment_method,
+        payment_method_types=methods,
+        metadata={"user_id": p.user_id} if not guest else {},
+        api=p.api,
+        livemode=p.livemode,
+    )
+    charge = story.track(
+        samples.charge,
+        id=charge_id,
+        amount=p.one_time_amount,
+        currency=p.currency,
+        customer=customer,
+        payment_intent=intent.id,
+        created=at,
+        status="pending" if delayed else "succeeded",
+        payment_method=story.payment_method,
+        livemode=p.livemode,
+    )
+    session = story.track(
+        samples.checkout_session,
+        id=story.ids("cs_live" if p.livemode else "cs_test"),
+        mode="payment",
+        status="complete",
+        payment_status="unpaid" if delayed else "paid",
+        customer=customer,
+        customer_account=customer_account,
+        customer_creation="if_required" if guest else None,
+        client_reference_id=None if guest else p.user_id,
+        payment_intent=intent.id,
+        amount_total=p.one_time_amount,
+        currency=p.currency,
+        metadata={"price_id": p.one_time_price_id, "product_id": p.one_time_product_id},
+        created=at - 300,
+        livemode=p.livemode,
+        payment_method_types=methods,
+    )
+    story.api_lists[f"/v1/checkout/sessions/{session.id}/line_items"] = samples.checkout_line_items(
+        session_id=session.id, prices=[(p.one_time_price, 1)], livemode=p.livemode
+    )
+    if not delayed:
+        story.emit_current("payment_intent.succeeded", intent, at, request)
+    story.emit_current("checkout.session.completed", session, at, request)
+    return session, intent, charge
+
+
+def _settle_delayed(
+    story: _Story, session: _Tracked, intent: _Tracked, charge: _Tracked, at: int, *, succeeded: bool
+) -> None:
+    if succeeded:
+        charge.change(status="succeeded", created=charge.fields["created"])
+        story.transition("payment_intent.succeeded", intent, at, None, status="succeeded")
+        story.transition("checkout.session.async_payment_succeeded", session, at, None, payment_status="paid")
+    else:
+        charge.change(status="failed")
+        story.transition(
+            "payment_intent.payment_failed", intent, at, None, status="requires_payment_method", declined=True
+        )
+        story.emit_current("checkout.session.async_payment_failed", session, at, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Subscriptions: signup
+# --------------------------------------------------------------------------------------------
+
+
+def _checkout_signup(name: str, params: ScenarioParams, *, same_second: bool) -> _Story:
+    story = _Story(name, params, same_second=same_second)
+    p = params
+    at = p.start
+    request = story.request()
+    items = [ItemSpec(p.pro_price)]
+    _new_customer(story, at, request)
+    subscription = _new_subscription(story, at, items, status="incomplete", period_end=add_months(at, 1))
+    first = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=story.period,
+    )
+    subscription.change(latest_invoice=first.id)
+    session = story.track(
+        samples.checkout_session,
+        id=story.ids("cs_live" if p.livemode else "cs_test"),
+        mode="subscription",
+        status="complete",
+        payment_status="paid",
+        customer=story.customer,
+        customer_account=story.customer_account,
+        client_reference_id=p.user_id,
+        subscription=subscription.id,
+        invoice=first.id,
+        amount_total=p.unit_amount,
+        currency=p.currency,
+        metadata={"price_id": p.price_id},
+        created=at - 120,
+        livemode=p.livemode,
+    )
+    story.api_lists[f"/v1/checkout/sessions/{session.id}/line_items"] = samples.checkout_line_items(
+        session_id=session.id, prices=[(p.pro_price, 1)], livemode=p.livemode
+    )
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", first, at, request)
+    _finalize(story, first, at, request)
+    _collect(story, first, at, request)
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        at,
+        request,
+        status="active",
+        default_payment_method=story.payment_method,
+    )
+    # Created last: the session completes once the first invoice is paid.
+    story.emit_current("checkout.session.completed", session, at, request)
+    return story
+
+
+def signup_paid(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    return _signup_paid("signup_paid", params)
+
+
+def _signup_paid(name: str, params: ScenarioParams, story_note: str = "") -> Scenario:
+    story = _checkout_signup(name, params, same_second=False)
+    return story.scenario(
+        "Checkout in subscription mode with client_reference_id: the subscription is created "
+        "incomplete, its first invoice is paid, it turns active; checkout.session.completed comes last."
+        + story_note,
+        f"Active: the Pro plan's features until {_when(story.period[1])}; the customer is found by "
+        f"user id {params.user_id}.",
+    )
+
+
+def signup_burst(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _checkout_signup("signup_burst", params, same_second=True)
+    return story.scenario(
+        "The signup_paid events, all created in the same second: `created` cannot order them "
+        "(customer.subscription.created says incomplete, customer.subscription.updated says active).",
+        f"Active until {_when(story.period[1])}, provided the tie is settled by fetching the "
+        "subscription (or by the documented ranking), not by arrival order.",
+    )
+
+
+def signup_incomplete_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("signup_incomplete_expired", params)
+    at = params.start
+    request = story.request()
+    _new_customer(story, at, request)
+    subscription = _new_subscription(
+        story, at, [ItemSpec(params.pro_price)], status="incomplete", period_end=add_months(at, 1)
+    )
+    first = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=story.period,
+    )
+    subscription.change(latest_invoice=first.id)
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", first, at, request)
+    _finalize(story, first, at, request)
+    _fail(story, first, at, attempt=1, next_attempt=None)
+    expired = at + 23 * HOUR
+    story.transition(
+        "invoice.voided", first, expired, None, status="void", voided_at=expired, next_payment_attempt=None
+    )
+    story.update("customer.subscription.updated", subscription, expired, None, status="incomplete_expired")
+    return story.scenario(
+        "The first payment fails; 23 hours later the subscription is incomplete_expired and its "
+        "invoice void.",
+        "No access: the subscription never became active.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Subscriptions: trials
+# --------------------------------------------------------------------------------------------
+
+
+def trial_converts(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("trial_converts", params)
+    subscription, trial_end = _trial_signup(story, missing_payment_method="cancel", with_payment_method=True)
+    invoice = _renew(story, subscription, status="active")
+    _finalize(story, invoice, trial_end + HOUR, None)
+    _collect(story, invoice, trial_end + HOUR, None)
+    return story.scenario(
+        "A 14-day trial with a card on file: trialing, trial_will_end 3 days before the end, then "
+        "the first real invoice is paid and the subscription turns active.",
+        f"Active after the trial: the Pro plan's features until {_when(story.period[1])}.",
+    )
+
+
+def trial_ends_without_payment_method(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("trial_ends_without_payment_method", params)
+    subscription, trial_end = _trial_signup(story, missing_payment_method="cancel", with_payment_method=False)
+    story.transition(
+        "customer.subscription.deleted",
+        subscription,
+        trial_end,
+        None,
+        status="canceled",
+        canceled_at=trial_end,
+        ended_at=trial_end,
+    )
+    return story.scenario(
+        "A trial without a payment method and end_behavior.missing_payment_method=cancel: the "
+        "subscription is canceled when the trial ends.",
+        f"Access during the trial only; none after {_when(trial_end)}.",
+    )
+
+
+def trial_ends_without_payment_method_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("trial_ends_without_payment_method_paused", params)
+    subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
+    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
+    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    return story.scenario(
+        "A trial without a payment method and end_behavior.missing_payment_method=pause: the "
+        "subscription turns paused when the trial ends (no invoice).",
+        f"No access after {_when(trial_end)} while paused; it comes back if the customer resumes.",
+    )
+
+
+def trial_ends_without_payment_method_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("trial_ends_without_payment_method_invoice", params)
+    subscription, trial_end = _trial_signup(
+        story, missing_payment_method="create_invoice", with_payment_method=False
+    )
+    invoice = _renew(story, subscription, status="active")
+    _finalize(story, invoice, trial_end + HOUR, None)
+    _fail(story, invoice, trial_end + HOUR, attempt=1, next_attempt=trial_end + 3 * DAY)
+    story.update("customer.subscription.updated", subscription, trial_end + HOUR, None, status="past_due")
+    return story.scenario(
+        "A trial without a payment method and missing_payment_method=create_invoice: the first "
+        "invoice cannot be paid and the subscription goes past_due.",
+        f"past_due since {_when(trial_end + HOUR)}: access for the grace period only, "
+        "payment problem flagged.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Subscriptions: renewals and failed payments
+# --------------------------------------------------------------------------------------------
+
+
+def renewal(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("renewal", params)
+    subscription, _ = _signup(story)
+    invoice = _renew(story, subscription, upcoming=True)
+    finalized = story.period[0] + HOUR
+    _finalize(story, invoice, finalized, None)
+    _collect(story, invoice, finalized, None)
+    return story.scenario(
+        "An active subscription renews: invoice.upcoming (a preview without an id) 3 days ahead, "
+        "then the next invoice, the period moves, and the invoice is paid an hour later.",
+        f"Active: the Pro plan's features until {_when(story.period[1])}.",
+    )
+
+
+def _renewal_fails(story: _Story) -> tuple[_Tracked, _Tracked, int]:
+    subscription, _ = _signup(story)
+    invoice = _renew(story, subscription)
+    failed_at = story.period[0] + HOUR
+    _finalize(story, invoice, failed_at, None)
+    _fail(story, invoice, failed_at, attempt=1, next_attempt=failed_at + 3 * DAY)
+    story.update("customer.subscription.updated", subscription, failed_at, None, status="past_due")
+    return subscription, invoice, failed_at
+
+
+def payment_failed_then_recovered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("payment_failed_then_recovered", params)
+    subscription, invoice, failed_at = _renewal_fails(story)
+    retry = failed_at + 3 * DAY
+    _collect(story, invoice, retry, None, attempt=2)
+    story.update("customer.subscription.updated", subscription, retry, None, status="active")
+    return story.scenario(
+        "The renewal payment fails (past_due); Stripe's retry 3 days later succeeds (active).",
+        f"Active: the Pro plan's features until {_when(story.period[1])}; no payment problem any more.",
+    )
+
+
+def _retries_exhausted(story: _Story, invoice: _Tracked, failed_at: int) -> int:
+    last = failed_at
+    for attempt, days in ((2, 3), (3, 5), (4, 7)):
+        last = failed_at + days * DAY
+        _fail(story, invoice, last, attempt=attempt, next_attempt=None if attempt == 4 else last + 2 * DAY)
+    return last
+
+
+def payment_failed_then_unpaid(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("payment_failed_then_unpaid", params)
+    subscription, invoice, failed_at = _renewal_fails(story)
+    last = _retries_exhausted(story, invoice, failed_at)
+    story.update("customer.subscription.updated", subscription, last, None, status="unpaid")
+    return story.scenario(
+        "The renewal payment fails and every retry fails; the subscription settings say 'mark unpaid': "
+        "the subscription turns unpaid and its invoice stays open.",
+        f"No access since {_when(last)} (unpaid); payment problem flagged.",
+    )
+
+
+def payment_failed_then_canceled(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("payment_failed_then_canceled", params)
+    subscription, invoice, failed_at = _renewal_fails(story)
+    last = _retries_exhausted(story, invoice, failed_at)
+    story.transition(
+        "customer.subscription.deleted",
+        subscription,
+        last,
+        None,
+        status="canceled",
+        canceled_at=last,
+        ended_at=last,
+        cancellation_reason="payment_failed",
+    )
+    return story.scenario(
+        "The renewal payment fails and every retry fails; the subscription settings say 'cancel': "
+        "customer.subscription.deleted with cancellation_details.reason=payment_failed.",
+        f"No access since {_when(last)} (canceled).",
+    )
+
+
+def payment_action_required(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("payment_action_required", params)
+    subscription, _ = _signup(story)
+    invoice = _renew(story, subscription)
+    at = story.period[0] + HOUR
+    _finalize(story, invoice, at, None)
+    _fail(story, invoice, at, attempt=1, next_attempt=None, action_required=True)
+    story.update("customer.subscription.updated", subscription, at, None, status="past_due")
+    return story.scenario(
+        "The renewal payment needs 3-D Secure: invoice.payment_action_required and the subscription "
+        "goes past_due until the customer authenticates.",
+        f"past_due since {_when(at)}: access for the grace period only, payment problem flagged.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Subscriptions: cancellation, pauses, plan changes, several items
+# --------------------------------------------------------------------------------------------
+
+
+def _schedule_cancel(story: _Story, subscription: _Tracked) -> int:
+    at = story.p.start + 10 * DAY
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        at,
+        story.request(),
+        cancel_at_period_end=True,
+        cancel_at=story.period[1],
+        canceled_at=at,
+        cancellation_reason="cancellation_requested",
+    )
+    return at
+
+
+def cancel_scheduled(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("cancel_scheduled", params)
+    subscription, _ = _signup(story)
+    _schedule_cancel(story, subscription)
+    return story.scenario(
+        "The customer cancels at period end: status stays active with cancel_at_period_end=true.",
+        f"Access until {_when(story.period[1])} (the period end), then none.",
+    )
+
+
+def cancel_at_period_end(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("cancel_at_period_end", params)
+    subscription, _ = _signup(story)
+    _schedule_cancel(story, subscription)
+    end = story.period[1]
+    story.transition(
+        "customer.subscription.deleted", subscription, end, None, status="canceled", ended_at=end
+    )
+    return story.scenario(
+        "Cancel at period end, then at the period end customer.subscription.deleted (canceled).",
+        f"No access since {_when(end)}.",
+    )
+
+
+def pause_and_resume(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("pause_and_resume", params)
+    subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
+    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
+    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    resumed = trial_end + 5 * DAY
+    request = story.request()
+    new_end = add_months(resumed, 1)
+    invoice = _new_invoice(
+        story,
+        subscription,
+        resumed,
+        billing_reason="subscription_update",
+        period=(resumed, resumed),
+        line_period=(resumed, new_end),
+    )
+    story.emit_current("invoice.created", invoice, resumed, request)
+    _finalize(story, invoice, resumed, request)
+    _collect(story, invoice, resumed, request)
+    before, after = subscription.change(
+        status="active",
+        period_start=resumed,
+        period_end=new_end,
+        billing_cycle_anchor=resumed,
+        latest_invoice=invoice.id,
+        default_payment_method=story.payment_method,
+    )
+    story.period = (resumed, new_end)
+    story.emit("customer.subscription.resumed", after, resumed, request)
+    story.emit(
+        "customer.subscription.updated", after, resumed, request, samples.previous_attributes(before, after)
+    )
+    return story.scenario(
+        "A trial ends without a payment method and pauses the subscription; five days later the "
+        "customer adds a card and resumes it (paid invoice, new billing cycle).",
+        f"Active again since {_when(resumed)}: the Pro plan's features until {_when(new_end)}.",
+    )
+
+
+def collection_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("collection_paused", params)
+    subscription, _ = _signup(story)
+    paused_at = params.start + 5 * DAY
+    resumes_at = add_months(story.period[1], 1)
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        paused_at,
+        story.request(),
+        pause_collection={"behavior": "void", "resumes_at": resumes_at},
+    )
+    invoice = _renew(story, subscription)
+    voided = story.period[0]
+    story.transition(
+        "invoice.voided", invoice, voided, None, status="void", finalized_at=voided, voided_at=voided
+    )
+    return story.scenario(
+        "Payment collection paused with behavior=void: the renewal invoice is voided at once and the "
+        "subscription stays active (pause_collection is not status=paused).",
+        f"Active (status unchanged): the Pro plan's features until {_when(story.period[1])}.",
+    )
+
+
+def plan_change_with_unpaid_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("plan_change_with_unpaid_invoice", params)
+    subscription, unpaid, failed_at = _renewal_fails(story)
+    changed_at = failed_at + DAY
+    request = story.request()
+    item_id = samples.subscription_item_id(subscription.id, params.price_id)
+    upgraded = [ItemSpec(params.upgrade_price, item_id=item_id, created=params.start)]
+    proration = _new_invoice(
+        story,
+        subscription,
+        changed_at,
+        billing_reason="subscription_update",
+        period=(changed_at, changed_at),
+        line_period=(changed_at, story.period[1]),
+        items=upgraded,
+        amount_due=params.upgrade_unit_amount - params.unit_amount,
+        proration=True,
+    )
+    story.emit_current("invoice.created", proration, changed_at, request)
+    story.update(
+        "customer.subscription.updated",
+        subscription,
+        changed_at,
+        request,
+        items=upgraded,
+        latest_invoice=proration.id,
+    )
+    _finalize(story, proration, changed_at, request)
+    _collect(story, proration, changed_at, request)
+    story.update("customer.subscription.updated", subscription, changed_at, request, status="active")
+    last_retry = failed_at + 3 * DAY
+    _fail(story, unpaid, last_retry, attempt=2, next_attempt=None)
+    return story.scenario(
+        "The renewal fails (past_due), then the customer upgrades to Team with an immediate proration "
+        "invoice, which is paid: Stripe shows the subscription active although the earlier renewal "
+        f"invoice {unpaid.id} stays open and unpaid, and its last retry fails; Stripe will not "
+        "charge it again.",
+        f"Active on the Team plan until {_when(story.period[1])}, but flagged: invoice {unpaid.id} "
+        "is open and unpaid.",
+    )
+
+
+def multi_item_with_metered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("multi_item_with_metered", params)
+    items = [ItemSpec(params.pro_price, quantity=3), ItemSpec(params.metered_price, quantity=None)]
+    subscription, _ = _signup(story, items)
+    invoice = _renew(story, subscription, metered_usage=12840)
+    at = story.period[0] + HOUR
+    _finalize(story, invoice, at, None)
+    _collect(story, invoice, at, None)
+    return story.scenario(
+        "One subscription with two items: Pro for 3 seats (licensed) and API calls (metered, no "
+        "quantity); the renewal bills the seats and the month's usage.",
+        f"Active: the features of both products (Pro, API calls) until {_when(story.period[1])}.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# One-time purchases
+# --------------------------------------------------------------------------------------------
+
+
+def one_time_purchase(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("one_time_purchase", params)
+    _one_time_checkout(story)
+    return story.scenario(
+        "Checkout in payment mode, paid by card: payment_intent.succeeded, then checkout.session.completed "
+        "with payment_status=paid.",
+        "The course's features, with no end (or for the configured term) from the purchase.",
+    )
+
+
+def one_time_purchase_delayed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("one_time_purchase_delayed", params)
+    session, intent, charge = _one_time_checkout(story, delayed=True)
+    settled = params.start + 4 * DAY
+    _settle_delayed(story, session, intent, charge, settled, succeeded=True)
+    return story.scenario(
+        "Checkout paid by bank debit: checkout.session.completed says payment_status=unpaid; four days "
+        "later the payment clears and checkout.session.async_payment_succeeded says paid.",
+        f"The course's features from {_when(settled)} (not at checkout.session.completed).",
+    )
+
+
+def one_time_purchase_delayed_failed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("one_time_purchase_delayed_failed", params)
+    session, intent, charge = _one_time_checkout(story, delayed=True)
+    _settle_delayed(story, session, intent, charge, params.start + 4 * DAY, succeeded=False)
+    return story.scenario(
+        "Checkout paid by bank debit; the debit fails: checkout.session.async_payment_failed.",
+        "No access: the purchase was never paid.",
+    )
+
+
+def checkout_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("checkout_expired", params)
+    _new_customer(story, params.start - 600, story.request())
+    session = story.track(
+        samples.checkout_session,
+        id=story.ids("cs_live" if params.livemode else "cs_test"),
+        mode="payment",
+        status="open",
+        payment_status="unpaid",
+        customer=story.customer,
+        customer_account=story.customer_account,
+        client_reference_id=params.user_id,
+        amount_total=params.one_time_amount,
+        currency=params.currency,
+        metadata={"price_id": params.one_time_price_id, "product_id": params.one_time_product_id},
+        created=params.start,
+        livemode=params.livemode,
+    )
+    expired = params.start + DAY
+    story.transition("checkout.session.expired", session, expired, None, status="expired")
+    return story.scenario(
+        "A Checkout Session is abandoned and expires after 24 hours.",
+        "No access: nothing was bought.",
+    )
+
+
+def purchase_refunded(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("purchase_refunded", params)
+    _, intent, charge = _one_time_checkout(story)
+    at = params.start + 5 * DAY
+    full = samples.refund(
+        story.ids,
+        charge=charge.id,
+        payment_intent=intent.id,
+        customer=story.customer,
+        payment_method=story.payment_method,
+        amount=params.one_time_amount,
+        created=at,
+    )
+    story.transition(
+        "charge.refunded", charge, at, story.request(), amount_refunded=params.one_time_amount, refunds=[full]
+    )
+    return story.scenario(
+        "A paid one-time purchase is refunded in full five days later (charge.refunded).",
+        f"No access since {_when(at)}: the full refund takes the course's features back.",
+    )
+
+
+def _dispute(story: _Story) -> tuple[_Tracked, _Tracked, int]:
+    _, intent, charge = _one_time_checkout(story)
+    at = story.p.start + 10 * DAY
+    charge.change(disputed=True)
+    dispute = story.track(
+        samples.dispute,
+        id=story.ids("dp"),
+        charge=charge.id,
+        payment_intent=intent.id,
+        amount=story.p.one_time_amount,
+        currency=story.p.currency,
+        status="needs_response",
+        created=at,
+        livemode=story.p.livemode,
+    )
+    story.emit_current("charge.dispute.created", dispute, at, None)
+    story.emit_current("charge.dispute.funds_withdrawn", dispute, at, None)
+    return dispute, charge, at
+
+
+def purchase_dispute_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("purchase_dispute_lost", params)
+    dispute, _, opened = _dispute(story)
+    closed = opened + 30 * DAY
+    story.transition("charge.dispute.closed", dispute, closed, None, status="lost")
+    return story.scenario(
+        "The card holder disputes the one-time purchase; the dispute (which names no customer, only "
+        "the charge and payment intent) is lost.",
+        f"No access since {_when(closed)}: the lost dispute takes the course's features back.",
+    )
+
+
+def purchase_dispute_won(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("purchase_dispute_won", params)
+    dispute, _, opened = _dispute(story)
+    story.update(
+        "charge.dispute.updated",
+        dispute,
+        opened + 5 * DAY,
+        story.request(),
+        status="under_review",
+        evidence_submitted=True,
+    )
+    closed = opened + 40 * DAY
+    story.transition("charge.dispute.closed", dispute, closed, None, status="won")
+    story.emit_current("charge.dispute.funds_reinstated", dispute, closed, None)
+    return story.scenario(
+        "The card holder disputes the one-time purchase; evidence is submitted and the dispute is won.",
+        "The course's features stay: a won dispute changes nothing.",
+    )
+
+
+def guest_checkout(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("guest_checkout", params)
+    _one_time_checkout(story, guest=True)
+    scenario = story.scenario(
+        "Checkout in payment mode without a customer: customer is null everywhere; only "
+        "customer_details.email says who paid.",
+        "Nobody gains access: the purchase is stored, logged and counted as a guest purchase.",
+    )
+    return replace(scenario, customer_id=None)
+
+
+# --------------------------------------------------------------------------------------------
+# Customers, entitlements, invoices
+# --------------------------------------------------------------------------------------------
+
+
+def customer_deleted(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("customer_deleted", params)
+    if story.accounts_v2:
+        raise ValueError("customer_deleted needs a Customer (cus_…), not an Accounts v2 account")
+    subscription, _ = _signup(story)
+    customer = story.find(params.customer_id)
+    at = params.start + 10 * DAY
+    request = story.request()
+    story.transition(
+        "customer.subscription.deleted",
+        subscription,
+        at,
+        request,
+        status="canceled",
+        canceled_at=at,
+        ended_at=at,
+        cancellation_reason="cancellation_requested",
+    )
+    # The event carries the customer as it was; fetching it afterwards gives {"deleted": true}.
+    story.emit_current("customer.deleted", customer, at, request)
+    story.delete_customer(customer.id)
+    return story.scenario(
+        "The customer is deleted: Stripe cancels the subscription, then sends customer.deleted "
+        "(with the full customer object).",
+        f"No access since {_when(at)}; the entitlements item stays with deleted=true and no features.",
+    )
+
+
+def _entitlements(story: _Story, *, has_more: bool) -> None:
+    if story.accounts_v2:
+        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    _signup(story)
+    customer = story.p.customer_id
+    features = list(story.p.features)
+    summary = samples.active_entitlement_summary(
+        customer=customer,
+        features=features[:1] if has_more else features,
+        has_more=has_more,
+        livemode=story.p.livemode,
+    )
+    full = samples.active_entitlement_summary(customer=customer, features=features, livemode=story.p.livemode)
+    story.api_lists[f"/v1/entitlements/active_entitlements?customer={customer}"] = full["entitlements"]
+    story.emit("entitlements.active_entitlement_summary.updated", summary, story.p.start, None)
+
+
+def entitlements_summary_updated(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("entitlements_summary_updated", params)
+    _entitlements(story, has_more=False)
+    names = ", ".join(spec.lookup_key for spec in params.features)
+    return story.scenario(
+        "The account uses Stripe Entitlements: after the signup, the active entitlement summary lists "
+        "the customer's features.",
+        f"Features {names} from Stripe Entitlements (source: entitlements), with no end of their own.",
+    )
+
+
+def entitlements_summary_has_more(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("entitlements_summary_has_more", params)
+    _entitlements(story, has_more=True)
+    names = ", ".join(spec.lookup_key for spec in params.features)
+    return story.scenario(
+        "The summary's entitlement list is truncated (has_more=true): the rest must be fetched from "
+        "/v1/entitlements/active_entitlements.",
+        f"All features {names} once the rest is fetched; without an API key only the listed one.",
+    )
+
+
+def invoice_voided(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("invoice_voided", params)
+    subscription, invoice, failed_at = _renewal_fails(story)
+    at = failed_at + 2 * DAY
+    request = story.request()
+    story.transition(
+        "invoice.voided", invoice, at, request, status="void", voided_at=at, next_payment_attempt=None
+    )
+    story.update("customer.subscription.updated", subscription, at, request, status="active")
+    return story.scenario(
+        "The renewal payment fails (past_due); the merchant voids the invoice and Stripe moves the "
+        "subscription back to active.",
+        f"Active: the Pro plan's features until {_when(story.period[1])}; no open invoice left.",
+    )
+
+
+def invoice_marked_uncollectible(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("invoice_marked_uncollectible", params)
+    subscription, invoice, failed_at = _renewal_fails(story)
+    at = failed_at + 2 * DAY
+    request = story.request()
+    story.transition(
+        "invoice.marked_uncollectible",
+        invoice,
+        at,
+        request,
+        status="uncollectible",
+        marked_uncollectible_at=at,
+        next_payment_attempt=None,
+    )
+    story.update("customer.subscription.updated", subscription, at, request, status="active")
+    return story.scenario(
+        "The renewal payment fails (past_due); the merchant marks the invoice uncollectible (bad debt) "
+        "and Stripe moves the subscription back to active.",
+        f"Active: the Pro plan's features until {_when(story.period[1])}; the written-off invoice is "
+        "not open any more.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Test clocks, Accounts v2, Connect
+# --------------------------------------------------------------------------------------------
+
+
+def renewal_on_test_clock(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("test_clock_renewal", params)
+    story.test_clock = story.ids("clock")
+    subscription, _ = _signup(story)
+    # Five minutes later (real time) the clock is advanced past the period end (simulated time).
+    story.real_time = params.start + 300
+    invoice = _renew(story, subscription)
+    _finalize(story, invoice, story.period[0] + HOUR, None)
+    _collect(story, invoice, story.period[0] + HOUR, None)
+    return story.scenario(
+        "A subscription on a test clock, advanced one month: the objects carry simulated times (a "
+        "month ahead) while the events are created minutes apart in real time.",
+        f"Active until {_when(story.period[1])} (simulated time): periods come from the objects, "
+        "never from the events' created.",
+    )
+
+
+def accounts_v2_signup_paid(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    return _signup_paid(
+        "accounts_v2_signup_paid",
+        replace(params, customer_id=params.accounts_v2_customer),
+        " An Accounts v2 customer: objects carry customer_account (acct_…) and customer null; "
+        "there is no Customer object and no customer.created.",
+    )
+
+
+def connect_signup_paid(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    return _signup_paid(
+        "connect_signup_paid",
+        replace(params, account=params.connect_account),
+        " On a connected account: every event carries `account`.",
+    )
+
+
+SCENARIOS: dict[str, Callable[[ScenarioParams], Scenario]] = {
+    "signup_paid": signup_paid,
+    "signup_burst": signup_burst,
+    "signup_incomplete_expired": signup_incomplete_expired,
+    "trial_converts": trial_converts,
+    "trial_ends_without_payment_method": trial_ends_without_payment_method,
+    "trial_ends_without_payment_method_paused": trial_ends_without_payment_method_paused,
+    "trial_ends_without_payment_method_invoice": trial_ends_without_payment_method_invoice,
+    "renewal": renewal,
+    "payment_failed_then_recovered": payment_failed_then_recovered,
+    "payment_failed_then_unpaid": payment_failed_then_unpaid,
+    "payment_failed_then_canceled": payment_failed_then_canceled,
+    "payment_action_required": payment_action_required,
+    "cancel_scheduled": cancel_scheduled,
+    "cancel_at_period_end": cancel_at_period_end,
+    "pause_and_resume": pause_and_resume,
+    "collection_paused": collection_paused,
+    "plan_change_with_unpaid_invoice": plan_change_with_unpaid_invoice,
+    "multi_item_with_metered": multi_item_with_metered,
+    "one_time_purchase": one_time_purchase,
+    "one_time_purchase_delayed": one_time_purchase_delayed,
+    "one_time_purchase_delayed_failed": one_time_purchase_delayed_failed,
+    "checkout_expired": checkout_expired,
+    "purchase_refunded": purchase_refunded,
+    "purchase_dispute_lost": purchase_dispute_lost,
+    "purchase_dispute_won": purchase_dispute_won,
+    "guest_checkout": guest_checkout,
+    "customer_deleted": customer_deleted,
+    "entitlements_summary_updated": entitlements_summary_updated,
+    "entitlements_summary_has_more": entitlements_summary_has_more,
+    "invoice_voided": invoice_voided,
+    "invoice_marked_uncollectible": invoice_marked_uncollectible,
+    "test_clock_renewal": renewal_on_test_clock,
+    "accounts_v2_signup_paid": accounts_v2_signup_paid,
+    "connect_signup_paid": connect_signup_paid,
+}
+
+# Scenarios that need a Customer object (cus_…): skipped for an Accounts v2 customer id.
+NEEDS_CUSTOMER_OBJECT = frozenset(
+    {"customer_deleted", "entitlements_summary_updated", "entitlements_summary_has_more"}
+)
+
+
+def build(name: str, params: ScenarioParams = DEFAULT_PARAMS, *, ends_at: int | None = None) -> Scenario:
+    """One scenario by name. With `ends_at`, its start is chosen so its last event is at `ends_at`
+    (the demo uses the current time, so that periods and grace periods are still running)."""
+    try:
+        make = SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(sorted(SCENARIOS))
+        raise ValueError(f"unknown scenario {name!r}; known: {known}") from None
+    scenario = make(params)
+    if ends_at is None or not scenario.events:
+        return scenario
+    last = max(int(event["created"]) for event in scenario.events)
+    return make(replace(params, start=params.start + ends_at - last))
+
+
+def all_scenarios(params: ScenarioParams = DEFAULT_PARAMS, *, ends_at: int | None = None) -> list[Scenario]:
+    """Every scenario for `params` (those needing a Customer object are left out for an `acct_…` id)."""
+    accounts_v2 = params.customer_id.startswith("acct_")
+    return [
+        build(name, params, ends_at=ends_at)
+        for name in SCENARIOS
+        if not (accounts_v2 and name in NEEDS_CUSTOMER_OBJECT)
+    ]
