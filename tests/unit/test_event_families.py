@@ -124,7 +124,7 @@ def test_cancellation_at_period_end_runs_to_the_period_end() -> None:
 
 
 def test_trial_will_end_changes_no_access() -> None:
-    store, results, scenario, _ = run("trial_converts")
+    _store, results, _scenario, _ = run("trial_converts")
     trial_will_end = next(r for r in results if r.event_type == "customer.subscription.trial_will_end")
     assert not trial_will_end.entitlements_changed
 
@@ -142,11 +142,12 @@ def test_summary_with_more_pages_and_no_api_key_keeps_what_it_was_sent() -> None
     store, _, scenario, _ = run("entitlements_summary_has_more", with_key=False)
     assert scenario.customer_id is not None
     granted = access(store, scenario.customer_id, last_created(scenario) + 1)[0]
-    assert granted and granted < {"pro_reports", "priority_support"}
+    assert granted
+    assert granted < {"pro_reports", "priority_support"}
 
 
 def test_signup_burst_ties_are_settled_by_fetching_with_a_key_and_by_ranking_without() -> None:
-    store, results, scenario, stripe = run("signup_burst")
+    _store, results, _scenario, stripe = run("signup_burst")
     assert stripe is not None
     assert any(r.tie_fetched for r in results)
     assert stripe.calls
