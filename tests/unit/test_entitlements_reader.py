@@ -1,0 +1,63 @@
+"""The backend services' read library against items of the published shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from entitlements_reader import EntitlementsReader, parse_entitlements_item
+
+ITEM: dict[str, Any] = {
+    "pk": {"S": "CUSTOMER#cus_1"},
+    "sk": {"S": "ENTITLEMENTS"},
+    "customer_id": {"S": "cus_1"},
+    "livemode": {"BOOL": True},
+    "features": {
+        "M": {
+            "pro": {"M": {"source": {"S": "sub_1"}}},
+            "reports": {"M": {"until": {"NULL": True}, "source": {"S": "entitlements"}}},
+            "course": {"M": {"until": {"N": "2000"}, "source": {"S": "cs_1"}}},
+        }
+    },
+    "payment_issue": {"BOOL": True},
+    "updated_at": {"N": "1500"},
+    "version": {"N": "7"},
+    "deleted": {"BOOL": False},
+}
+
+
+class RecordingDynamoDB:
+    def __init__(self, items: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.items = items
+        self.requests: list[dict[str, Any]] = []
+
+    def get_item(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        key = (request["Key"]["pk"]["S"], request["Key"]["sk"]["S"])
+        return {"Item": self.items[key]} if key in self.items else {}
+
+
+def test_until_absent_null_or_later_than_now_grants() -> None:
+    access = parse_entitlements_item(ITEM)
+    assert access.active_features(now=1999) == {"pro", "reports", "course"}
+    assert access.active_features(now=2000) == {"pro", "reports"}
+    assert access.has("course", now=1999)
+    assert not access.has("course", now=2000)
+    assert not access.has("missing", now=0)
+    assert (access.payment_issue, access.version, access.livemode, access.deleted) == (True, 7, True, False)
+
+
+def test_each_read_is_one_strongly_consistent_get_item() -> None:
+    dynamodb = RecordingDynamoDB(
+        {
+            ("CUSTOMER#cus_1", "ENTITLEMENTS"): ITEM,
+            ("USER#live#u-1", "CUSTOMER"): {"customer_id": {"S": "cus_1"}},
+        }
+    )
+    reader = EntitlementsReader("table", livemode=True, client=dynamodb)
+    assert reader.customer_for_user("u-1") == "cus_1"
+    assert reader.customer_for_user("u-1", livemode=False) is None
+    assert reader.entitlements("cus_1") is not None
+    assert reader.entitlements("cus_unknown") is None
+    assert len(dynamodb.requests) == 4
+    assert all(r["ConsistentRead"] is True and r["TableName"] == "table" for r in dynamodb.requests)
+    assert dynamodb.requests[1]["Key"]["pk"] == {"S": "USER#test#u-1"}
