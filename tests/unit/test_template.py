@@ -1,0 +1,639 @@
+"""The deployable infrastructure: the rules in template.yaml, samconfig.toml and events/ that matter.
+
+Each test states one rule from DESIGN.md (or AWS's documented limits) and fails if the template
+breaks it. The template is read with a small YAML loader that turns CloudFormation's short tags
+(!Ref, !GetAtt, !Sub, ...) into their long form, so assertions see what CloudFormation sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+SAMPLE_SECRET = "whsec_local_sample_secret"
+
+FUNCTIONS = ("WebhookFunction", "WorkerFunction", "ReconcileFunction")
+SECRET_READ = ("secretsmanager:GetSecretValue", {"Ref": "StripeSecret"})
+EVENT_QUEUE = {"Fn::GetAtt": ["EventQueue", "Arn"]}
+TABLE = {"Fn::GetAtt": ["SyncTable", "Arn"]}
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that reads `!Tag value` as CloudFormation's long form."""
+
+
+def _construct_short_tag(loader: CloudFormationLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected !{suffix} node", node.start_mark)
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def load_template() -> dict[str, Any]:
+    with (ROOT / "template.yaml").open(encoding="utf-8") as file:
+        document = yaml.load(file, Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    assert isinstance(document, dict)
+    return document
+
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+GLOBAL_FUNCTION: dict[str, Any] = TEMPLATE.get("Globals", {}).get("Function", {})
+
+
+def props(logical_id: str) -> dict[str, Any]:
+    properties = RESOURCES[logical_id]["Properties"]
+    assert isinstance(properties, dict)
+    return properties
+
+
+def function_setting(function: str, name: str) -> Any:
+    """A function property as SAM resolves it: the function's own value, else the Globals one."""
+    return props(function).get(name, GLOBAL_FUNCTION.get(name))
+
+
+def function_env(function: str) -> dict[str, Any]:
+    """Environment variables after SAM merges Globals into the function."""
+    merged = dict(GLOBAL_FUNCTION.get("Environment", {}).get("Variables", {}))
+    merged.update(props(function).get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def resolve(value: Any, parameters: dict[str, str]) -> Any:
+    """Evaluates Ref (to parameters), Fn::Equals, Fn::Not and Fn::If against given parameters."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, argument),) = value.items()
+        if key == "Ref" and argument in TEMPLATE["Parameters"]:
+            return parameters.get(argument, TEMPLATE["Parameters"][argument].get("Default"))
+        if key == "Condition":
+            return resolve(TEMPLATE["Conditions"][argument], parameters)
+        if key == "Fn::Equals":
+            return resolve(argument[0], parameters) == resolve(argument[1], parameters)
+        if key == "Fn::Not":
+            return not resolve(argument[0], parameters)
+        if key == "Fn::If":
+            condition, when_true, when_false = argument
+            chosen = when_true if resolve(TEMPLATE["Conditions"][condition], parameters) else when_false
+            return resolve(chosen, parameters)
+    return value
+
+
+def resources_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: body for name, body in RESOURCES.items() if body["Type"] == resource_type}
+
+
+# ---------------------------------------------------------------- IAM of the functions
+
+# SAM policy templates the template may use, with what they grant (samtranslator's
+# policy_templates.json). Anything else (a managed policy, another template) is unreviewed.
+POLICY_TEMPLATES = {
+    "AWSSecretsManagerGetSecretValuePolicy": lambda args: [
+        ("secretsmanager:GetSecretValue", args["SecretArn"], None)
+    ],
+    "SQSSendMessagePolicy": lambda args: [
+        ("sqs:SendMessage", {"Fn::GetAtt": [args["QueueName"]["Fn::GetAtt"][0], "Arn"]}, None),
+        ("sqs:SendMessageBatch", {"Fn::GetAtt": [args["QueueName"]["Fn::GetAtt"][0], "Arn"]}, None),
+    ],
+}
+
+
+def granted(function: str) -> list[tuple[str, Any, Any]]:
+    """(action, resource, condition) for every permission the function's Policies grant."""
+    grants: list[tuple[str, Any, Any]] = []
+    for policy in props(function).get("Policies", []):
+        assert isinstance(policy, dict), f"{function}: managed policy {policy!r} is not reviewed here"
+        if "Statement" in policy:
+            for statement in policy["Statement"]:
+                assert statement["Effect"] == "Allow"
+                actions = statement["Action"]
+                resources = statement["Resource"]
+                for action in [actions] if isinstance(actions, str) else actions:
+                    for resource in resources if isinstance(resources, list) else [resources]:
+                        grants.append((action, resource, statement.get("Condition")))
+            continue
+        ((template, arguments),) = policy.items()
+        assert template in POLICY_TEMPLATES, f"{function}: policy template {template} is not reviewed here"
+        grants.extend(POLICY_TEMPLATES[template](arguments))
+    return grants
+
+
+def actions_on(function: str, resource: Any) -> set[str]:
+    return {action for action, target, _ in granted(function) if target == resource}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_use_the_role_sam_generates_from_their_policies(function: str) -> None:
+    assert "Role" not in props(function)
+    assert "Role" not in GLOBAL_FUNCTION
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_wildcard_action_or_resource(function: str) -> None:
+    for action, resource, _ in granted(function):
+        assert "*" not in action, action
+        assert resource != "*", action
+
+
+def test_webhook_may_only_queue_and_read_the_secret() -> None:
+    assert sorted((action, resource) for action, resource, _ in granted("WebhookFunction")) == sorted(
+        [("sqs:SendMessage", EVENT_QUEUE), SECRET_READ]
+    )
+
+
+def test_webhook_has_no_dynamodb_access() -> None:
+    assert not [action for action, _, _ in granted("WebhookFunction") if action.startswith("dynamodb:")]
+
+
+def test_worker_table_access_is_the_item_actions_it_uses() -> None:
+    # TransactWriteItems is authorised per item action, so it is not (and cannot be) listed.
+    assert actions_on("WorkerFunction", TABLE) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    }
+
+
+def test_worker_grants_nothing_beyond_the_table_and_the_secret() -> None:
+    # Receiving from the queue comes with the SQS event source (SAM attaches the execution role).
+    assert {(action, json.dumps(resource)) for action, resource, _ in granted("WorkerFunction")} - {
+        (action, json.dumps(TABLE)) for action in actions_on("WorkerFunction", TABLE)
+    } == {(SECRET_READ[0], json.dumps(SECRET_READ[1]))}
+
+
+def test_reconciler_writes_only_its_cursor_item() -> None:
+    writes = [
+        (action, condition)
+        for action, resource, condition in granted("ReconcileFunction")
+        if resource == TABLE
+        and action.split(":")[1] in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
+    ]
+    assert writes
+    for action, condition in writes:
+        assert condition == {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECONCILE", "RECONCILE#*"]}
+        }, action
+
+
+def test_reconciler_reads_the_table_queues_repairs_and_reads_the_secret() -> None:
+    unconditional = {
+        (action, json.dumps(resource))
+        for action, resource, condition in granted("ReconcileFunction")
+        if condition is None
+    }
+    assert unconditional == {
+        ("dynamodb:GetItem", json.dumps(TABLE)),
+        ("dynamodb:BatchGetItem", json.dumps(TABLE)),
+        ("dynamodb:Query", json.dumps(TABLE)),
+        ("dynamodb:Scan", json.dumps(TABLE)),
+        ("sqs:SendMessage", json.dumps(EVENT_QUEUE)),
+        ("sqs:SendMessageBatch", json.dumps(EVENT_QUEUE)),
+        (SECRET_READ[0], json.dumps(SECRET_READ[1])),
+    }
+
+
+def test_entitlements_reader_policy_allows_only_getitem_on_the_table() -> None:
+    statements = props("EntitlementsReaderPolicy")["PolicyDocument"]["Statement"]
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == [
+        ("Allow", "dynamodb:GetItem", TABLE)
+    ]
+
+
+# ---------------------------------------------------------------- queues
+
+
+def test_event_queue_is_fifo_deduplicated_by_id_with_high_throughput() -> None:
+    queue = props("EventQueue")
+    assert queue["FifoQueue"] is True
+    assert queue["ContentBasedDeduplication"] is False
+    assert queue["DeduplicationScope"] == "messageGroup"
+    assert queue["FifoThroughputLimit"] == "perMessageGroupId"
+
+
+def test_dead_letter_queue_is_fifo() -> None:
+    # A FIFO queue's dead-letter queue must be FIFO as well.
+    assert props("DeadLetterQueue")["FifoQueue"] is True
+
+
+def test_visibility_timeout_is_at_least_six_worker_timeouts() -> None:
+    assert props("EventQueue")["VisibilityTimeout"] >= 6 * function_setting("WorkerFunction", "Timeout")
+
+
+def test_failed_messages_go_to_the_dlq_after_at_least_five_tries() -> None:
+    redrive = props("EventQueue")["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] >= 5
+
+
+def test_queue_keeps_messages_four_days() -> None:
+    assert props("EventQueue")["MessageRetentionPeriod"] == 4 * 86_400
+
+
+def test_dlq_keeps_messages_longer_than_the_queue() -> None:
+    # A message keeps its first enqueue time in the DLQ: a shorter retention would drop it at once.
+    assert props("DeadLetterQueue")["MessageRetentionPeriod"] == 14 * 86_400
+    assert props("DeadLetterQueue")["MessageRetentionPeriod"] > props("EventQueue")["MessageRetentionPeriod"]
+
+
+def test_dlq_allows_redrive_from_the_event_queue_only() -> None:
+    allow = props("DeadLetterQueue")["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    queue_name = props("EventQueue")["QueueName"]["Fn::Sub"]
+    assert allow["sourceQueueArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + queue_name}
+    ]
+
+
+@pytest.mark.parametrize("queue", ["EventQueue", "DeadLetterQueue"])
+def test_queue_is_encrypted_at_rest(queue: str) -> None:
+    assert props(queue).get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props(queue)
+
+
+# ---------------------------------------------------------------- table
+
+
+def test_table_keys_and_billing_follow_the_contract() -> None:
+    table = props("SyncTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
+        "pk": "S",
+        "sk": "S",
+    }
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+
+
+def test_table_is_encrypted_at_rest() -> None:
+    assert props("SyncTable")["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_table_has_point_in_time_recovery() -> None:
+    assert props("SyncTable")["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+@pytest.mark.parametrize(("stage", "protected"), [("prod", True), ("dev", False)])
+def test_table_deletion_protection_in_prod_only(stage: str, protected: bool) -> None:
+    assert resolve(props("SyncTable")["DeletionProtectionEnabled"], {"Stage": stage}) is protected
+
+
+def test_table_is_retained_on_stack_delete_and_replacement() -> None:
+    assert RESOURCES["SyncTable"]["DeletionPolicy"] == "Retain"
+    assert RESOURCES["SyncTable"]["UpdateReplacePolicy"] == "Retain"
+
+
+def test_table_expires_items_by_expires_at() -> None:
+    assert props("SyncTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_event_ledger_outlives_stripe_retries_and_the_dlq() -> None:
+    dlq_days = props("DeadLetterQueue")["MessageRetentionPeriod"] / 86_400
+    assert int(function_env("WorkerFunction")["EVENT_LEDGER_DAYS"]) >= 30 + dlq_days
+
+
+# ---------------------------------------------------------------- functions
+
+
+@pytest.mark.parametrize(
+    ("function", "handler"),
+    [
+        ("WebhookFunction", "handlers.webhook.lambda_handler"),
+        ("WorkerFunction", "handlers.worker.lambda_handler"),
+        ("ReconcileFunction", "handlers.reconcile.lambda_handler"),
+    ],
+)
+def test_function_handler_code_and_runtime(function: str, handler: str) -> None:
+    assert props(function)["Handler"] == handler
+    assert function_setting(function, "CodeUri") == "src/"
+    assert function_setting(function, "Runtime") == "python3.13"
+    assert function_setting(function, "Architectures") == ["arm64"]
+
+
+def test_worker_event_source_reports_partial_batch_failures_within_fifo_limits() -> None:
+    sources = [e["Properties"] for e in props("WorkerFunction")["Events"].values() if e["Type"] == "SQS"]
+    assert len(sources) == 1
+    source = sources[0]
+    assert source["Queue"] == EVENT_QUEUE
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= source["BatchSize"] <= 10
+    assert "MaximumBatchingWindowInSeconds" not in source
+    assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+def test_reconciler_runs_one_at_a_time_on_the_schedule() -> None:
+    reconcile = props("ReconcileFunction")
+    assert reconcile["ReservedConcurrentExecutions"] == 1
+    schedules = [
+        e["Properties"] for e in reconcile["Events"].values() if e["Type"] in ("Schedule", "ScheduleV2")
+    ]
+    assert [s.get("Schedule", s.get("ScheduleExpression")) for s in schedules] == [
+        {"Ref": "ReconcileSchedule"}
+    ]
+
+
+def test_reconciler_time_budget_leaves_room_before_the_timeout() -> None:
+    budget = int(function_env("ReconcileFunction")["RECONCILE_TIME_BUDGET_SECONDS"])
+    assert 0 < budget < function_setting("ReconcileFunction", "Timeout")
+
+
+def test_reconciler_runs_are_not_retried_on_top_of_the_schedule() -> None:
+    assert props("ReconcileFunction")["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "variables"),
+    [
+        ("WebhookFunction", {"QUEUE_URL": {"Ref": "EventQueue"}, "SIGNATURE_TOLERANCE_SECONDS": "300"}),
+        ("WorkerFunction", {"TABLE_NAME": {"Ref": "SyncTable"}}),
+        ("ReconcileFunction", {"TABLE_NAME": {"Ref": "SyncTable"}, "QUEUE_URL": {"Ref": "EventQueue"}}),
+    ],
+)
+def test_function_environment_follows_the_contract(function: str, variables: dict[str, Any]) -> None:
+    env = function_env(function)
+    assert env["STRIPE_SECRET_ID"] == {"Ref": "StripeSecret"}
+    assert {name: env.get(name) for name in variables} == variables
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_has_powertools_settings(function: str) -> None:
+    env = function_env(function)
+    assert env["POWERTOOLS_SERVICE_NAME"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "StripeSync"
+    assert env["LOG_LEVEL"] in ("DEBUG", "INFO", "WARNING", "ERROR")
+    # Traced return values are Stripe objects with personal data.
+    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_logs_to_its_own_log_group_with_retention(function: str) -> None:
+    log_group = function_setting(function, "LoggingConfig")["LogGroup"]["Ref"]
+    assert RESOURCES[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert props(log_group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    others = [f for f in FUNCTIONS if f != function]
+    assert all(function_setting(f, "LoggingConfig")["LogGroup"]["Ref"] != log_group for f in others)
+
+
+@pytest.mark.parametrize("function", ["WorkerFunction", "ReconcileFunction"])
+def test_function_is_traced_with_xray(function: str) -> None:
+    assert function_setting(function, "Tracing") == "Active"
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_environment_variable_resolves_a_secret(function: str) -> None:
+    # {{resolve:secretsmanager:...}} would show the secret in plain text in the console.
+    for text in _strings(function_env(function)):
+        assert "{{resolve:" not in text
+
+
+def test_template_resolves_no_dynamic_secret_reference_anywhere() -> None:
+    text = (ROOT / "template.yaml").read_text(encoding="utf-8")
+    assert "{{resolve:secretsmanager" not in text
+    assert "{{resolve:ssm-secure" not in text
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_credential_variables_stay_empty_in_aws(function: str) -> None:
+    # Declared only for `sam local invoke --env-vars`; in AWS the secret named by STRIPE_SECRET_ID holds them.
+    env = function_env(function)
+    for name in ("STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY"):
+        assert env.get(name, "") == "", name
+
+
+def test_stripe_secret_starts_as_an_empty_placeholder() -> None:
+    document = json.loads(props("StripeSecret")["SecretString"])
+    assert document == {"STRIPE_WEBHOOK_SECRET": "", "STRIPE_API_KEY": ""}
+
+
+# ---------------------------------------------------------------- API
+
+
+def test_webhook_route_is_post_webhooks_stripe_with_payload_v2() -> None:
+    routes = [e["Properties"] for e in props("WebhookFunction")["Events"].values() if e["Type"] == "HttpApi"]
+    assert routes == [
+        {
+            "ApiId": {"Ref": "HttpApi"},
+            "Method": "POST",
+            "Path": "/webhooks/stripe",
+            "PayloadFormatVersion": "2.0",
+        }
+    ]
+    assert RESOURCES["HttpApi"]["Type"] == "AWS::Serverless::HttpApi"
+
+
+def test_http_api_throttles_every_route() -> None:
+    settings = props("HttpApi")["DefaultRouteSettings"]
+    assert settings["ThrottlingBurstLimit"] > 0
+    assert settings["ThrottlingRateLimit"] > 0
+
+
+# ---------------------------------------------------------------- alarms
+
+
+def alarms_on(namespace: str, metric: str, dimension: Any) -> list[dict[str, Any]]:
+    return [
+        body["Properties"]
+        for body in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if body["Properties"]["Namespace"] == namespace
+        and body["Properties"]["MetricName"] == metric
+        and dimension in [d["Value"] for d in body["Properties"]["Dimensions"]]
+    ]
+
+
+def test_alarm_on_any_message_in_the_dlq() -> None:
+    (alarm,) = alarms_on(
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    )
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_alarm_on_message_age_only_beyond_normal_retries() -> None:
+    (alarm,) = alarms_on(
+        "AWS/SQS", "ApproximateAgeOfOldestMessage", {"Fn::GetAtt": ["EventQueue", "QueueName"]}
+    )
+    queue = props("EventQueue")
+    retrying_for = queue["RedrivePolicy"]["maxReceiveCount"] * queue["VisibilityTimeout"]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert retrying_for < alarm["Threshold"] < queue["MessageRetentionPeriod"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_alarm_on_worker_errors() -> None:
+    (alarm,) = alarms_on("AWS/Lambda", "Errors", {"Ref": "WorkerFunction"})
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
+    # The AWS managed alias/aws/sns key cannot grant CloudWatch: alarms would never arrive.
+    key_ref = props("AlarmTopic")["KmsMasterKeyId"]
+    assert key_ref != "alias/aws/sns"
+    key = RESOURCES[key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    cloudwatch = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert [set(s["Action"]) for s in cloudwatch] == [{"kms:Decrypt", "kms:GenerateDataKey*"}]
+
+
+@pytest.mark.parametrize(("email", "subscribed"), [("", False), ("ops@example.com", True)])
+def test_alarm_email_is_subscribed_only_when_given(email: str, subscribed: bool) -> None:
+    (subscription,) = resources_of_type("AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert resolve({"Condition": subscription["Condition"]}, {"AlarmEmail": email}) is subscribed
+
+
+# ---------------------------------------------------------------- parameters and outputs
+
+
+def test_parameters() -> None:
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["Stage"]["AllowedValues"] == ["dev", "prod"]
+    assert parameters["AlarmEmail"]["Default"] == ""
+    assert parameters["ReconcileSchedule"]["Default"] == "rate(1 hour)"
+    assert parameters["LogRetentionDays"]["Type"] == "Number"
+    assert resolve({"Condition": "IsProd"}, {"Stage": "prod"}) is True
+    assert resolve({"Condition": "IsProd"}, {"Stage": "dev"}) is False
+
+
+def test_outputs_name_what_operators_and_readers_need() -> None:
+    outputs = TEMPLATE["Outputs"]
+    assert {
+        "WebhookUrl",
+        "TableName",
+        "EventQueueUrl",
+        "DeadLetterQueueUrl",
+        "StripeSecretArn",
+        "EntitlementsReaderPolicyArn",
+    } <= set(outputs)
+    assert outputs["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/stripe")
+    assert outputs["TableName"]["Value"] == {"Ref": "SyncTable"}
+    assert outputs["EventQueueUrl"]["Value"] == {"Ref": "EventQueue"}
+    assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": "DeadLetterQueue"}
+    assert outputs["StripeSecretArn"]["Value"] == {"Ref": "StripeSecret"}
+    assert outputs["EntitlementsReaderPolicyArn"]["Value"] == {"Ref": "EntitlementsReaderPolicy"}
+
+
+# ---------------------------------------------------------------- samconfig.toml
+
+
+def samconfig() -> dict[str, Any]:
+    with (ROOT / "samconfig.toml").open("rb") as file:
+        return tomllib.load(file)
+
+
+@pytest.mark.parametrize(("environment", "stage"), [("default", "dev"), ("dev", "dev"), ("prod", "prod")])
+def test_samconfig_environment_deploys_its_stage(environment: str, stage: str) -> None:
+    config = samconfig()[environment]
+    deploy = config["deploy"]["parameters"]
+    assert config["global"]["parameters"]["stack_name"] == f"stripe-sync-{stage}"
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    assert f"Stage={stage}" in deploy["parameter_overrides"].split()
+    assert deploy["confirm_changeset"] is (stage == "prod")
+
+
+def test_samconfig_default_is_dev() -> None:
+    config = samconfig()
+    assert config["default"]["deploy"] == config["dev"]["deploy"]
+    assert config["default"]["global"] == config["dev"]["global"]
+
+
+# ---------------------------------------------------------------- sample events
+
+
+def read_event(name: str) -> dict[str, Any]:
+    document = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def test_sample_events_are_what_generate_py_writes(tmp_path: Path) -> None:
+    from events import generate
+
+    signature = read_event("webhook_apigw_v2.json")["headers"]["stripe-signature"]
+    signed_at = int(signature.split(",")[0].removeprefix("t="))
+    generate.main(["--timestamp", str(signed_at), "--out", str(tmp_path)])
+    for written in sorted(tmp_path.iterdir()):
+        assert written.read_text(encoding="utf-8") == (EVENTS / written.name).read_text(encoding="utf-8"), (
+            written.name
+        )
+
+
+@pytest.mark.parametrize("name", ["webhook_apigw_v2.json", "webhook_apigw_v2_base64.json"])
+def test_webhook_event_is_signed_with_the_sample_secret(name: str) -> None:
+    event = read_event(name)
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /webhooks/stripe"
+    body: str = event["body"]
+    raw = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
+    # tolerance=None: the committed event is older than 300 s; only the signature is checked here.
+    assert stripe.WebhookSignature.verify_header(raw, event["headers"]["stripe-signature"], SAMPLE_SECRET)
+    assert json.loads(raw)["object"] == "event"
+    assert event["headers"]["content-length"] == str(len(raw))
+
+
+def test_webhook_event_fails_with_another_secret() -> None:
+    event = read_event("webhook_apigw_v2.json")
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(
+            event["body"], event["headers"]["stripe-signature"], "whsec_some_other_secret"
+        )
+
+
+def test_worker_batch_records_follow_the_queue_contract() -> None:
+    records = read_event("worker_sqs_batch.json")["Records"]
+    assert len(records) == 2
+    for record in records:
+        stripe_event = json.loads(record["body"])
+        assert record["attributes"]["MessageGroupId"] == stripe_event["data"]["object"]["customer"]
+        assert record["attributes"]["MessageDeduplicationId"] == stripe_event["id"]
+        assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()  # noqa: S324
+        assert record["eventSourceARN"].endswith(".fifo")
+
+
+def test_reconcile_event_is_an_eventbridge_scheduled_event() -> None:
+    event = read_event("reconcile_schedule.json")
+    assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
