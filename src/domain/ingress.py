@@ -26,7 +26,7 @@ LAMBDA_PAYLOAD_LIMIT = 6_291_456
 SQS_MESSAGE_LIMIT = 262_144
 # MessageGroupId / MessageDeduplicationId: 1-128 characters from ASCII 0x21-0x7E.
 SQS_ID_MAX_LENGTH = 128
-# Fields a by-reference message keeps (contract: no "data"); the last two exist on thin events only.
+# Fields a by-reference message keeps (contract: no "data"), and on a thin event what it points at.
 REFERENCE_FIELDS = ("object", "id", "type", "created", "livemode", "account", "api_version")
 THIN_REFERENCE_FIELDS = ("context", "related_object")
 

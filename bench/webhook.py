@@ -1,0 +1,262 @@
+"""Webhook benchmark: cold-start imports and CPU per verified event, against a naive handler.
+
+(a) Import time, each module in a fresh interpreter (median of IMPORT_RUNS, after one warm-up run
+    so that .pyc files and the page cache are warm): `handlers.webhook` against a naive handler
+    module that imports the stripe SDK, boto3 and Powertools' APIGatewayHttpResolver. A second row
+    adds creating the SQS client to both, since ours defers boto3 to the first queued event.
+    Target: ours <= 0.5 x naive on import.
+(b) CPU per verified event (time.process_time): our request parsing, verification, event parsing
+    and message choice against `stripe.Webhook.construct_event`; then both whole handlers, with
+    SQS SendMessage answered by a botocore `before-call` hook (no network).
+    Target: ours >= 3 x faster than construct_event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+IMPORT_RUNS = 15
+CPU_ROUNDS = 5
+CPU_SECONDS_PER_ROUND = 0.4
+SECRET = "whsec_bench_0123456789abcdef"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+NAIVE_HANDLER = '''
+"""The webhook as it is usually written: stripe SDK, boto3 and Powertools' event handler."""
+import os
+
+import boto3
+import stripe
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+app = APIGatewayHttpResolver()
+clients = {}
+
+
+def sqs():
+    if "sqs" not in clients:
+        clients["sqs"] = boto3.client("sqs")
+    return clients["sqs"]
+
+
+@app.post("/webhooks/stripe")
+def webhook():
+    request = app.current_event
+    try:
+        event = stripe.Webhook.construct_event(
+            request.decoded_body, request.headers.get("stripe-signature"), os.environ["STRIPE_WEBHOOK_SECRET"]
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        return Response(400, "application/json", '{"error": "bad request"}')
+    obj = event.data.object
+    group = getattr(obj, "customer", None) or getattr(obj, "id", None) or event.id
+    sqs().send_message(
+        QueueUrl=os.environ["QUEUE_URL"], MessageBody=request.decoded_body,
+        MessageGroupId=group, MessageDeduplicationId=event.id,
+    )
+    return Response(200, "application/json", '{"received": true}')
+
+
+def lambda_handler(event, context):
+    return app.resolve(event, context)
+'''
+
+IMPORT_OURS = "import handlers.webhook"
+IMPORT_NAIVE = "import naive_webhook"
+CLIENT_OURS = "import handlers.webhook\nfrom adapters.event_queue import sqs_client\nsqs_client()"
+CLIENT_NAIVE = "import naive_webhook\nnaive_webhook.sqs()"
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        Path(directory, "naive_webhook.py").write_text(NAIVE_HANDLER)
+        environment = _subprocess_environment(directory)
+        import_rows = [
+            ("import", _import_ms(IMPORT_OURS, environment), _import_ms(IMPORT_NAIVE, environment)),
+            (
+                "import + SQS client",
+                _import_ms(CLIENT_OURS, environment),
+                _import_ms(CLIENT_NAIVE, environment),
+            ),
+        ]
+        sys.path.insert(0, directory)
+        try:
+            cpu_rows = _cpu_rows()
+        finally:
+            sys.path.remove(directory)
+            sys.modules.pop("naive_webhook", None)
+
+    print(f"(a) cold start: fresh interpreter, median of {IMPORT_RUNS} runs, ms")
+    print(f"    {'':24}{'ours':>9}{'naive':>9}{'ours/naive':>12}   target")
+    for index, (label, ours, naive) in enumerate(import_rows):
+        ratio = ours / naive
+        target = ("<= 0.50 " + ("met" if ratio <= 0.5 else "MISSED")) if index == 0 else "(for reference)"
+        print(f"    {label:24}{ours:9.1f}{naive:9.1f}{ratio:12.2f}   {target}")
+    print("(b) CPU per verified event: time.process_time, median of rounds, µs")
+    print(f"    {'':24}{'ours':>9}{'stripe':>9}{'speed-up':>12}   target")
+    for index, (label, ours, baseline) in enumerate(cpu_rows):
+        speedup = baseline / ours
+        target = (">= 3.0x " + ("met" if speedup >= 3 else "MISSED")) if index == 0 else "(for reference)"
+        print(f"    {label:24}{ours:9.1f}{baseline:9.1f}{speedup:11.1f}x   {target}")
+
+
+# --- (a) imports ----------------------------------------------------------------------------------
+
+
+def _subprocess_environment(naive_directory: str) -> dict[str, str]:
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "PYTHON", "STRIPE_"))
+    }
+    environment |= {
+        "PYTHONPATH": os.pathsep.join([str(SRC), naive_directory]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return environment
+
+
+def _import_ms(code: str, environment: dict[str, str]) -> float:
+    """Median wall time of `code` in a fresh interpreter, timed inside it (interpreter start excluded)."""
+    timed = f"import time\nstarted = time.perf_counter()\n{code}\nprint(time.perf_counter() - started)"
+    command = [sys.executable, "-c", timed]
+    subprocess.run(command, env=environment, check=True, capture_output=True)  # noqa: S603 - warm-up
+    samples = [
+        float(subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout)  # noqa: S603
+        for _ in range(IMPORT_RUNS)
+    ]
+    return statistics.median(samples) * 1000
+
+
+# --- (b) CPU per event ----------------------------------------------------------------------------
+
+
+def _cpu_rows() -> list[tuple[str, float, float]]:
+    import stripe
+
+    from domain.credentials import parse_webhook_secrets
+    from domain.ingress import queue_message, verified_event, webhook_request
+
+    payload = _subscription_event_text()
+    request = _http_event(payload, stripe.WebhookSignature.generate_signature_header(payload, SECRET))
+    header = request["headers"]["stripe-signature"]
+    secrets = parse_webhook_secrets(SECRET)
+
+    def ours() -> None:
+        queue_message(verified_event(webhook_request(request), secrets, now=time.time(), tolerance=300))
+
+    def reference() -> None:
+        stripe.Webhook.construct_event(payload, header, SECRET)
+
+    rows = [("verify + parse", _cpu_us(ours), _cpu_us(reference))]
+    with _bench_environment(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        import naive_webhook
+
+        from adapters.event_queue import sqs_client
+        from handlers.webhook import lambda_handler
+
+        for client in (sqs_client(), naive_webhook.sqs()):
+            client.meta.events.register("before-call.sqs.SendMessage", _sqs_accepts)
+        assert (
+            lambda_handler(request, None)["statusCode"]
+            == naive_webhook.lambda_handler(request, None)["statusCode"]
+        )
+        rows.append(
+            (
+                "whole handler, SQS stub",
+                _cpu_us(lambda: lambda_handler(request, None)),
+                _cpu_us(lambda: naive_webhook.lambda_handler(request, None)),
+            )
+        )
+        sqs_client.cache_clear()  # the stubbed client stays out of later benches
+    return rows
+
+
+def _cpu_us(work: Callable[[], object]) -> float:
+    """Median over CPU_ROUNDS of process CPU time per call, each round at least CPU_SECONDS_PER_ROUND."""
+    work()
+    per_call: list[float] = []
+    for _ in range(CPU_ROUNDS):
+        calls, started = 0, time.process_time()
+        while (elapsed := time.process_time() - started) < CPU_SECONDS_PER_ROUND:
+            for _ in range(50):
+                work()
+            calls += 50
+        per_call.append(elapsed / calls)
+    return statistics.median(per_call) * 1e6
+
+
+def _sqs_accepts(**_: Any) -> tuple[Any, dict[str, Any]]:
+    from botocore.awsrequest import AWSResponse
+
+    return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 200, {}, None), {"MessageId": "bench"}
+
+
+@contextlib.contextmanager
+def _bench_environment() -> Iterator[None]:
+    """Settings both handlers read, restored afterwards so that other benches see their own."""
+    values = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/stripe-sync-events.fifo",
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "STRIPE_SECRET_ID": "",
+        "AWS_ENDPOINT_URL": "",
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    os.environ.pop("AWS_ENDPOINT_URL")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _subscription_event_text() -> str:
+    """A customer.subscription.updated event as Stripe sends it (2-space indented JSON, ~4.5 KB)."""
+    from local_runtime import stripe_samples as samples
+
+    ids = samples.IdFactory("bench")
+    now = int(time.time())
+    subscription = samples.subscription(
+        ids,
+        id="sub_bench",
+        customer="cus_bench",
+        items=[samples.ItemSpec(samples.PriceSpec("price_pro", "prod_pro"))],
+        status="active",
+        created=now - 86_400,
+        period_start=now - 86_400,
+        period_end=now + 29 * 86_400,
+    )
+    return json.dumps(
+        samples.event(ids, "customer.subscription.updated", subscription, created=now), indent=2
+    )
+
+
+def _http_event(body: str, signature: str) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/stripe",
+        "rawPath": "/webhooks/stripe",
+        "headers": {"content-type": "application/json; charset=utf-8", "stripe-signature": signature},
+        "requestContext": {"http": {"method": "POST", "path": "/webhooks/stripe"}, "stage": "$default"},
+        "body": body,
+        "isBase64Encoded": False,
+    }

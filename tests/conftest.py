@@ -1,0 +1,212 @@
+"""Shared fixtures: Stripe events as Stripe sends them, and API Gateway requests that carry them."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import stripe
+
+_event_numbers = itertools.count(1)
+
+# Shapes after the fixtures of Stripe's OpenAPI spec, trimmed to what the
+# ingress rules read plus personal data that must never reach a log.
+_SAMPLE_OBJECTS: dict[str, dict[str, Any]] = {
+    "subscription": {
+        "id": "sub_1PgafuB7WZ01zgkW",
+        "object": "subscription",
+        "customer": "cus_QXg1o8vcGmoR32",
+        "customer_account": None,
+        "status": "active",
+        "items": {
+            "object": "list",
+            "data": [
+                {"id": "si_1", "object": "subscription_item", "price": {"id": "price_1", "product": "prod_1"}}
+            ],
+        },
+    },
+    "invoice": {
+        "id": "in_1PgafuB7WZ01zgkW",
+        "object": "invoice",
+        "customer": "cus_QXg1o8vcGmoR32",
+        "customer_account": None,
+        "customer_email": "jenny.rosen@example.com",
+        "customer_name": "Jenny Rosen",
+        "customer_address": {"line1": "510 Townsend St", "city": "San Francisco", "postal_code": "94103"},
+        "status": "paid",
+    },
+    "upcoming_invoice": {
+        "object": "invoice",
+        "customer": "cus_QXg1o8vcGmoR32",
+        "customer_account": None,
+        "status": "draft",
+    },
+    "dispute": {
+        "id": "dp_1PgafuB7WZ01zgkW",
+        "object": "dispute",
+        "charge": "ch_1PgafuB7WZ01zgkW",
+        "status": "needs_response",
+        "evidence": {"customer_email_address": "jenny.rosen@example.com", "customer_name": "Jenny Rosen"},
+    },
+    "guest_checkout_session": {
+        "id": "cs_test_a1b2c3",
+        "object": "checkout.session",
+        "customer": None,
+        "customer_account": None,
+        "customer_details": {
+            "email": "jenny.rosen@example.com",
+            "name": "Jenny Rosen",
+            "address": {"line1": "510 Townsend St", "city": "San Francisco"},
+        },
+        "mode": "payment",
+    },
+    "account_subscription": {
+        "id": "sub_1PgafuB7WZ01zgkX",
+        "object": "subscription",
+        "customer": None,
+        "customer_account": "acct_1Nv0FGQ9RKHgCVdK",
+        "status": "trialing",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def stripe_sample_objects() -> Callable[[str], dict[str, Any]]:
+    """A fresh copy of a sample object: subscription, invoice, upcoming_invoice, dispute,
+    guest_checkout_session, account_subscription."""
+
+    def sample(kind: str) -> dict[str, Any]:
+        return copy.deepcopy(_SAMPLE_OBJECTS[kind])
+
+    return sample
+
+
+@pytest.fixture(scope="session")
+def stripe_event_factory(
+    stripe_sample_objects: Callable[[str], dict[str, Any]],
+) -> Callable[..., dict[str, Any]]:
+    """A snapshot event (`object: "event"`) with a unique id; keyword arguments override fields."""
+
+    def event(
+        event_type: str = "customer.subscription.updated", data_object: Any = None, **fields: Any
+    ) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "id": f"evt_1Test{next(_event_numbers):08d}",
+            "object": "event",
+            "api_version": "2025-09-30.clover",
+            "created": int(time.time()) - 5,
+            "data": {
+                "object": data_object if data_object is not None else stripe_sample_objects("subscription")
+            },
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        document.update(fields)
+        return document
+
+    return event
+
+
+@pytest.fixture(scope="session")
+def stripe_thin_event_factory() -> Callable[..., dict[str, Any]]:
+    """A thin event (`object: "v2.core.event"`) as event destinations send it: no data."""
+
+    def event(**fields: Any) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "id": f"evt_test_65Rb{next(_event_numbers):08d}",
+            "object": "v2.core.event",
+            "type": "v1.billing.meter.error_report_triggered",
+            "livemode": False,
+            "created": "2026-11-23T17:46:22.134Z",
+            "related_object": {
+                "id": "mtr_test_61Rb1Y",
+                "type": "billing.meter",
+                "url": "/v1/billing/meters/mtr_test_61Rb1Y",
+            },
+        }
+        document.update(fields)
+        return document
+
+    return event
+
+
+def _signature_header(raw: bytes, secret: str | tuple[str, ...], timestamp: int | None = None) -> str:
+    at = int(time.time()) if timestamp is None else timestamp
+    secrets = (secret,) if isinstance(secret, str) else secret
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # The SDK signs text only; a body that is not UTF-8 is signed the same way over its bytes.
+        signatures = [hmac.new(s.encode(), b"%d." % at + raw, hashlib.sha256).hexdigest() for s in secrets]
+        return f"t={at}," + ",".join(f"v1={v}" for v in signatures)
+    headers = [stripe.WebhookSignature.generate_signature_header(payload, s, timestamp=at) for s in secrets]
+    # One t, then the v1 of every secret: the header Stripe sends while a secret is being rolled.
+    return ",".join([headers[0]] + [h.split(",", 1)[1] for h in headers[1:]])
+
+
+@pytest.fixture(scope="session")
+def stripe_signature_factory() -> Callable[..., str]:
+    """Stripe-Signature for raw bytes, computed by the stripe SDK; one v1 per secret given."""
+    return _signature_header
+
+
+@pytest.fixture(scope="session")
+def webhook_http_event_factory() -> Callable[..., dict[str, Any]]:
+    """An API Gateway HTTP API payload 2.0 request to the webhook.
+
+    `body` (bytes, str, or a dict sent as indented JSON) is sent as is; `secret` signs it (several
+    secrets: one v1 each); `signature` sets the header verbatim instead; `header_name` picks its
+    letter case; `base64_body` encodes the body as API Gateway does for binary media (a body that is
+    not UTF-8 can only travel that way).
+    """
+
+    def request(
+        body: bytes | str | dict[str, Any] = b"",
+        *,
+        secret: str | tuple[str, ...] | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        header_name: str = "stripe-signature",
+        base64_body: bool = False,
+        method: str = "POST",
+        path: str = "/webhooks/stripe",
+    ) -> dict[str, Any]:
+        if isinstance(body, dict):
+            body = json.dumps(body, indent=2)
+        raw = body.encode() if isinstance(body, str) else body
+        headers = {"content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0"}
+        if secret is not None:
+            signature = _signature_header(raw, secret, timestamp)
+        if signature is not None:
+            headers[header_name] = signature
+        return {
+            "version": "2.0",
+            "routeKey": f"{method} {path}",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "54.187.174.169",
+                },
+                "requestId": "XyZ1aBcDeFgHiJk=",
+                "stage": "$default",
+            },
+            "body": base64.b64encode(raw).decode() if base64_body else raw.decode("utf-8"),
+            "isBase64Encoded": base64_body,
+        }
+
+    return request

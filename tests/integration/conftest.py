@@ -1,0 +1,74 @@
+"""moto fixtures for the webhook: an isolated AWS environment and the FIFO event queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from adapters.event_queue import sqs_client
+
+
+@dataclass
+class WebhookFifoQueue:
+    """The queue the webhook sends to, and what it holds."""
+
+    sqs: Any
+    url: str
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every message now in the queue (deleted once read), with its system attributes."""
+        messages: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages"):
+            for message in batch:
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            messages += batch
+        return messages
+
+
+@pytest.fixture
+def webhook_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A clean environment under moto (no real AWS reachable, no Stripe settings): tests add what they need."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "QUEUE_URL", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in (
+        "STRIPE_SECRET_ID",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_KEY",
+        "SIGNATURE_TOLERANCE_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # The handler's client and Powertools' cached secrets are per process: start each test afresh.
+    sqs_client.cache_clear()
+    parameters.clear_caches()
+    with mock_aws():
+        yield
+    sqs_client.cache_clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def webhook_fifo_queue(webhook_environment: None, monkeypatch: pytest.MonkeyPatch) -> WebhookFifoQueue:
+    """EventQueue as the template declares it: FIFO, high throughput, no content-based deduplication."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(
+        QueueName="stripe-sync-events.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "ContentBasedDeduplication": "false",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        },
+    )["QueueUrl"]
+    monkeypatch.setenv("QUEUE_URL", url)
+    return WebhookFifoQueue(sqs, url)
