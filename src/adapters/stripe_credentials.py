@@ -8,7 +8,6 @@ for SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
@@ -27,22 +26,6 @@ class SecretsUnavailable(RuntimeError):
 
 class MissingCredentials(CredentialsError):
     """The setting is absent or empty: an operator has yet to configure it."""
-
-
-@dataclass(frozen=True, slots=True)
-class StripeCredentials:
-    """Both settings; each empty when not configured."""
-
-    webhook_secrets: tuple[WebhookSecret, ...]
-    api_keys: dict[Mode, str] = field(repr=False)
-
-
-def load_stripe_credentials() -> StripeCredentials:
-    """Both settings at once, for functions that need the API keys (a malformed one raises)."""
-    return StripeCredentials(
-        parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING)),
-        parse_api_keys(stripe_setting(API_KEY_SETTING)),
-    )
 
 
 def webhook_secrets() -> tuple[WebhookSecret, ...]:

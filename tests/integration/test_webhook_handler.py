@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.event_queue import sqs_client
-from adapters.stripe_credentials import api_keys, load_stripe_credentials
+from adapters.stripe_credentials import api_keys
 from domain.ingress import SQS_MESSAGE_LIMIT
 from handlers.webhook import lambda_handler
 
@@ -538,11 +538,6 @@ def test_api_keys_are_read_the_same_way_for_the_other_functions(
 
     stripe_secret(json.dumps({"STRIPE_API_KEY": "sk_test_aws,rk_live_aws"}))
     assert api_keys() == {"test": "sk_test_aws", "live": "rk_live_aws"}
-    credentials = load_stripe_credentials()
-    assert (credentials.webhook_secrets, credentials.api_keys) == (
-        (),
-        {"test": "sk_test_aws", "live": "rk_live_aws"},
-    )
 
 
 # --- logs -----------------------------------------------------------------------------------------
