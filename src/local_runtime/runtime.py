@@ -1,0 +1,385 @@
+"""`make run`: the whole pipeline on one machine, without Docker or AWS (DESIGN.md, Local runtime).
+
+    moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
+    HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)
+    poller thread                 ->  handlers.worker.lambda_handler (SQS event source mapping)
+    timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
+
+The handlers run in this process, imported after the environment points every AWS client at moto
+with dummy credentials. Everything stops on Ctrl-C or SIGTERM, and the data (in moto's memory) with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, TextIO
+
+from local_runtime import console as console_module
+from local_runtime.config import (
+    DEFAULT_AWS_PORT,
+    LOOPBACK,
+    ConfigError,
+    PortTaken,
+    RuntimeConfig,
+    check_port_free,
+    config_from_env,
+    generated_secret_file,
+    port_taken_hint,
+    sandbox_environment,
+    write_generated_secret,
+)
+from local_runtime.console import Console, HandlerOutput
+from local_runtime.event_source import EventSourceMapping, QueueBinding
+from local_runtime.lambda_context import LocalLambdaContext
+from local_runtime.resources import LocalResources, create_resources
+from local_runtime.template import (
+    LOCAL_ACCOUNT_ID,
+    LOCAL_REGION,
+    FunctionSpec,
+    LocalStack,
+    ResourceRef,
+    TemplateError,
+    read_template,
+)
+
+MOTO_START_TIMEOUT_SECONDS = 20
+JOIN_TIMEOUT_SECONDS = 15
+# Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
+LOCAL_FUNCTION_DEFAULTS = {
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+# Never taken from the template: locally the Stripe settings come from the environment and each
+# function's service name is set while its module is imported.
+NOT_FROM_TEMPLATE = frozenset({"STRIPE_SECRET_ID", "POWERTOOLS_SERVICE_NAME"})
+
+
+class StartupError(RuntimeError):
+    """The runtime cannot start; the message says why and what to do."""
+
+
+class LocalRuntime:
+    def __init__(self, config: RuntimeConfig, stack: LocalStack, out: TextIO) -> None:
+        self.config = config
+        self.stack = stack
+        self._out = out
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._server: Any = None
+        self._stdout: TextIO | None = None
+        self._webhook: Callable[..., Any] | None = None
+        self._secret_file_written = False
+        self.resources: LocalResources | None = None
+        self.console: Console | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        check_port_free("AWS_PORT", config.aws_port)
+        check_port_free("PORT", config.port)
+        sandbox_environment(os.environ, config)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+
+        from local_runtime.webhook_server import WebhookServer  # noqa: PLC0415 - after the sandbox
+
+        try:
+            self._server = WebhookServer(
+                (LOOPBACK, config.port), self.stack.webhook_route, self._invoke_webhook, self._webhook_error
+            )
+        except OSError as error:
+            raise PortTaken(error.errno, port_taken_hint("PORT", config.port)) from None
+        self._start_moto()
+        import boto3  # noqa: PLC0415 - after the sandbox, like everything that talks to AWS
+
+        resources = create_resources(
+            self.stack,
+            boto3.client("sqs"),
+            boto3.client("dynamodb"),
+            visibility_timeout=config.visibility_timeout,
+        )
+        self.resources = resources
+        self._function_environment(resources)
+        self.console = Console(
+            self._out,
+            max_receive_count=resources.max_receive_count,
+            visibility_timeout=resources.visibility_timeout,
+            debug=os.environ.get("LOG_LEVEL", "").upper() == "DEBUG",
+            cli=self._cli(),
+        )
+        # Before the handlers are imported: their loggers keep the stream they find.
+        self._stdout = sys.stdout
+        sys.stdout = HandlerOutput(self.console, self._out)
+        worker = self._import_handler(self.stack.worker)
+        reconcile = None
+        if config.api_key_configured and self.stack.reconciler is not None:
+            reconcile = self._import_handler(self.stack.reconciler, required=False)
+        # Last: Powertools loggers keep the service name they were created with, while the webhook
+        # reads POWERTOOLS_SERVICE_NAME at every log line, so the variable stays the webhook's.
+        self._webhook = self._import_handler(self.stack.webhook)
+        self._secret_file_written = config.webhook_secret_generated and (
+            write_generated_secret(config.port, config.webhook_secret) is not None
+        )
+
+        self._spawn("http", self._server.serve_forever)
+        binding = QueueBinding(
+            queue_url=resources.queue_url,
+            queue_arn=resources.queue_arn,
+            dead_letter_queue_url=resources.dead_letter_queue_url,
+            batch_size=resources.batch_size,
+            max_receive_count=resources.max_receive_count,
+            visibility_timeout=resources.visibility_timeout,
+        )
+        mapping = EventSourceMapping(
+            boto3.client("sqs"),
+            binding,
+            _as_source("worker", worker),
+            lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
+            self.console,
+        )
+        self._spawn("poller", lambda: mapping.run(self._stop))
+        if reconcile is not None:
+            self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
+        self._banner(reconcile is not None)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        """Stop accepting requests, let the poller finish its batch, then stop moto."""
+        self.request_stop()
+        if self._server is not None:
+            if any(t.name == "http" for t in self._threads):
+                self._server.shutdown()
+            self._server.server_close()  # joins the request threads
+        for thread in self._threads:
+            thread.join(JOIN_TIMEOUT_SECONDS)
+            if thread.is_alive() and self.console is not None:
+                self.console.line("runtime", f"{thread.name} did not stop within {JOIN_TIMEOUT_SECONDS} s")
+        if self._moto is not None:
+            self._moto.stop()
+        if self._stdout is not None:
+            sys.stdout = self._stdout
+        if self._secret_file_written:
+            generated_secret_file(self.config.port).unlink(missing_ok=True)
+
+    # -- pieces -------------------------------------------------------------------------------------
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only here
+
+        server = ThreadedMotoServer(ip_address=LOOPBACK, port=self.config.aws_port, verbose=False)
+        # start() waits for the server forever if its socket cannot be bound: wait here with a limit.
+        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
+        starter.start()
+        starter.join(MOTO_START_TIMEOUT_SECONDS)
+        if starter.is_alive():
+            raise StartupError(f"moto did not start: {port_taken_hint('AWS_PORT', self.config.aws_port)}")
+        self._moto = server
+
+    def _function_environment(self, resources: LocalResources) -> None:
+        """The template's function environment (the user's environment wins), resources resolved."""
+        functions = [self.stack.webhook, self.stack.worker]
+        if self.stack.reconciler is not None:
+            functions.append(self.stack.reconciler)
+        for function in functions:
+            for name, value in function.environment.items():
+                if name in NOT_FROM_TEMPLATE:
+                    continue
+                if isinstance(value, ResourceRef):
+                    resolved = resources.resolve(value, self.stack)
+                    if resolved is not None:
+                        os.environ[name] = resolved  # always the local resource, never a real one
+                else:
+                    os.environ.setdefault(name, value)
+        for name, value in LOCAL_FUNCTION_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        os.environ["TABLE_NAME"] = resources.table_name
+        os.environ["QUEUE_URL"] = resources.queue_url
+
+    def _import_handler(self, function: FunctionSpec, *, required: bool = True) -> Callable[..., Any] | None:
+        module_name, _, attribute = function.handler.rpartition(".")
+        service = function.environment.get("POWERTOOLS_SERVICE_NAME")
+        os.environ["POWERTOOLS_SERVICE_NAME"] = service if isinstance(service, str) else function.logical_id
+        try:
+            handler = getattr(importlib.import_module(module_name), attribute)
+        except Exception as error:
+            if required:
+                raise StartupError(
+                    f"cannot load {function.handler} ({function.logical_id}): {type(error).__name__}: {error}"
+                ) from error
+            assert self.console is not None
+            self.console.line(
+                "runtime",
+                f"reconciler not started: cannot load {function.handler}: {type(error).__name__}: {error}",
+            )
+            return None
+        if not callable(handler):
+            raise StartupError(f"{function.handler} is not a function")
+        return handler  # type: ignore[no-any-return]
+
+    def _invoke_webhook(self, event: dict[str, Any]) -> object:
+        assert self._webhook is not None
+        context = LocalLambdaContext.for_function(self.stack.stack_name, self.stack.webhook)
+        with console_module.source("webhook"):
+            return self._webhook(event, context)
+
+    def _webhook_error(self, error: BaseException) -> None:
+        assert self.console is not None
+        self.console.line(
+            "webhook", f"FAILED: the handler raised {type(error).__name__}: {error} (answered 500)"
+        )
+        if self.console.debug:
+            self.console.raw("".join(traceback.format_exception(error)))
+
+    def _reconcile_loop(self, handler: Callable[..., Any]) -> None:
+        assert self.console is not None
+        assert self.stack.reconciler is not None
+        # The first run at start fills the fresh local table from the Stripe account, then on schedule.
+        while not self._stop.is_set():
+            context = LocalLambdaContext.for_function(self.stack.stack_name, self.stack.reconciler)
+            started = time.monotonic()
+            try:
+                with console_module.source("reconcile"):
+                    handler(scheduled_event(self.stack.stack_name), context)
+            except Exception as error:
+                self.console.line("reconcile", f"run FAILED ({type(error).__name__}: {error})")
+            else:
+                # The reconciler logs its own report (shown above); this says it is over.
+                self.console.line("reconcile", f"run finished in {time.monotonic() - started:.1f} s")
+            self._stop.wait(self.config.reconcile_every)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        # Daemon threads, joined in stop(): an unexpected crash of the main thread cannot hang the exit.
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _cli(self) -> str:
+        """How to call the ops CLI against this run."""
+        cli = ".venv/bin/stripe-sync --local"
+        if self.config.aws_port != DEFAULT_AWS_PORT:
+            cli = f"AWS_PORT={self.config.aws_port} {cli}"
+        return cli
+
+    def _banner(self, reconciling: bool) -> None:
+        config, resources, stack = self.config, self.resources, self.stack
+        assert resources is not None
+        route = stack.webhook_route
+        cli = self._cli()
+        lines = [
+            "stripe-sync local runtime: the whole pipeline on this machine (moto; no Docker, no AWS)",
+            f"  webhook     {config.webhook_base}{route.path}  ({route.method}; GET /health)",
+            f"  AWS (moto)  {config.aws_endpoint}  region {LOCAL_REGION}, dummy credentials",
+            f"  table       {resources.table_name}",
+            f"  queue       {stack.event_queue.name}  (batch {resources.batch_size}, "
+            f"visibility {resources.visibility_timeout} s, DLQ after {resources.max_receive_count} tries)",
+            f"  DLQ         {stack.dead_letter_queue.name}",
+        ]
+        if reconciling:
+            lines.append(f"  reconciler  now, then every {config.reconcile_every} s (STRIPE_API_KEY is set)")
+        else:
+            lines.append("  reconciler  off: set STRIPE_API_KEY=sk_test_... to run it")
+        lines.append("")
+        forward = f"stripe listen --forward-to localhost:{config.port}{route.path}"
+        if config.webhook_secret_generated:
+            lines += [
+                "STRIPE_WEBHOOK_SECRET is not set: this run signs with a generated secret,",
+                f"  {config.webhook_secret}",
+                "  which `make demo` finds by itself."
+                if self._secret_file_written
+                else f"  (run the demo with STRIPE_WEBHOOK_SECRET={config.webhook_secret} make demo).",
+                "To receive events from the Stripe CLI instead, run",
+                f"  `{forward}`, copy the whsec_... it prints and restart with",
+                "  STRIPE_WEBHOOK_SECRET=whsec_... make run",
+            ]
+        else:
+            lines.append(f"Webhook secret from STRIPE_WEBHOOK_SECRET. Stripe CLI: {forward}")
+        lines += [
+            "Demo: make demo    Inspect: " + f"{cli} customer show <cus_id>   {cli} dlq list",
+            "Ctrl-C stops everything; the data lives in moto's memory and goes with it.",
+            "",
+        ]
+        self._out.write("\n".join(lines) + "\n")
+        self._out.flush()
+
+
+def scheduled_event(stack_name: str) -> dict[str, Any]:
+    """The EventBridge event a `Schedule` event source delivers."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": LOCAL_ACCOUNT_ID,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": LOCAL_REGION,
+        "resources": [
+            f"arn:aws:events:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:rule/{stack_name}-ReconcileSchedule"
+        ],
+        "detail": {},
+    }
+
+
+def _as_source(name: str, handler: Callable[..., Any] | None) -> Callable[[dict[str, Any], Any], Any]:
+    assert handler is not None
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with console_module.source(name):
+            return handler(event, context)
+
+    return invoke
+
+
+def main() -> int:
+    out = sys.stdout
+    try:
+        config = config_from_env(os.environ)
+        stack = read_template()
+    except (ConfigError, TemplateError) as error:
+        print(f"local runtime: {error}", file=sys.stderr)
+        return 2
+    runtime = LocalRuntime(config, stack, out)
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:  # a second Ctrl-C: the user does not want to wait
+            os._exit(130)
+        stopping = True
+        runtime.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        runtime.start()
+    except (PortTaken, StartupError) as error:
+        runtime.stop()
+        print(f"local runtime: {error}", file=sys.stderr)
+        return 1
+    except Exception:
+        runtime.stop()
+        raise
+    runtime.wait()
+    out.write("stopping...\n")
+    out.flush()
+    runtime.stop()
+    out.write("stopped\n")
+    out.flush()
+    return 0

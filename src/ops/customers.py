@@ -1,0 +1,84 @@
+"""`customer show`: a customer's entitlements (as backend services read them) and stored records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from entitlements_reader import CustomerEntitlements, EntitlementsReader
+
+
+class CustomerNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    customer_id: str
+    entitlements: CustomerEntitlements | None
+    records: list[dict[str, Any]]  # kind, id, stamp, record (internal shape, for people)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        entitlements = self.entitlements
+        return {
+            "customer_id": self.customer_id,
+            "entitlements": None
+            if entitlements is None
+            else {
+                "livemode": entitlements.livemode,
+                "features": {
+                    name: {"until": grant.until, "source": grant.source, "active": grant.active_at(now)}
+                    for name, grant in sorted(entitlements.features.items())
+                },
+                "active_features": sorted(entitlements.active_features(now)),
+                "payment_issue": entitlements.payment_issue,
+                "deleted": entitlements.deleted,
+                "version": entitlements.version,
+                "updated_at": entitlements.updated_at,
+            },
+            "records": self.records,
+        }
+
+
+def customer_for_user(dynamodb: Any, table: str, user_id: str, *, livemode: bool) -> str:
+    found = EntitlementsReader(table, livemode=livemode, client=dynamodb).customer_for_user(user_id)
+    if found is None:
+        mode = "live" if livemode else "test"
+        other = "without --live" if livemode else "with --live"
+        raise CustomerNotFound(f"no {mode}-mode customer for user {user_id!r} (try {other})")
+    return found
+
+
+def show_customer(
+    dynamodb: Any, table: str, customer_id: str, *, endpoint_url: str | None, region: str | None
+) -> CustomerView:
+    entitlements = EntitlementsReader(table, client=dynamodb).entitlements(customer_id)
+    records = stored_records(table, customer_id, endpoint_url=endpoint_url, region=region)
+    if entitlements is None and not records:
+        raise CustomerNotFound(f"the table has nothing about customer {customer_id!r}")
+    return CustomerView(customer_id, entitlements, records)
+
+
+def stored_records(
+    table: str, customer_id: str, *, endpoint_url: str | None, region: str | None
+) -> list[dict[str, Any]]:
+    """The customer's records through the table adapter, which knows their (internal) layout."""
+    from adapters import sync_table  # noqa: PLC0415 - pynamodb only for this command
+    from domain.records import record_to_dict  # noqa: PLC0415
+
+    sync_table.configure(table, host=endpoint_url, region=region)
+    state = sync_table.DynamoCustomerStore().load(customer_id)
+    records = [
+        {
+            "kind": snapshot.record.kind,
+            "id": snapshot.record.id,
+            "stamp": {
+                "created": snapshot.stamp.created,
+                "rank": snapshot.stamp.rank,
+                "event_id": snapshot.stamp.event_id,
+            },
+            "record": record_to_dict(snapshot.record),
+        }
+        for snapshot in state.snapshots.values()
+    ]
+    return sorted(records, key=lambda r: (r["kind"], r["id"]))

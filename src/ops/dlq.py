@@ -1,0 +1,180 @@
+"""The dead-letter queue: look at what is parked there, and send it back to the event queue.
+
+SQS has no "peek": reading a message hides it for a visibility timeout. Browsing therefore receives
+with a short timeout (BROWSE_VISIBILITY_SECONDS), pages until nothing new comes, and makes what it
+did not consume visible again at once. On a FIFO queue the later messages of a group stay hidden
+while its earlier ones are being browsed; `depth` tells how many exist in all.
+
+Redrive sends the message back to the event queue with its group id and deduplication id, then
+deletes it from the DLQ. SQS FIFO drops, silently, a message whose deduplication id it has seen in
+the last five minutes; the DLQ copy would then be deleted and the event lost. Messages sent less
+than DEDUPLICATION_WINDOW_SECONDS ago are therefore left in the DLQ unless forced (the local
+runtime's moto forgets the ids of removed messages, so forcing is safe there).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+BROWSE_VISIBILITY_SECONDS = 30
+RECEIVE_BATCH = 10
+DEDUPLICATION_WINDOW_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedMessage:
+    message_id: str
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+    attributes: dict[str, str]
+
+    @property
+    def group_id(self) -> str | None:
+        return self.attributes.get("MessageGroupId")
+
+    @property
+    def deduplication_id(self) -> str | None:
+        return self.attributes.get("MessageDeduplicationId")
+
+    @property
+    def receive_count(self) -> int:
+        return _int(self.attributes.get("ApproximateReceiveCount"))
+
+    @property
+    def sent_at(self) -> float | None:
+        sent = _int(self.attributes.get("SentTimestamp"))
+        return sent / 1000 if sent else None
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The Stripe event (or reference) the message carries; {} when the body is not JSON."""
+        try:
+            document = json.loads(self.body)
+        except ValueError:
+            return {}
+        return document if isinstance(document, dict) else {}
+
+    def summary(self) -> dict[str, Any]:
+        event = self.event
+        return {
+            "message_id": self.message_id,
+            "event_id": event.get("id"),
+            "event_type": event.get("type"),
+            "group_id": self.group_id,
+            "deduplication_id": self.deduplication_id,
+            "receive_count": self.receive_count,
+            "sent_at": self.sent_at,
+        }
+
+
+class RedriveRefused(RuntimeError):
+    """The message stays in the DLQ; the message says why and when it can go."""
+
+
+class DeadLetterQueue:
+    def __init__(self, sqs: Any, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._sqs = sqs
+        self.url = url
+        self._clock = clock
+
+    def depth(self) -> int:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return _int(attributes.get("ApproximateNumberOfMessages")) + _int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible")
+        )
+
+    def receive(self, limit: int = RECEIVE_BATCH) -> list[ParkedMessage]:
+        response = self._sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max(1, min(RECEIVE_BATCH, limit)),
+            VisibilityTimeout=BROWSE_VISIBILITY_SECONDS,
+            MessageSystemAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        return [
+            ParkedMessage(m["MessageId"], m["ReceiptHandle"], m["Body"], dict(m.get("Attributes") or {}))
+            for m in response.get("Messages") or []
+        ]
+
+    def browse(self, limit: int | None = None) -> list[ParkedMessage]:
+        """Every message that can be seen now, once each, up to `limit`; hidden until release()."""
+        seen: set[str] = set()
+        kept: list[ParkedMessage] = []
+        extra: list[ParkedMessage] = []
+        while limit is None or len(kept) < limit:
+            fresh = [m for m in self.receive() if m.message_id not in seen]
+            if not fresh:
+                break
+            for message in fresh:
+                seen.add(message.message_id)
+                (kept if limit is None or len(kept) < limit else extra).append(message)
+        self.release(extra)
+        return kept
+
+    def find(self, message_id: str) -> ParkedMessage | None:
+        """Browse for one message: it stays hidden (for redrive), whatever else was read is released."""
+        seen: set[str] = set()
+        found: ParkedMessage | None = None
+        others: list[ParkedMessage] = []
+        try:
+            while found is None:
+                fresh = [m for m in self.receive() if m.message_id not in seen]
+                if not fresh:
+                    break
+                for message in fresh:
+                    seen.add(message.message_id)
+                    if message.message_id == message_id:
+                        found = message
+                    else:
+                        others.append(message)
+        finally:
+            self.release(others)
+        return found
+
+    def release(self, messages: list[ParkedMessage]) -> None:
+        """Make browsed messages visible again at once."""
+        for start in range(0, len(messages), RECEIVE_BATCH):
+            chunk = messages[start : start + RECEIVE_BATCH]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+
+    def check_redrivable(self, message: ParkedMessage) -> None:
+        sent = message.sent_at
+        if sent is not None and self._clock() - sent < DEDUPLICATION_WINDOW_SECONDS:
+            wait = int(DEDUPLICATION_WINDOW_SECONDS - (self._clock() - sent)) + 1
+            raise RedriveRefused(
+                f"{message.message_id} was sent {int(self._clock() - sent)} s ago: SQS FIFO would drop "
+                f"it as a duplicate of itself within its 5-minute deduplication window. Retry in {wait} s, "
+                "or pass --force where that window does not apply (the local runtime)"
+            )
+
+    def redrive(self, message: ParkedMessage, queue_url: str) -> str:
+        """Back to the event queue with the same group and deduplication ids; then out of the DLQ."""
+        extra: dict[str, str] = {}
+        if message.group_id:
+            extra["MessageGroupId"] = message.group_id
+        if message.deduplication_id:
+            extra["MessageDeduplicationId"] = message.deduplication_id
+        sent = self._sqs.send_message(QueueUrl=queue_url, MessageBody=message.body, **extra)
+        # Only once the event queue holds it: a failure above leaves the message in the DLQ.
+        self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
+        return str(sent["MessageId"])
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0

@@ -1,0 +1,50 @@
+"""`reconcile`: the scheduled reconciler (adapters.reconciler.reconcile), run now from a terminal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TextIO
+
+from domain.reconcile import ReconcileReport
+from ops.progress import Progress
+from ops.targets import Target
+
+
+def run_reconcile(
+    target: Target,
+    env: Mapping[str, str],
+    *,
+    customer: str | None,
+    dry_run: bool,
+    time_budget_seconds: float | None,
+    progress_stream: TextIO,
+) -> ReconcileReport:
+    """Configure the reconciler as its Lambda is (TABLE_NAME, QUEUE_URL, the Stripe secret), run it."""
+    from adapters.reconciler import reconcile  # noqa: PLC0415 - stripe and pynamodb only for this command
+    from domain.reconcile import Everything, OneCustomer  # noqa: PLC0415
+
+    os.environ["TABLE_NAME"] = target.require_table()
+    if not dry_run:
+        os.environ["QUEUE_URL"] = target.require_queue()
+    if not env.get("STRIPE_API_KEY") and target.secret_id:
+        os.environ["STRIPE_SECRET_ID"] = target.secret_id
+    progress = Progress(None, "checked", progress_stream)
+
+    def report_progress(report: ReconcileReport) -> None:
+        counts = report.counts
+        progress.update(
+            counts.checked,
+            f"checked, {counts.drift} drift, {counts.repaired} repaired, page {report.pages}"
+            + (f", {counts.errors} error(s)" if counts.errors else ""),
+        )
+
+    try:
+        return reconcile(
+            OneCustomer(customer) if customer else Everything(),
+            dry_run,
+            report_progress,
+            time_budget_seconds=time_budget_seconds,
+        )
+    finally:
+        progress.finish()

@@ -1,0 +1,167 @@
+"""Which deployment the CLI talks to: endpoint, region, table, queues and the Stripe secret.
+
+Names come from, first to last: the flags (--table, --queue-url, --dlq-url); the stack chosen on the
+command line (--stack NAME: its outputs TableName, EventQueueUrl, DeadLetterQueueUrl,
+StripeSecretArn; or --local: what `make run` creates from template.yaml on 127.0.0.1:$AWS_PORT);
+the environment (TABLE_NAME, QUEUE_URL, DLQ_URL, STRIPE_SECRET_ID). The endpoint is --endpoint-url,
+else --local's, else whatever boto3 finds (AWS_ENDPOINT_URL, the profile).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_LOCAL_AWS_PORT = 5000
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+STACK_OUTPUTS = {
+    "TableName": "table_name",
+    "EventQueueUrl": "queue_url",
+    "DeadLetterQueueUrl": "dlq_url",
+    "StripeSecretArn": "secret_id",
+}
+
+
+class TargetError(ValueError):
+    """The deployment cannot be found or a name is missing; the message says what to pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    endpoint_url: str | None
+    region: str | None
+    table_name: str | None
+    queue_url: str | None
+    dlq_url: str | None
+    secret_id: str | None
+    local: bool = False
+
+    def require_table(self) -> str:
+        if not self.table_name:
+            raise TargetError("no table: pass --table NAME, set TABLE_NAME, or use --stack NAME or --local")
+        return self.table_name
+
+    def require_queue(self) -> str:
+        if not self.queue_url:
+            raise TargetError(
+                "no event queue: pass --queue-url, set QUEUE_URL, or use --stack NAME or --local"
+            )
+        return self.queue_url
+
+    def require_dlq(self) -> str:
+        if not self.dlq_url:
+            raise TargetError(
+                "no dead-letter queue: pass --dlq-url, set DLQ_URL, or use --stack NAME or --local"
+            )
+        return self.dlq_url
+
+
+@dataclass(frozen=True, slots=True)
+class TargetOptions:
+    """The command line's say (None: not given)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    stack: str | None = None
+    local: bool = False
+    table: str | None = None
+    queue_url: str | None = None
+    dlq_url: str | None = None
+
+
+def local_endpoint(env: Mapping[str, str]) -> str:
+    port = env.get("AWS_PORT", "").strip() or str(DEFAULT_LOCAL_AWS_PORT)
+    if not port.isdigit():
+        raise TargetError(f"AWS_PORT must be a port number, is {port!r}")
+    return f"http://{LOCAL_HOST}:{port}"
+
+
+def prepare_environment(options: TargetOptions, env: MutableMapping[str, str]) -> None:
+    """For --local: dummy credentials and us-east-1, so that no real profile is used by accident."""
+    if options.local:
+        if options.stack:
+            raise TargetError("--local and --stack exclude each other")
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            env.pop(name, None)
+        env.update(LOCAL_CREDENTIALS)
+        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = "us-east-1"
+        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        env["AWS_ENDPOINT_URL"] = options.endpoint_url or local_endpoint(env)
+    elif options.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = options.endpoint_url
+    if options.region:
+        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = options.region
+
+
+def resolve_target(options: TargetOptions, env: Mapping[str, str], clients: ClientFactory) -> Target:
+    from_stack: dict[str, str] = {}
+    if options.local:
+        from_stack = local_names(clients)
+    elif options.stack:
+        from_stack = stack_outputs(options.stack, clients)
+
+    def pick(flag: str | None, key: str, variable: str) -> str | None:
+        return flag or from_stack.get(key) or env.get(variable) or None
+
+    return Target(
+        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        table_name=pick(options.table, "table_name", "TABLE_NAME"),
+        queue_url=pick(options.queue_url, "queue_url", "QUEUE_URL"),
+        dlq_url=pick(options.dlq_url, "dlq_url", "DLQ_URL"),
+        # --local never reads Secrets Manager: the local runtime takes STRIPE_API_KEY from the environment.
+        secret_id=None if options.local else (from_stack.get("secret_id") or env.get("STRIPE_SECRET_ID")),
+        local=options.local,
+    )
+
+
+class ClientFactory:
+    """boto3 clients, created once each, for the environment prepare_environment() left."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+
+    def __call__(self, service: str) -> Any:
+        if service not in self._clients:
+            import boto3  # noqa: PLC0415 - `stripe-sync --help` should not wait for boto3
+
+            self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+        return self._clients[service]
+
+
+def stack_outputs(stack: str, clients: ClientFactory) -> dict[str, str]:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        stacks = clients("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as error:
+        raise TargetError(f"stack {stack}: {error.response['Error'].get('Message', error)}") from None
+    except BotoCoreError as error:
+        raise TargetError(f"stack {stack}: {error}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])} if stacks else {}
+    return {field: outputs[key] for key, field in STACK_OUTPUTS.items() if key in outputs}
+
+
+def local_names(clients: ClientFactory) -> dict[str, str]:
+    """The names `make run` gives its resources (read from template.yaml, as the runtime does)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from local_runtime.template import TemplateError, read_template  # noqa: PLC0415
+
+    try:
+        stack = read_template()
+    except TemplateError as error:
+        raise TargetError(f"--local: {error}") from None
+    sqs = clients("sqs")
+    try:
+        queue_url = sqs.get_queue_url(QueueName=stack.event_queue.name)["QueueUrl"]
+        dlq_url = sqs.get_queue_url(QueueName=stack.dead_letter_queue.name)["QueueUrl"]
+    except (ClientError, BotoCoreError) as error:
+        raise TargetError(
+            f"--local: the local runtime's queues are not reachable ({type(error).__name__}: {error}). "
+            "Is `make run` running (and AWS_PORT the same as its)?"
+        ) from None
+    return {"table_name": stack.table.name, "queue_url": str(queue_url), "dlq_url": str(dlq_url)}

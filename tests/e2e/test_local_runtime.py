@@ -1,0 +1,412 @@
+"""`make run` as users run it: a subprocess on spare ports, driven over HTTP, read back from moto.
+
+The runtime is started with LOCAL_VISIBILITY_TIMEOUT=1 (seconds), so that a failing message comes back
+after one second instead of the template's 180 and reaches the dead-letter queue (after the template's
+maxReceiveCount tries) within seconds. The ops CLI is run as `python -m ops --local`, as operators run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from stripe import WebhookSignature
+
+from entitlements_reader import CustomerEntitlements, parse_entitlements_item
+from local_runtime import scenarios
+from local_runtime import stripe_samples as samples
+from local_runtime.template import read_template
+from tests.fake_stripe import FakeStripe
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "whsec_e2e_local_runtime_0123456789abcdef"
+STACK = read_template()
+MAX_RECEIVE_COUNT = STACK.event_queue.max_receive_count or 5
+# Variables of the developer's shell that must not leak into the runtime under test.
+SCRUBBED = (
+    "STRIPE_API_KEY",
+    "STRIPE_SECRET_ID",
+    "STRIPE_API_BASE",
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "LOG_LEVEL",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until[T](check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := check()) is not None and value is not False:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Runtime:
+    process: subprocess.Popen[bytes]
+    port: int
+    aws_port: int
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def request(
+        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=body,
+            headers=headers or {},
+            method="POST" if body is not None else "GET",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def post_event(self, event: dict[str, Any], secret: str = SECRET) -> tuple[bytes, int]:
+        body = scenarios.render(event)
+        header = WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=int(time.time()))
+        status, _ = self.request(
+            "/webhooks/stripe", body, {"Content-Type": "application/json", "Stripe-Signature": header}
+        )
+        return body, status
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=f"http://127.0.0.1:{self.aws_port}",
+            region_name="us-east-1",
+            aws_access_key_id="e2e",
+            aws_secret_access_key="e2e",
+        )
+
+    def entitlements(self, customer: str) -> CustomerEntitlements | None:
+        item = self.aws("dynamodb").get_item(
+            TableName=STACK.table.name,
+            Key={"pk": {"S": f"CUSTOMER#{customer}"}, "sk": {"S": "ENTITLEMENTS"}},
+            ConsistentRead=True,
+        )
+        return parse_entitlements_item(item["Item"]) if "Item" in item else None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env["AWS_PORT"] = str(self.aws_port)
+        return subprocess.run(  # noqa: S603 - our own module
+            [sys.executable, "-m", "ops", "--local", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def parked(self) -> list[dict[str, Any]]:
+        listed = self.cli("--json", "dlq", "list")
+        assert listed.returncode == 0, listed.stderr
+        messages: list[dict[str, Any]] = json.loads(listed.stdout)["messages"]
+        return messages
+
+    def parked_event(self, event_id: str) -> dict[str, Any] | None:
+        return next((m for m in self.parked() if m["event_id"] == event_id), None)
+
+
+def start_runtime(log: Path, **settings: str) -> Runtime:
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    env.update(
+        PORT=str(port),
+        AWS_PORT=str(aws_port),
+        STRIPE_WEBHOOK_SECRET=SECRET,
+        LOCAL_VISIBILITY_TIMEOUT="1",
+        PYTHONUNBUFFERED="1",
+        **settings,
+    )
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local_runtime"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    runtime = Runtime(process, port, aws_port, log)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the runtime exited with {process.returncode}:\n{runtime.output}")
+        try:
+            return runtime.request("/health")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(healthy, "GET /health", timeout=60)
+    return runtime
+
+
+def stop_runtime(runtime: Runtime, signum: int = signal.SIGINT) -> int:
+    runtime.process.send_signal(signum)
+    try:
+        return runtime.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        runtime.process.kill()
+        raise
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    started = start_runtime(tmp_path_factory.mktemp("runtime") / "make-run.log")
+    try:
+        yield started
+    finally:
+        code = stop_runtime(started)
+    # Ctrl-C stops everything cleanly.
+    assert code == 0, started.output
+    assert started.output.rstrip().endswith("stopped")
+
+
+def story(name: str, customer: str) -> scenarios.Scenario:
+    params = replace(scenarios.DEFAULT_PARAMS, customer_id=customer, user_id=f"user_{customer}")
+    return scenarios.build(name, params, ends_at=int(time.time()))
+
+
+def test_health_and_routes(runtime: Runtime) -> None:
+    assert runtime.request("/health") == (200, b'{"status":"ok"}')
+    assert runtime.request("/elsewhere")[0] == 404
+    assert runtime.request("/webhooks/stripe")[0] == 404  # the route is POST only, as in API Gateway
+
+
+def test_an_unsigned_or_wrongly_signed_post_is_refused_and_nothing_queued(runtime: Runtime) -> None:
+    event = story("signup_paid", "cus_E2eUnsigned001").events[0]
+    status, answer = runtime.request(
+        "/webhooks/stripe", scenarios.render(event), {"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert "error" in json.loads(answer)
+    assert runtime.post_event(event, secret="whsec_someone_elses_secret")[1] == 400
+    time.sleep(1.5)
+    assert runtime.entitlements("cus_E2eUnsigned001") is None
+    assert "rejected: 400" in runtime.output
+
+
+def test_signed_events_end_in_the_entitlements_item(runtime: Runtime) -> None:
+    customer = "cus_E2eTrial00001"
+    events = story("trial_converts", customer).events
+    for event in events:
+        assert runtime.post_event(event)[1] == 200
+
+    def converted() -> CustomerEntitlements | None:
+        access = runtime.entitlements(customer)
+        return (
+            access
+            if access is not None and access.version >= 2 and access.has("prod_SamplePro0001")
+            else None
+        )
+
+    access = wait_until(converted, "the trial's entitlements")
+    assert access.customer_id == customer
+    assert access.livemode is False
+    assert access.payment_issue is False
+    last = events[-1]["id"]
+    wait_until(
+        lambda: f"{last} (invoice.payment_succeeded): applied for {customer}" in runtime.output, "the log"
+    )
+    assert f"received {events[0]['id']} (customer.created) -> queued (group {customer})" in runtime.output
+
+    shown = runtime.cli("--json", "customer", "show", "--user", f"user_{customer}")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["customer_id"] == customer
+    assert view["entitlements"]["active_features"] == ["prod_SamplePro0001"]
+    assert {"profile", "subscription", "invoice"} <= {r["kind"] for r in view["records"]}
+
+
+def test_a_poison_message_is_parked_in_the_dlq_and_redrive_sends_it_back(runtime: Runtime) -> None:
+    created = story("signup_paid", "cus_E2ePoison0001").events[1]
+    assert created["type"] == "customer.subscription.created"
+    poison = json.loads(json.dumps(created))
+    poison["id"] = "evt_E2ePoisonNoStatus01"
+    del poison["data"]["object"]["status"]  # the worker cannot read a subscription without its status
+    body, status = runtime.post_event(poison)
+    assert status == 200  # validly signed: queued
+
+    parked = wait_until(lambda: runtime.parked_event(poison["id"]), "the poison message in the DLQ")
+    assert parked["group_id"] == "cus_E2ePoison0001"
+    assert parked["deduplication_id"] == poison["id"]
+    assert parked["receive_count"] >= MAX_RECEIVE_COUNT
+    tries = runtime.output.count(f"{poison['id']} (customer.subscription.created): FAILED")
+    assert tries == MAX_RECEIVE_COUNT
+    shown = runtime.cli("--json", "dlq", "show", parked["message_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        json.dumps(json.loads(shown.stdout)["body"], indent=2, ensure_ascii=False).encode() == body
+    )  # nothing lost
+
+    # Within SQS's 5-minute deduplication window the CLI refuses: in AWS the copy would be dropped.
+    refused = runtime.cli("dlq", "redrive", parked["message_id"])
+    assert refused.returncode == 1
+    assert "deduplication window" in refused.stderr
+    assert runtime.parked_event(poison["id"]) is not None
+    # moto forgets the ids of removed messages, so forcing is safe here.
+    redriven = runtime.cli("dlq", "redrive", parked["message_id"], "--force")
+    assert redriven.returncode == 0, redriven.stderr
+    assert "1 redriven" in redriven.stdout
+
+    # Back in the event queue, the worker gets it again (its tries start over) and it is parked again.
+    wait_until(
+        lambda: runtime.output.count(f"{poison['id']} (customer.subscription.created): FAILED") > tries,
+        "the redriven message to be processed again",
+    )
+    again = wait_until(
+        lambda: next(
+            (
+                m
+                for m in runtime.parked()
+                if m["event_id"] == poison["id"] and m["message_id"] != parked["message_id"]
+            ),
+            None,
+        ),
+        "the poison message back in the DLQ",
+    )
+    assert again["deduplication_id"] == poison["id"]
+    assert (
+        runtime.output.count(f"{poison['id']} (customer.subscription.created): FAILED")
+        == 2 * MAX_RECEIVE_COUNT
+    )
+
+
+def test_a_parked_dispute_applies_once_its_purchase_arrived_and_it_is_redriven(runtime: Runtime) -> None:
+    customer = "cus_E2eDispute001"
+    events = story("purchase_dispute_lost", customer).events
+    closed = events[-1]
+    assert closed["type"] == "charge.dispute.closed"
+    purchase = [
+        e
+        for e in events
+        if e["type"] in ("customer.created", "payment_intent.succeeded", "checkout.session.completed")
+    ]
+
+    # The dispute arrives first, and the purchase it is about stays away longer than the retries last.
+    assert runtime.post_event(closed)[1] == 200
+    parked = wait_until(lambda: runtime.parked_event(closed["id"]), "the dispute in the DLQ")
+    assert "retried until its purchase arrives" in runtime.output
+    assert runtime.entitlements(customer) is None
+
+    for event in purchase:
+        assert runtime.post_event(event)[1] == 200
+    granted = wait_until(
+        lambda: (a := runtime.entitlements(customer)) is not None and a.has("prod_SampleCourse1") and a,
+        "the purchase's entitlements",
+    )
+
+    redriven = runtime.cli("dlq", "redrive", parked["message_id"], "--force")
+    assert redriven.returncode == 0, redriven.stderr
+    taken_back = wait_until(
+        lambda: (a := runtime.entitlements(customer)) is not None and a.version > granted.version and a,
+        "the lost dispute to take the course back",
+    )
+    assert not taken_back.has("prod_SampleCourse1")
+    assert runtime.parked_event(closed["id"]) is None
+    assert f"{closed['id']} (charge.dispute.closed): applied for {customer}" in runtime.output
+
+
+def test_the_demo_plays_a_story_against_the_running_runtime(runtime: Runtime) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    env.update(PORT=str(runtime.port), AWS_PORT=str(runtime.aws_port), STRIPE_WEBHOOK_SECRET=SECRET)
+    demo = subprocess.run(
+        [sys.executable, "-m", "local_runtime.demo", "--scenario", "purchase_refunded"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    lines = demo.stdout.splitlines()
+    steps = [line for line in lines if line.startswith("   20")]  # "   <event time>  <type>  <entitlements>"
+    completed = next(line for line in steps if "checkout.session.completed" in line)
+    refunded = next(line for line in steps if "charge.refunded" in line)
+    assert "prod_SampleCourse1 (no end)" in completed
+    assert completed.endswith("<- changed")
+    assert "no features" in refunded
+    assert refunded.endswith("<- changed")
+    assert any(line.startswith("   expected: ") for line in lines)
+
+
+@pytest.mark.parametrize("variable", ["PORT", "AWS_PORT"])
+def test_a_taken_port_fails_at_once_with_a_hint(variable: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "AWS_PORT" if variable == "PORT" else "PORT"
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env.update({variable: str(port), other: str(free_port()), "STRIPE_WEBHOOK_SECRET": SECRET})
+        result = subprocess.run(
+            [sys.executable, "-m", "local_runtime"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use ({variable})" in result.stderr
+    assert f"{variable}={port + 1} make run" in result.stderr
+
+
+def test_with_an_api_key_the_reconciler_runs_and_its_repairs_are_applied(tmp_path: Path) -> None:
+    customer = "cus_E2eReconcile1"
+    price = samples.PriceSpec("price_E2eReconcile", "prod_E2eReconcile")
+    now = int(time.time())
+    subscription = samples.subscription(
+        samples.IdFactory("e2e-reconcile"),
+        customer=customer,
+        items=[samples.ItemSpec(price)],
+        status="active",
+        created=now - 86_400,
+        period_start=now - 86_400,
+        period_end=now + 29 * 86_400,
+    )
+    with FakeStripe() as stripe_api:
+        stripe_api.put_subscription(subscription)
+        runtime = start_runtime(
+            tmp_path / "make-run.log",
+            STRIPE_API_KEY="sk_test_e2e",
+            STRIPE_API_BASE=stripe_api.url,
+            RECONCILE_EVERY="600",
+        )
+        try:
+            # No webhook at all: the reconciler's first run finds the subscription and queues it.
+            access = wait_until(lambda: runtime.entitlements(customer), "the reconciler's repair")
+            assert access.has("prod_E2eReconcile")
+            wait_until(lambda: "reconcile  run finished" in runtime.output, "the end of the reconcile run")
+            assert "missing=1" in runtime.output
+        finally:
+            code = stop_runtime(runtime, signal.SIGTERM)
+    assert code == 0, runtime.output
+    assert "reconciler  now, then every 600 s" in runtime.output
