@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import stripe
 from stripe._base_address import BaseAddresses
@@ -25,11 +24,6 @@ Json = Mapping[str, Any]
 MAX_NETWORK_RETRIES = 3
 # The largest page Stripe's list endpoints serve.
 LIST_LIMIT = 100
-_RETRIEVE_PATHS = {
-    "subscription": "/v1/subscriptions",
-    "checkout.session": "/v1/checkout/sessions",
-    "payment_intent": "/v1/payment_intents",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +104,6 @@ class StripeApi:
         if starting_after is not None:
             params["starting_after"] = starting_after
         return self._list(livemode, "/v1/events", params)
-
-    def fetch_as_sent(
-        self, object_type: str, object_id: str, livemode: bool, account: str | None = None
-    ) -> dict[str, Any]:
-        """A subscription, Checkout session or payment intent exactly as the API sent it (JSON types:
-        decimal amounts stay strings), ready to be queued as a webhook would carry it."""
-        if object_type not in _RETRIEVE_PATHS:
-            raise LookupError(f"cannot fetch Stripe objects of type {object_type!r}")
-        raw_request: Any = self.client(livemode).raw_request
-        path = f"{_RETRIEVE_PATHS[object_type]}/{quote(object_id, safe='')}"
-        options = {"stripe_account": account} if account else {}
-        return dict(raw_request("get", path, **options).data)
 
     def _list(self, livemode: bool, path: str, params: Mapping[str, Any]) -> StripePage:
         # The SDK's raw request (same auth, retries and typed errors) without a StripeObject per field:

@@ -1,0 +1,113 @@
+"""Queues what the reconciler (or an operator) read from Stripe into the event queue, as the webhook
+would: fetched objects as synthetic `sync.fetched` events, and events Stripe could not deliver as they
+are. Group and deduplication ids follow the webhook's rules (domain.ingress); messages go out in
+SendMessageBatch calls of up to 10.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from adapters.event_queue import QueueUnavailable, sqs_client
+from domain.ingress import SQS_MESSAGE_LIMIT, QueueMessage, StripeEvent, parse_event, queue_message
+from domain.reconcile import fetched_event
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = SQS_MESSAGE_LIMIT  # SQS limits a whole batch to the size of one message
+SEND_ATTEMPTS = 3  # per entry SQS reports as failed; the client retries throttling on top
+
+
+class ObjectTooLarge(ValueError):
+    """A fetched object whose synthetic event exceeds an SQS message: it cannot travel by reference
+    (the worker could not fetch a synthetic event back from Stripe)."""
+
+
+def fetched_message(obj: Mapping[str, Any], fetched_at_ms: int, account: str | None = None) -> QueueMessage:
+    """The message for an object fetched from Stripe at `fetched_at_ms` (epoch milliseconds)."""
+    document = fetched_event(obj, fetched_at_ms, account)
+    text = json.dumps(document, separators=(",", ":"))
+    event = StripeEvent(
+        id=document["id"],
+        type=document["type"],
+        livemode=document["livemode"],
+        account=account,
+        thin=False,
+        document=document,
+        text=text,
+    )
+    message = queue_message(event)
+    if message.by_reference:
+        raise ObjectTooLarge(f"{obj.get('object')} {obj.get('id')} is too large for one SQS message")
+    return message
+
+
+def event_message(event: Mapping[str, Any]) -> QueueMessage:
+    """A Stripe event read from the API, queued exactly as the webhook queues it when Stripe delivers
+    it (RejectedRequest when it is not an event)."""
+    return queue_message(parse_event(json.dumps(event, separators=(",", ":"))))
+
+
+class FetchedQueue:
+    """The event queue (QUEUE_URL), for batches of messages."""
+
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self._queue_url = queue_url
+        self._client = client
+
+    def send(self, messages: Sequence[QueueMessage]) -> None:
+        """Send every message, or raise QueueUnavailable (then some may have been sent: they are
+        deduplicated by id for five minutes, and applying one twice changes nothing)."""
+        for batch in _batches(messages):
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[QueueMessage]) -> None:
+        pending = {str(index): message for index, message in enumerate(batch)}
+        failure = ""
+        for _attempt in range(SEND_ATTEMPTS):
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {
+                    "Id": entry_id,
+                    "MessageBody": message.body,
+                    "MessageGroupId": message.group_id,
+                    "MessageDeduplicationId": message.deduplication_id,
+                }
+                for entry_id, message in pending.items()
+            ]
+            try:
+                response = (self._client or sqs_client()).send_message_batch(
+                    QueueUrl=self._queue_url, Entries=entries
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
+            failed = response.get("Failed", [])
+            if not failed:
+                return
+            pending = {f["Id"]: pending[f["Id"]] for f in failed}
+            failure = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in failed)
+            if any(f.get("SenderFault") for f in failed):
+                break  # SQS refuses these messages as they are: retrying cannot help
+        raise QueueUnavailable(f"{len(pending)} message(s) not queued: {failure}")
+
+
+def _batches(messages: Sequence[QueueMessage]) -> list[list[QueueMessage]]:
+    batches: list[list[QueueMessage]] = []
+    current: list[QueueMessage] = []
+    size = 0
+    for message in messages:
+        length = len(message.body.encode("utf-8"))
+        if current and (len(current) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(message)
+        size += length
+    if current:
+        batches.append(current)
+    return batches

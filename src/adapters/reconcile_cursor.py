@@ -1,0 +1,129 @@
+"""The reconciler's own items in the table: its cursor, and the subscription ids a pass has listed.
+
+    pk                          sk                  what
+    RECONCILE                   CURSOR              where the pass stands (DRY_RUN_CURSOR: dry runs')
+    RECONCILE#SEEN#<pass id>    <page number>       the ids one listed page held; expire after SEEN_DAYS
+
+The cursor is written with an optimistic lock (pynamodb's VersionAttribute): two runs that overlap
+(the schedule and an operator) cannot move it past pages the other has not finished; the second one
+stops. The seen ids let the records phase, possibly runs later, tell which records the lists left out
+(test-clock subscriptions, other accounts, objects Stripe no longer has) without keeping a million ids
+in one item.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.exceptions import PutError
+
+from adapters.sync_table import SyncItem
+from domain.reconcile import Counts, PassCursor
+
+CURSOR_PK = "RECONCILE"
+CURSOR_SK = "CURSOR"
+DRY_RUN_CURSOR_SK = "DRY_RUN_CURSOR"
+SEEN_DAYS = 35  # longer than any pass runs: a pass of a million subscriptions takes hours, not weeks
+
+
+class CursorConflict(RuntimeError):
+    """Another run saved the cursor since this one read it."""
+
+
+class CursorItem(SyncItem, discriminator="cursor"):
+    pass_id = UnicodeAttribute()
+    phases = UnicodeAttribute()  # space-separated, in order
+    phase = UnicodeAttribute()
+    position = UnicodeAttribute(null=True)
+    pages = NumberAttribute()
+    started_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    completed_at = NumberAttribute(null=True)
+    counts = UnicodeAttribute()  # JSON: counter name -> number
+    version = VersionAttribute()
+
+
+class SeenPageItem(SyncItem, discriminator="reconcile_seen"):
+    ids = UnicodeAttribute()  # space-separated subscription ids
+    expires_at = TTLAttribute()
+
+
+MODELS = (CursorItem, SeenPageItem)
+
+
+def reset_connections() -> None:
+    """Drop cached connections after `sync_table.configure` pointed the models elsewhere."""
+    for model in MODELS:
+        model._connection = None
+
+
+def seen_pk(pass_id: str) -> str:
+    return f"RECONCILE#SEEN#{pass_id}"
+
+
+class CursorStore:
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self._sk = DRY_RUN_CURSOR_SK if dry_run else CURSOR_SK
+
+    def load(self) -> PassCursor | None:
+        try:
+            item = CursorItem.get(CURSOR_PK, self._sk, consistent_read=True)
+        except CursorItem.DoesNotExist:
+            return None
+        return PassCursor(
+            pass_id=item.pass_id,
+            phases=tuple(item.phases.split()),
+            phase=item.phase,
+            position=item.position,
+            pages=int(item.pages),
+            started_at=int(item.started_at),
+            updated_at=int(item.updated_at),
+            completed_at=None if item.completed_at is None else int(item.completed_at),
+            counts=Counts.from_dict(json.loads(item.counts)),
+            version=item.version,
+        )
+
+    def save(self, cursor: PassCursor) -> PassCursor:
+        """Write the cursor if nobody else did since it was read; returns it with its new version."""
+        item = CursorItem(
+            CURSOR_PK,
+            self._sk,
+            pass_id=cursor.pass_id,
+            phases=" ".join(cursor.phases),
+            phase=cursor.phase,
+            position=cursor.position,
+            pages=cursor.pages,
+            started_at=cursor.started_at,
+            updated_at=cursor.updated_at,
+            completed_at=cursor.completed_at,
+            counts=json.dumps(cursor.counts.as_dict(), sort_keys=True),
+        )
+        if cursor.version is not None:
+            item.version = cursor.version
+        try:
+            item.save()
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                raise CursorConflict("another reconcile run moved the cursor: this run stops") from error
+            raise
+        return replace(cursor, version=item.version)
+
+    def add_seen(self, pass_id: str, page: int, ids: Iterable[str], now: int) -> None:
+        """Remember the ids of one listed page (saved before the cursor moves past it)."""
+        SeenPageItem(
+            seen_pk(pass_id),
+            f"{page:09d}",
+            ids=" ".join(ids),
+            expires_at=datetime.fromtimestamp(now + SEEN_DAYS * 86_400, UTC),
+        ).save()
+
+    def seen(self, pass_id: str) -> set[str]:
+        """Every id the pass's lists held so far."""
+        found: set[str] = set()
+        for item in SeenPageItem.query(seen_pk(pass_id), consistent_read=True):
+            found.update(item.ids.split())
+        return found

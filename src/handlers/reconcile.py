@@ -1,0 +1,65 @@
+"""Reconcile Lambda: runs on a schedule (or by hand) and reports each run as metrics and one log line.
+
+Events: the schedule's (a full run, resuming the pass), `{"dry_run": true}` (report without queueing),
+`{"customer": "cus_…"}` (that customer only), or both keys.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from adapters.reconciler import reconcile, time_budget
+from adapters.settings import SettingsError
+from adapters.stripe_credentials import SecretsUnavailable
+from domain.credentials import CredentialsError
+from domain.reconcile import OUT_OF_TIME, InvalidRequest, ReconcileReport, options_from, run_request
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+COUNT_METRICS = {
+    "checked": "ReconcileChecked",
+    "missing": "DriftMissing",
+    "stale": "DriftStale",
+    "extra": "DriftExtra",
+    "repaired": "DriftRepaired",
+    "not_found": "ReconcileNotFound",
+    "skipped": "ReconcileSkipped",
+    "errors": "ReconcileErrors",
+    "failed_events": "FailedEventsFound",
+    "events_requeued": "FailedEventsRequeued",
+}
+
+
+def publish(report: ReconcileReport) -> None:
+    """Every counter, zeros included (an alarm then sees a data point each run), and one log line."""
+    for name, value in report.counts.as_dict().items():
+        metrics.add_metric(name=COUNT_METRICS[name], unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="StripeRateLimited", unit=MetricUnit.Count, value=report.rate_limited)
+    if report.complete and report.scope == "everything":
+        metrics.add_metric(name="ReconcilePassCompleted", unit=MetricUnit.Count, value=1)
+    failed = report.counts.errors > 0 or report.stopped not in (None, OUT_OF_TIME)
+    (logger.warning if failed else logger.info)("reconcile run", **report.as_dict())
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        options = options_from(os.environ)
+        request = run_request(event, dry_run_default=options.dry_run)
+        budget = time_budget(options.time_budget_seconds, context.get_remaining_time_in_millis())
+        report = reconcile(request.scope, request.dry_run, time_budget_seconds=budget)
+    except (InvalidRequest, SettingsError, CredentialsError, SecretsUnavailable) as error:
+        metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
+        logger.error("reconcile cannot run", reason=str(error))
+        raise
+    publish(report)
+    return report.as_dict()

@@ -1,0 +1,839 @@
+"""The reconciler against a fake Stripe API (the stripe SDK pointed at tests.fake_stripe) and moto's
+DynamoDB and SQS FIFO; repairs are applied by the worker Lambda from the messages read back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+import stripe._http_client
+
+from adapters import sync_table
+from adapters.fetched_queue import FetchedQueue
+from adapters.reconcile_cursor import CursorItem, CursorStore
+from adapters.reconciler import Reconciler, bind_table
+from adapters.stripe_api import StripeApi
+from domain.credentials import Mode
+from domain.reconcile import Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
+from domain.records import Snapshot
+from domain.stripe_objects import parse_event, record_of, snapshot_of
+from handlers import worker
+from local_runtime import stripe_samples as s
+from tests.fake_stripe import FakeStripe
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import WebhookFifoQueue
+
+T0 = 1_767_000_000
+DAY = 86_400
+NOW = T0 + 3600  # the reconciler's clock: an hour after the webhooks below
+TABLE = "sync-reconcile-test"
+KEY = "sk_test_reconcile"
+PRO = s.PriceSpec("price_pro", "prod_pro")
+BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "worker"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
+    aws_request_id: str = "req-1"
+    remaining_millis: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
+@dataclass
+class FakeClock:
+    now: float = float(NOW)
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def subscription(customer: str, status: str = "active", **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": f"sub_{customer}",
+        "items": [s.ItemSpec(PRO)],
+        "created": T0,
+        "period_start": T0,
+        "period_end": T0 + 30 * DAY,
+    }
+    fields.update(changes)
+    return s.subscription(
+        s.IdFactory(customer),
+        customer=customer,
+        status=status,  # type: ignore[arg-type]
+        **fields,
+    )
+
+
+def webhook(
+    obj: dict[str, Any], created: int, event_type: str = "customer.subscription.updated"
+) -> dict[str, Any]:
+    return s.event(s.IdFactory(f"{obj['id']}:{event_type}:{created}"), event_type, obj, created=created)
+
+
+def sqs_record(message_id: str, body: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "MessageGroupId": "g",
+            "MessageDeduplicationId": message_id,
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
+        "awsRegion": "us-east-1",
+    }
+
+
+@dataclass
+class World:
+    fake: FakeStripe
+    queue: WebhookFifoQueue
+    clock: FakeClock
+    dynamodb: Any
+
+    def reconciler(self, keys: dict[Mode, str] | None = None, **options: Any) -> Reconciler:
+        return Reconciler(
+            StripeApi(keys or {"test": KEY}, self.fake.url),
+            FetchedQueue(self.queue.url),
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            jitter=lambda: 0.5,
+            **options,
+        )
+
+    def run(
+        self, scope: Scope | None = None, *, dry_run: bool = False, budget: float = 780, **options: Any
+    ) -> ReconcileReport:
+        return self.reconciler(**options).run(
+            scope or Everything(), dry_run=dry_run, time_budget_seconds=budget
+        )
+
+    def deliver(self, *events: dict[str, Any]) -> None:
+        """Webhook events applied by the worker, as if delivered (and Stripe holds the objects)."""
+        self.apply([json.dumps(e) for e in events])
+
+    def store(self, *objects: dict[str, Any], created: int = T0 + 10) -> None:
+        """Records as a webhook at `created` leaves them, written directly (seeding many is faster)."""
+        with sync_table.RecordItem.batch_write() as batch:
+            for obj in objects:
+                snapshot = snapshot_of(parse_event(webhook(obj, created)))
+                assert isinstance(snapshot, Snapshot)
+                batch.save(
+                    sync_table._record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
+                )
+
+    def apply(self, bodies: list[str]) -> None:
+        for start in range(0, len(bodies), 10):
+            records = [sqs_record(f"m{start + i}", body) for i, body in enumerate(bodies[start : start + 10])]
+            assert worker.lambda_handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+
+    def drain(self) -> list[dict[str, Any]]:
+        return self.queue.drain()
+
+    def repair_all(self) -> list[dict[str, Any]]:
+        """Hand every queued message to the worker, as the event source mapping would."""
+        messages = self.drain()
+        self.apply([m["Body"] for m in messages])
+        return messages
+
+    def stored(self, customer: str, subscription_id: str, kind: str = "SUBSCRIPTION") -> Snapshot | None:
+        try:
+            item = sync_table.RecordItem.get(
+                sync_table.customer_pk(customer), f"{kind}#{subscription_id}", consistent_read=True
+            )
+        except sync_table.RecordItem.DoesNotExist:
+            return None
+        return sync_table.snapshot_of_item(item)
+
+    def assert_table_equals_stripe(self) -> None:
+        for obj in self.fake.subscriptions():
+            if obj.get("livemode"):
+                continue
+            snapshot = self.stored(obj["customer"], obj["id"])
+            assert snapshot is not None, obj["id"]
+            assert snapshot.record == record_of("subscription", obj), obj["id"]
+
+    def features(self, customer: str) -> set[str]:
+        item = self.dynamodb.get_item(
+            TableName=TABLE,
+            Key={"pk": {"S": f"CUSTOMER#{customer}"}, "sk": {"S": "ENTITLEMENTS"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return set(item["features"]["M"]) if item else set()
+
+
+@pytest.fixture
+def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    # The SDK's own retries of 5xx wait 0.5 s and more; the retry logic is the same with shorter waits.
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.001)
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "MAX_DELAY", 0.002)
+    with FakeStripe() as fake:
+        monkeypatch.setenv("TABLE_NAME", TABLE)
+        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        monkeypatch.setenv("STRIPE_API_BASE", fake.url)
+        monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync")
+        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        worker.settings.cache_clear()
+        worker._applier.cache_clear()
+        bind_table(TABLE)
+        yield World(fake, webhook_fifo_queue, FakeClock(), dynamodb)
+        worker.settings.cache_clear()
+        worker._applier.cache_clear()
+
+
+def synthetic(message: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(message["Body"]))
+
+
+# -- drift, found and repaired --------------------------------------------------------------------
+
+
+def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_stripe(world: World) -> None:
+    fake = world.fake
+    in_sync = subscription("cus_ok")
+    was_active = subscription("cus_stale")
+    on_clock = subscription("cus_clock", test_clock="clock_1")
+    on_clock_unchanged = subscription("cus_clock_ok", test_clock="clock_1")
+    gone = subscription("cus_gone")
+    for obj in (in_sync, was_active, on_clock, on_clock_unchanged):
+        fake.put_subscription(obj)
+    # One-time purchases: an async payment under way, a payment processing, a purchase settled long ago.
+    lines = s.checkout_line_items(session_id="cs_test_async", prices=[(BOOK, 1)])["data"]
+    session = s.checkout_session(
+        s.IdFactory("cs"),
+        id="cs_test_async",
+        mode="payment",
+        status="complete",
+        payment_status="unpaid",
+        customer="cus_buyer",
+        payment_intent="pi_buyer",
+        amount_total=900,
+        created=T0,
+    )
+    intent = s.payment_intent(
+        s.IdFactory("pi"), id="pi_buyer", amount=900, customer="cus_buyer", status="processing", created=T0
+    )
+    settled = s.checkout_session(
+        s.IdFactory("cs2"),
+        id="cs_test_settled",
+        mode="payment",
+        status="complete",
+        payment_status="paid",
+        customer="cus_paid",
+        amount_total=900,
+        created=T0,
+    )
+    fake.put_session(session, lines)
+    fake.put_session(settled, lines)
+    fake.put_payment_intent(intent)
+    world.deliver(
+        webhook(in_sync, T0 + 10),
+        webhook(was_active, T0 + 10),
+        webhook(on_clock, T0 + 10),
+        webhook(on_clock_unchanged, T0 + 10),
+        webhook(gone, T0 + 10),
+        webhook(session, T0 + 20, "checkout.session.completed"),
+        webhook(intent, T0 + 20, "payment_intent.processing"),
+        webhook(settled, T0 + 20, "checkout.session.completed"),
+    )
+    # Then Stripe moves on and the webhooks are lost: a cancellation, a new subscription, a
+    # cancellation on a test clock, a subscription deleted with its test data, a payment that succeeded.
+    fake.put_subscription(subscription("cus_stale", "canceled", canceled_at=T0 + 100, ended_at=T0 + 100))
+    fake.put_subscription(subscription("cus_missing"))
+    fake.put_subscription(
+        subscription("cus_clock", "canceled", test_clock="clock_1", canceled_at=T0 + 100, ended_at=T0 + 100)
+    )
+    paid = dict(session, payment_status="paid")
+    fake.put_session(paid, lines)
+    fake.put_payment_intent(dict(intent, status="succeeded"))
+    assert world.features("cus_stale") == {"prod_pro"}
+    assert world.features("cus_buyer") == set()
+
+    before = len(fake.requests)
+    report = world.run()
+
+    assert report.complete
+    assert report.counts == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
+    assert {(d.kind, d.object_id) for d in report.drifts} == {
+        (DriftKind.MISSING, "sub_cus_missing"),
+        (DriftKind.STALE, "sub_cus_stale"),
+        (DriftKind.EXTRA, "sub_cus_clock"),
+        (DriftKind.STALE, "cs_test_async"),
+        (DriftKind.STALE, "pi_buyer"),
+    }
+    assert any("sub_cus_gone" in m and "404" in m for m in report.messages)
+    fetched = {r.path for r in fake.requests[before:]} - {"/v1/subscriptions"}
+    # Listed subscriptions were compared, never fetched by id; the settled purchase was left alone.
+    assert fetched == {
+        "/v1/subscriptions/sub_cus_clock",
+        "/v1/subscriptions/sub_cus_clock_ok",
+        "/v1/subscriptions/sub_cus_gone",
+        "/v1/checkout/sessions/cs_test_async",
+        "/v1/payment_intents/pi_buyer",
+    }
+
+    messages = world.drain()
+    assert {m["Attributes"]["MessageGroupId"] for m in messages} == {
+        "cus_missing",
+        "cus_stale",
+        "cus_clock",
+        "cus_buyer",
+    }
+    for message in messages:
+        body = synthetic(message)
+        assert body["type"] == "sync.fetched"
+        assert body["fetched"] is True
+        assert body["created"] == NOW  # the fetch time, on the reconciler's clock
+        prefix, fetched_ms = body["id"].rsplit("_", 1)
+        assert prefix == f"sync_{body['data']['object']['id']}"
+        assert int(fetched_ms) // 1000 == NOW
+        assert message["Attributes"]["MessageDeduplicationId"] == body["id"]
+
+    world.apply([m["Body"] for m in messages])
+
+    world.assert_table_equals_stripe()
+    assert world.features("cus_stale") == set()
+    assert world.features("cus_missing") == {"prod_pro"}
+    assert world.features("cus_clock") == set()
+    assert world.features("cus_buyer") == {"prod_book"}
+    purchase = world.stored("cus_buyer", "cs_test_async", "PURCHASE")
+    assert purchase is not None
+    assert purchase.record == record_of("purchase", dict(paid, line_items={"data": lines}))
+    payment = world.stored("cus_buyer", "pi_buyer", "PAYMENT")
+    assert payment is not None
+    assert payment.record.status == "succeeded"  # type: ignore[union-attr]
+    left = world.stored("cus_gone", "sub_cus_gone")
+    assert left is not None
+    assert left.record.status == "active"  # type: ignore[union-attr]
+
+    # The next pass finds nothing left to repair.
+    again = world.run()
+    assert again.counts.drift == 0
+    assert again.counts.not_found == 1
+    assert world.drain() == []
+
+
+def test_nothing_is_queued_when_nothing_drifted(world: World) -> None:
+    objects = [subscription(f"cus_{n:03d}") for n in range(30)]
+    world.fake.put_subscriptions(objects)
+    world.store(*objects)
+
+    report = world.run()
+
+    assert report.complete
+    assert report.counts == Counts(checked=30)
+    assert report.drifts == ()
+    assert world.drain() == []
+    assert world.fake.count("/v1/") == 1  # one list page; nothing fetched by id
+
+
+def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world: World) -> None:
+    broken = subscription("cus_broken")
+    broken["items"]["data"][0]["price"] = None
+    broken["items"]["data"][0]["plan"] = None
+    world.fake.put_subscriptions([broken, subscription("cus_new")])
+
+    report = world.run()
+
+    assert report.complete
+    assert report.counts == Counts(checked=1, missing=1, repaired=1, errors=1)
+    assert any("sub_cus_broken" in m for m in report.messages)
+    assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_cus_new"]
+
+
+def test_a_dry_run_reports_drift_and_queues_nothing(world: World) -> None:
+    world.fake.put_subscription(subscription("cus_new"))
+    world.fake.put_subscription(subscription("cus_old", "canceled", canceled_at=T0 + 9, ended_at=T0 + 9))
+    world.store(subscription("cus_old"))
+
+    report = world.run(dry_run=True)
+
+    assert report.dry_run
+    assert report.complete
+    assert report.counts == Counts(checked=2, missing=1, stale=1)
+    assert {d.object_id for d in report.drifts} == {"sub_cus_new", "sub_cus_old"}
+    assert world.drain() == []
+    old = world.stored("cus_old", "sub_cus_old")
+    assert old is not None
+    assert old.record.status == "active"  # type: ignore[union-attr]
+    # A dry run keeps a cursor of its own: the next real run still starts a pass of its own.
+    assert CursorStore().load() is None
+    assert CursorStore(dry_run=True).load() is not None
+    assert world.run().counts.repaired == 2
+
+
+# -- any account size: time budget and cursor -----------------------------------------------------
+
+
+def _account(world: World, count: int) -> set[str]:
+    """`count` subscriptions, every seventh missing from the table and every eleventh stale."""
+    objects = [subscription(f"cus_{n:04d}", created=T0 + n) for n in range(count)]
+    world.fake.put_subscriptions(objects)
+    world.store(*[o for n, o in enumerate(objects) if n % 7 and n % 11])
+    world.store(
+        *[subscription(f"cus_{n:04d}", "past_due", created=T0 + n) for n in range(0, count, 11) if n % 7]
+    )
+    return {o["id"] for n, o in enumerate(objects) if n % 7 == 0 or n % 11 == 0}
+
+
+def test_a_pass_that_outlasts_the_time_budget_resumes_from_the_cursor(world: World) -> None:
+    drifted = _account(world, 250)
+
+    def ten_seconds_a_request() -> None:
+        world.clock.now += 10
+
+    world.fake.on_request = ten_seconds_a_request
+    reports = [world.run(budget=25)]
+    assert reports[0].stopped == "time budget"
+    assert reports[0].pages == 2
+    stored_cursor = CursorStore().load()
+    assert stored_cursor is not None
+    assert stored_cursor.phase == "subscriptions:test"
+    assert stored_cursor.position == "sub_cus_0050"  # the last id of the second page, newest first
+    while not reports[-1].complete:
+        reports.append(world.run(budget=25))
+        assert len(reports) < 10
+
+    assert len(reports) == 2
+    assert sum(r.counts.checked for r in reports) == 250
+    assert reports[-1].pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
+    assert sorted(queued) == sorted(drifted)
+    lists = [r.query.get("starting_after") for r in world.fake.requests if r.path == "/v1/subscriptions"]
+    assert lists == [None, "sub_cus_0150", "sub_cus_0050"]  # every page once, none skipped
+    # The records phase ran in the second run: subscriptions the first run listed were not fetched.
+    assert world.fake.count("/v1/subscriptions/") == 0
+
+
+def test_rate_limits_and_server_errors_are_survived_with_the_same_result(world: World) -> None:
+    drifted = _account(world, 250)
+    world.fake.fail_next(3, 429)
+    faults_after_first_page = [2]
+
+    def inject(_report: ReconcileReport) -> None:
+        if faults_after_first_page:
+            world.fake.fail_next(faults_after_first_page.pop(), 500)  # the SDK retries these itself
+
+    report = world.reconciler().run(Everything(), dry_run=False, time_budget_seconds=780, progress=inject)
+
+    assert report.complete
+    assert report.rate_limited == 3
+    assert world.fake.count("/", 429) == 3
+    assert world.fake.count("/", 500) == 2
+    assert world.clock.sleeps[:3] == [0.75, 1.5, 3.0]  # exponential backoff, jitter fixed at one half
+    assert report.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    queued = world.drain()
+    assert sorted(synthetic(m)["data"]["object"]["id"] for m in queued) == sorted(drifted)
+    world.apply([m["Body"] for m in queued])
+    world.assert_table_equals_stripe()
+
+
+@pytest.mark.parametrize(
+    ("status", "count", "reason"),
+    [(500, 4, "APIError"), (429, 9, "RateLimitPersisted")],
+)
+def test_a_run_stopped_by_errors_keeps_its_cursor_and_the_next_run_finishes_the_pass(
+    world: World, status: int, count: int, reason: str
+) -> None:
+    drifted = _account(world, 250)
+    after_first_page = [count]
+
+    def inject(_report: ReconcileReport) -> None:
+        if after_first_page:
+            world.fake.fail_next(after_first_page.pop(), status)
+
+    stopped = world.reconciler().run(Everything(), dry_run=False, time_budget_seconds=780, progress=inject)
+
+    assert not stopped.complete
+    assert stopped.stopped is not None
+    assert reason in stopped.stopped
+    assert stopped.counts.errors == 1
+    cursor = CursorStore().load()
+    assert cursor is not None
+    assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", "sub_cus_0150", 1)
+
+    finished = world.run()
+
+    assert finished.complete
+    assert finished.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
+    assert sorted(queued) == sorted(drifted)
+
+
+def test_a_second_run_moving_the_cursor_stops_this_one(world: World) -> None:
+    _account(world, 250)
+    interfered = []
+
+    def other_run_saves(_report: ReconcileReport) -> None:
+        if not interfered:
+            cursor = CursorStore().load()
+            assert cursor is not None
+            interfered.append(CursorStore().save(cursor))
+
+    report = world.reconciler().run(
+        Everything(), dry_run=False, time_budget_seconds=780, progress=other_run_saves
+    )
+
+    assert not report.complete
+    assert report.stopped is not None
+    assert "another reconcile run" in report.stopped
+    assert report.pages == 1
+
+
+def test_a_queue_that_refuses_repairs_stops_the_run_before_the_cursor_moves(world: World) -> None:
+    world.fake.put_subscription(subscription("cus_new"))
+    broken = Reconciler(
+        StripeApi({"test": KEY}, world.fake.url),
+        FetchedQueue(world.queue.url + "-gone"),
+        clock=world.clock,
+        sleep=world.clock.sleep,
+    )
+
+    report = broken.run(Everything(), dry_run=False, time_budget_seconds=780)
+
+    assert not report.complete
+    assert report.stopped is not None
+    assert "QueueUnavailable" in report.stopped
+    assert report.counts == Counts(errors=1)
+    cursor = CursorStore().load()
+    assert cursor is not None
+    assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", None, 0)
+    assert world.run().counts.repaired == 1
+
+
+def test_a_table_that_cannot_be_read_stops_the_run_with_the_error(world: World) -> None:
+    bind_table("no-such-table")
+    try:
+        report = world.run()
+    finally:
+        bind_table(TABLE)
+    assert not report.complete
+    assert report.stopped is not None
+    assert "no-such-table" in report.stopped or "ResourceNotFound" in report.stopped
+    assert report.counts.errors == 1
+    assert world.fake.count("/v1/") == 0
+
+
+def test_an_unreadable_record_is_reported_and_the_scan_goes_on(world: World) -> None:
+    world.store(subscription("cus_clock", test_clock="clock_1"))
+    sync_table.RecordItem(
+        "CUSTOMER#cus_bad",
+        "SUBSCRIPTION#sub_bad",
+        kind="subscription",
+        customer_id="cus_bad",
+        livemode=False,
+        stamp_created=T0,
+        stamp_rank=0,
+        stamp_event="evt_1",
+        body="{not json",
+    ).save()
+    world.fake.put_subscription(subscription("cus_clock", "canceled", test_clock="clock_1"))
+
+    report = world.run()
+
+    assert report.complete
+    assert report.counts == Counts(checked=1, extra=1, repaired=1, errors=1)
+    assert any("SUBSCRIPTION#sub_bad" in m for m in report.messages)
+
+
+# -- a fetch racing a webhook ---------------------------------------------------------------------
+
+
+def test_a_reconcile_racing_an_older_webhook_keeps_the_newer_state(world: World) -> None:
+    active = subscription("cus_race")
+    world.deliver(webhook(active, T0 + 10))
+    canceled = subscription("cus_race", "canceled", canceled_at=T0 + 200, ended_at=T0 + 200)
+    world.fake.put_subscription(canceled)
+
+    world.run()
+    world.repair_all()
+    # A retry of an older update (past_due at T0 + 100) reaches the worker after the repair.
+    world.deliver(webhook(subscription("cus_race", "past_due"), T0 + 100))
+
+    stored = world.stored("cus_race", "sub_cus_race")
+    assert stored is not None
+    assert stored.record == record_of("subscription", canceled)
+    assert stored.stamp.created == NOW
+    assert world.features("cus_race") == set()
+
+
+# -- failed deliveries ----------------------------------------------------------------------------
+
+
+def test_failed_deliveries_are_requeued_with_the_webhooks_group_and_deduplication_ids(world: World) -> None:
+    lost = webhook(subscription("cus_a"), T0 + 10)
+    delivered = webhook(subscription("cus_b"), T0 + 11)
+    connected = dict(webhook(subscription("cus_c"), T0 + 12), account="acct_1Connected")
+    for event, ok in ((lost, False), (delivered, True), (connected, False)):
+        world.fake.put_event(event, delivered=ok)
+
+    not_an_event = {"id": "evt_odd", "object": "event", "type": "x", "created": T0}  # no livemode
+    world.fake.put_event(not_an_event, delivered=False)
+
+    dry = world.run(dry_run=True, requeue_failed_events=True)
+    assert (dry.counts.failed_events, dry.counts.events_requeued, dry.counts.errors) == (2, 0, 1)
+    assert any("evt_odd" in m and "livemode" in m for m in dry.messages)
+    assert world.drain() == []
+
+    report = world.run(requeue_failed_events=True)
+
+    assert (report.counts.failed_events, report.counts.events_requeued) == (2, 2)
+    messages = {m["Attributes"]["MessageDeduplicationId"]: m for m in world.drain()}
+    assert set(messages) == {lost["id"], f"{connected['id']}:acct_1Connected"}
+    assert messages[lost["id"]]["Attributes"]["MessageGroupId"] == "cus_a"
+    assert json.loads(messages[lost["id"]]["Body"]) == lost
+    assert json.loads(messages[f"{connected['id']}:acct_1Connected"]["Body"]) == connected
+    events = [r for r in world.fake.requests if r.path == "/v1/events"]
+    assert all(r.query.get("delivery_success") == "false" for r in events)
+
+
+def test_failed_deliveries_are_left_alone_unless_enabled(world: World) -> None:
+    world.fake.put_event(webhook(subscription("cus_a"), T0 + 10), delivered=False)
+    report = world.run()
+    assert report.complete
+    assert report.counts.failed_events == 0
+    assert world.fake.count("/v1/events") == 0
+
+
+# -- one customer ---------------------------------------------------------------------------------
+
+
+def test_one_customer_is_reconciled_alone(world: World) -> None:
+    fake = world.fake
+    mine_new = subscription("cus_mine", id="sub_mine_new")
+    mine_old = subscription("cus_mine", "canceled", id="sub_mine_old", canceled_at=T0 + 5, ended_at=T0 + 5)
+    mine_clock = subscription("cus_mine", "canceled", id="sub_mine_clock", test_clock="clock_1")
+    theirs = subscription("cus_theirs")
+    fake.put_subscriptions([mine_new, mine_old, mine_clock, theirs])
+    world.store(
+        subscription("cus_mine", id="sub_mine_old"),
+        subscription("cus_mine", id="sub_mine_clock", test_clock="clock_1"),
+    )
+
+    report = world.run(OneCustomer("cus_mine"))
+
+    assert report.scope == "cus_mine"
+    assert report.complete
+    assert report.counts == Counts(checked=3, missing=1, stale=1, extra=1, repaired=3)
+    lists = [r for r in fake.requests if r.path == "/v1/subscriptions"]
+    assert [r.query.get("customer") for r in lists] == ["cus_mine"]
+    messages = world.repair_all()
+    assert {m["Attributes"]["MessageGroupId"] for m in messages} == {"cus_mine"}
+    for obj in (mine_new, mine_old, mine_clock):
+        stored = world.stored("cus_mine", obj["id"])
+        assert stored is not None
+        assert stored.record == record_of("subscription", obj)
+    assert world.stored("cus_theirs", "sub_cus_theirs") is None
+    with pytest.raises(CursorItem.DoesNotExist):
+        CursorItem.get("RECONCILE", "CURSOR")
+
+
+def test_one_customer_stops_in_time_too(world: World) -> None:
+    world.fake.put_subscription(subscription("cus_mine"))
+    report = world.run(OneCustomer("cus_mine"), budget=0)
+    assert (report.complete, report.stopped, report.pages) == (False, "time budget", 0)
+    assert world.fake.count("/v1/") == 0
+
+
+# -- modes ----------------------------------------------------------------------------------------
+
+
+LIVE_KEY = "sk_live_reconcile"
+
+
+def test_each_mode_is_listed_with_its_own_key(world: World) -> None:
+    live_new = subscription("cus_live", livemode=True)
+    test_old = subscription("cus_test", "canceled", canceled_at=T0 + 5, ended_at=T0 + 5)
+    world.fake.put_subscriptions([live_new, test_old])
+    world.store(subscription("cus_test"))
+
+    report = world.reconciler({"test": KEY, "live": LIVE_KEY}).run(
+        Everything(), dry_run=False, time_budget_seconds=780
+    )
+
+    assert report.complete
+    assert report.counts == Counts(checked=2, missing=1, stale=1, repaired=2)
+    lists = [
+        (r.livemode, r.query.get("status")) for r in world.fake.requests if r.path == "/v1/subscriptions"
+    ]
+    assert lists == [(False, "all"), (True, "all")]
+    bodies = {synthetic(m)["data"]["object"]["id"]: synthetic(m) for m in world.drain()}
+    assert bodies["sub_cus_live"]["livemode"] is True
+    assert bodies["sub_cus_test"]["livemode"] is False
+
+
+def test_records_of_a_mode_without_a_key_are_skipped_and_counted(world: World) -> None:
+    world.store(subscription("cus_live", livemode=True))
+
+    report = world.run()  # a test key only
+
+    assert report.complete
+    assert report.counts == Counts(skipped=1)
+    assert world.fake.count("/v1/subscriptions/") == 0
+
+
+def test_a_mode_whose_key_was_removed_mid_pass_is_skipped_with_an_error(world: World) -> None:
+    world.fake.put_subscriptions([subscription(f"cus_{n:03d}", created=T0 + n) for n in range(150)])
+
+    def ten_seconds_a_request() -> None:
+        world.clock.now += 10
+
+    world.fake.on_request = ten_seconds_a_request
+    first = world.reconciler({"test": KEY, "live": LIVE_KEY}).run(
+        Everything(), dry_run=True, time_budget_seconds=15
+    )
+    assert first.stopped == "time budget"
+    assert first.phase == "subscriptions:test"
+
+    second = world.run(dry_run=True)  # the live key is gone
+
+    assert second.complete
+    assert second.counts.errors == 1
+    assert any("subscriptions:live skipped" in m for m in second.messages)
+    assert (second.pass_counts or Counts()).checked == 150
+
+
+def test_one_customer_of_the_other_mode_is_not_an_error(world: World) -> None:
+    world.fake.put_subscription(subscription("cus_mine"))
+    world.fake.unknown_customers.add(("cus_mine", True))
+
+    report = world.reconciler({"test": KEY, "live": LIVE_KEY}).run(
+        OneCustomer("cus_mine"), dry_run=False, time_budget_seconds=780
+    )
+
+    assert report.complete
+    assert report.counts == Counts(checked=1, missing=1, repaired=1)
+    assert world.fake.count("/v1/subscriptions", 404) == 1
+
+
+# -- the Lambda handler ---------------------------------------------------------------------------
+
+
+def _metrics(output: str) -> dict[str, Any]:
+    """The EMF document the handler printed."""
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    metrics = [d for d in documents if d.get("service") == "stripe-sync-test"]
+    assert len(metrics) == 1
+    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "StripeSync"
+    return metrics[0]
+
+
+def _logged(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == message]
+
+
+def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
+    world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from handlers import reconcile as handler
+
+    world.fake.put_subscription(subscription("cus_new"))
+    capsys.readouterr()
+
+    answer = handler.lambda_handler({"dry_run": True}, LambdaContext(function_name="reconcile"))
+
+    assert answer["dry_run"] is True
+    assert (answer["missing"], answer["repaired"], answer["complete"]) == (1, 0, True)
+    assert world.drain() == []
+    metrics = _metrics(capsys.readouterr().out)
+    assert metrics["DriftMissing"] == [1.0]
+    assert metrics["DriftRepaired"] == [0.0]
+    assert metrics["ReconcileErrors"] == [0.0]
+    assert metrics["ReconcilePassCompleted"] == [1.0]
+    runs = _logged(caplog, "reconcile run")
+    assert len(runs) == 1
+    assert runs[0].drifts == [
+        {
+            "kind": "missing",
+            "object": "subscription",
+            "id": "sub_cus_new",
+            "customer": "cus_new",
+            "livemode": False,
+        }
+    ]
+
+    scheduled = handler.lambda_handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, LambdaContext()
+    )
+    assert (scheduled["dry_run"], scheduled["repaired"]) == (False, 1)
+    assert [m["Attributes"]["MessageGroupId"] for m in world.drain()] == ["cus_new"]
+
+
+def test_the_handler_reconciles_one_customer_when_asked(world: World) -> None:
+    from handlers import reconcile as handler
+
+    world.fake.put_subscriptions([subscription("cus_a"), subscription("cus_b")])
+    answer = handler.lambda_handler({"customer": "cus_b"}, LambdaContext())
+    assert (answer["scope"], answer["missing"], answer["repaired"]) == ("cus_b", 1, 1)
+    assert [m["Attributes"]["MessageGroupId"] for m in world.drain()] == ["cus_b"]
+
+
+def test_the_handler_stops_in_time_when_the_lambda_has_no_time_left(world: World) -> None:
+    from handlers import reconcile as handler
+
+    world.fake.put_subscription(subscription("cus_a"))
+    answer = handler.lambda_handler({}, LambdaContext(remaining_millis=0))
+    assert (answer["stopped"], answer["pages"], answer["complete"]) == ("time budget", 0, False)
+    assert world.fake.count("/v1/") == 0
+
+
+def test_the_handler_refuses_a_bad_request_and_a_missing_key_clearly(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from adapters.reconciler import ReconcileNotConfigured
+    from domain.reconcile import InvalidRequest
+    from handlers import reconcile as handler
+
+    with pytest.raises(InvalidRequest, match="customer must be"):
+        handler.lambda_handler({"customer": "cus_1 OR 1=1"}, LambdaContext())
+    monkeypatch.setenv("RECONCILE_MAX_REQUESTS_PER_SECOND", "fast")
+    with pytest.raises(InvalidRequest, match="RECONCILE_MAX_REQUESTS_PER_SECOND"):
+        handler.lambda_handler({}, LambdaContext())
+    monkeypatch.delenv("RECONCILE_MAX_REQUESTS_PER_SECOND")
+    monkeypatch.delenv("STRIPE_API_KEY")
+    capsys.readouterr()
+    with pytest.raises(ReconcileNotConfigured, match="STRIPE_API_KEY"):
+        handler.lambda_handler({}, LambdaContext())
+    assert _metrics(capsys.readouterr().out)["ReconcileErrors"] == [1.0]
+    assert _logged(caplog, "reconcile cannot run")[-1].reason.startswith("no STRIPE_API_KEY")
+    monkeypatch.setenv("STRIPE_API_KEY", KEY)
+    monkeypatch.delenv("QUEUE_URL")
+    with pytest.raises(ReconcileNotConfigured, match="QUEUE_URL"):
+        handler.lambda_handler({}, LambdaContext())
+    assert handler.lambda_handler({"dry_run": True}, LambdaContext())["complete"] is True

@@ -1,0 +1,392 @@
+"""The reconciler's rules (domain.reconcile): drift, repairs as synthetic events, run requests and
+settings, the pass cursor, and the report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from domain.reconcile import (
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_TIME_BUDGET_SECONDS,
+    DONE,
+    RATE_LIMIT_LONGEST_WAIT_SECONDS,
+    Counts,
+    Drift,
+    DriftKind,
+    Everything,
+    InvalidRequest,
+    OneCustomer,
+    PassCursor,
+    ReconcileOptions,
+    ReconcileReport,
+    backoff_seconds,
+    customer_of_object,
+    drift_of,
+    fetched_event,
+    object_to_verify,
+    options_from,
+    pass_phases,
+    phase_parts,
+    purchase_is_settled,
+    run_request,
+    same_record,
+)
+from domain.records import PaymentRecord, PurchasedItem, Snapshot
+from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
+from local_runtime import stripe_samples as s
+
+T0 = 1_767_000_000
+DAY = 86_400
+FETCHED_AT = T0 + 3600
+PRO = s.PriceSpec("price_pro", "prod_pro")
+
+
+def subscription(status: str = "active", **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "items": [s.ItemSpec(PRO)],
+        "created": T0,
+        "period_start": T0,
+        "period_end": T0 + 30 * DAY,
+    }
+    fields.update(changes)
+    return s.subscription(
+        s.IdFactory(1),
+        id="sub_1",
+        customer="cus_1",
+        status=status,  # type: ignore[arg-type]
+        **fields,
+    )
+
+
+def stored(obj: dict[str, Any], created: int = T0 + 10) -> Snapshot:
+    """The snapshot a webhook carrying `obj` at `created` leaves in the table."""
+    event = s.event(s.IdFactory(created), "customer.subscription.updated", obj, created=created)
+    found = snapshot_of(parse_event(event))
+    assert isinstance(found, Snapshot)
+    return found
+
+
+# -- drift ----------------------------------------------------------------------------------------
+
+
+def test_an_object_with_no_record_is_missing() -> None:
+    assert drift_of("subscription", subscription(), None, FETCHED_AT) is DriftKind.MISSING
+
+
+def test_an_object_equal_to_its_record_is_no_drift() -> None:
+    assert drift_of("subscription", subscription(), stored(subscription()), FETCHED_AT) is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": "canceled", "canceled_at": T0 + 50, "ended_at": T0 + 50},
+        {"cancel_at_period_end": True},
+        {"items": [s.ItemSpec(PRO, quantity=3)]},
+        {"items": [s.ItemSpec(s.PriceSpec("price_team", "prod_team"))]},
+        {"period_end": T0 + 60 * DAY},
+        {"pause_collection": {"behavior": "void", "resumes_at": None}},
+        {"trial_end": T0 + 7 * DAY, "trial_start": T0},
+        {"latest_invoice": "in_2"},
+    ],
+)
+def test_any_field_the_record_keeps_that_differs_is_stale(changes: dict[str, Any]) -> None:
+    status = changes.pop("status", "active")
+    now = subscription(status, **changes)
+    assert drift_of("subscription", now, stored(subscription()), FETCHED_AT) is DriftKind.STALE
+
+
+def test_a_record_made_by_an_event_later_than_the_fetch_is_newer_than_what_was_fetched() -> None:
+    newer = stored(subscription("past_due"), created=FETCHED_AT + 1)
+    assert drift_of("subscription", subscription(), newer, FETCHED_AT) is None
+    same_second = stored(subscription("past_due"), created=FETCHED_AT)
+    assert drift_of("subscription", subscription(), same_second, FETCHED_AT) is DriftKind.STALE
+
+
+def test_an_object_that_cannot_be_parsed_raises_malformed() -> None:
+    broken = subscription()
+    del broken["status"]
+    with pytest.raises(MalformedEvent):
+        drift_of("subscription", broken, None, FETCHED_AT)
+
+
+def test_line_items_the_worker_fetched_once_are_not_drift() -> None:
+    session = s.checkout_session(
+        s.IdFactory(2),
+        id="cs_test_1",
+        mode="payment",
+        status="complete",
+        payment_status="paid",
+        customer="cus_1",
+        amount_total=900,
+        created=T0,
+    )
+    fetched = record_of("purchase", session)
+    assert fetched.line_items is None  # type: ignore[union-attr]
+    with_items = replace(fetched, line_items=(PurchasedItem("prod_book", "price_book", None, 1),))
+    assert same_record(fetched, with_items)
+    assert not same_record(replace(fetched, payment_status="unpaid"), with_items)
+
+
+def test_customer_of_an_object_is_customer_then_customer_account() -> None:
+    assert customer_of_object({"customer": "cus_1", "customer_account": "acct_1"}) == "cus_1"
+    assert customer_of_object({"customer": {"id": "cus_2", "object": "customer"}}) == "cus_2"
+    assert customer_of_object({"customer": None, "customer_account": "acct_1"}) == "acct_1"
+    assert customer_of_object({"customer": None}) is None
+
+
+# -- what is verified by id -----------------------------------------------------------------------
+
+
+def _purchase(status: str | None, payment_status: str | None, mode: str = "payment") -> Any:
+    session = s.checkout_session(
+        s.IdFactory(3),
+        id="cs_test_2",
+        mode=mode,  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        payment_status=payment_status,  # type: ignore[arg-type]
+        customer="cus_1",
+        amount_total=900,
+        created=T0,
+    )
+    return record_of("purchase", session)
+
+
+@pytest.mark.parametrize(
+    ("status", "payment_status", "settled"),
+    [
+        ("open", "unpaid", False),
+        ("complete", "unpaid", False),  # an async payment (bank debit) still under way
+        ("complete", "paid", True),
+        ("complete", "no_payment_required", True),
+        ("expired", "unpaid", True),
+    ],
+)
+def test_unsettled_one_time_purchases_are_verified_against_their_session(
+    status: str, payment_status: str, settled: bool
+) -> None:
+    purchase = _purchase(status, payment_status)
+    assert purchase_is_settled(purchase) is settled
+    assert object_to_verify(purchase) == (None if settled else "checkout.session")
+
+
+def test_subscription_checkouts_are_not_verified_their_subscription_is() -> None:
+    assert object_to_verify(_purchase("open", "unpaid", mode="subscription")) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "verified"),
+    [("processing", True), ("requires_action", True), ("succeeded", False), ("canceled", False)],
+)
+def test_unsettled_payments_are_verified_against_their_payment_intent(status: str, verified: bool) -> None:
+    payment = PaymentRecord("pi_1", "cus_1", False, status, T0, (), None)
+    assert object_to_verify(payment) == ("payment_intent" if verified else None)
+
+
+def test_subscriptions_and_other_records_are_not_verified_by_this_rule() -> None:
+    assert object_to_verify(record_of("subscription", subscription())) is None
+
+
+# -- repairs --------------------------------------------------------------------------------------
+
+
+def test_a_fetched_object_travels_as_a_synthetic_event_stamped_with_the_fetch_time() -> None:
+    obj = subscription()
+    event = fetched_event(obj, FETCHED_AT * 1000 + 250)
+    assert event == {
+        "object": "event",
+        "id": f"sync_sub_1_{FETCHED_AT * 1000 + 250}",
+        "type": "sync.fetched",
+        "created": FETCHED_AT,
+        "livemode": False,
+        "data": {"object": obj},
+        "fetched": True,
+    }
+    parsed = parse_event(json.loads(json.dumps(event)))
+    assert parsed.fetched
+    snapshot = snapshot_of(parsed)
+    assert isinstance(snapshot, Snapshot)
+    assert snapshot.stamp.created == FETCHED_AT
+    assert snapshot.record == record_of("subscription", obj)
+
+
+def test_a_fetched_object_of_a_connected_account_names_the_account() -> None:
+    event = fetched_event(subscription(livemode=True), 1, account="acct_1")
+    assert event["account"] == "acct_1"
+    assert event["livemode"] is True
+
+
+def test_an_object_without_id_cannot_be_queued() -> None:
+    with pytest.raises(ValueError, match="without an id"):
+        fetched_event({"object": "subscription"}, 1)
+
+
+def test_backoff_doubles_up_to_the_longest_wait_with_jitter_in_the_upper_half() -> None:
+    assert backoff_seconds(1, 0.0) == 0.5
+    assert backoff_seconds(1, 0.999) < 1.0
+    assert [backoff_seconds(n, 0.0) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 16, 16]
+    assert backoff_seconds(20, 0.999) < RATE_LIMIT_LONGEST_WAIT_SECONDS
+    with pytest.raises(ValueError, match="retry counts from 1"):
+        backoff_seconds(0, 0.5)
+    with pytest.raises(ValueError, match="jitter"):
+        backoff_seconds(1, 1.0)
+
+
+# -- run requests and settings --------------------------------------------------------------------
+
+
+def test_a_scheduled_event_is_a_full_run() -> None:
+    schedule = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    assert run_request(schedule) == run_request(None) == run_request({})
+    assert run_request(schedule).scope == Everything()
+    assert run_request(schedule).dry_run is False
+    assert run_request(schedule, dry_run_default=True).dry_run is True
+
+
+def test_dry_run_and_one_customer_come_from_the_event() -> None:
+    request = run_request({"dry_run": True, "customer": "cus_QXg1o8vcGmoR32"})
+    assert request.dry_run is True
+    assert request.scope == OneCustomer("cus_QXg1o8vcGmoR32")
+    assert run_request({"dry_run": False}, dry_run_default=True).dry_run is False
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ([], "JSON object"),
+        ({"dry_run": "yes"}, "dry_run must be true or false"),
+        ({"customer": ""}, "customer must be"),
+        ({"customer": "cus 1; drop"}, "customer must be"),
+        ({"customer": 42}, "customer must be"),
+    ],
+)
+def test_a_bad_run_request_says_what_is_wrong(event: object, reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason):
+        run_request(event)
+
+
+def test_settings_default_when_unset_or_empty() -> None:
+    assert options_from({}) == ReconcileOptions()
+    assert options_from({"RECONCILE_TIME_BUDGET_SECONDS": " "}) == ReconcileOptions()
+    assert ReconcileOptions().time_budget_seconds == DEFAULT_TIME_BUDGET_SECONDS == 780
+    assert ReconcileOptions().max_requests_per_second == DEFAULT_MAX_REQUESTS_PER_SECOND == 20
+
+
+def test_settings_are_read_from_the_environment() -> None:
+    options = options_from(
+        {
+            "RECONCILE_TIME_BUDGET_SECONDS": "840",
+            "RECONCILE_MAX_REQUESTS_PER_SECOND": "2.5",
+            "RECONCILE_REQUEUE_FAILED_EVENTS": "TRUE",
+            "RECONCILE_DRY_RUN": "0",
+        }
+    )
+    assert options == ReconcileOptions(840.0, 2.5, True, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("RECONCILE_TIME_BUDGET_SECONDS", "soon", "must be a number"),
+        ("RECONCILE_TIME_BUDGET_SECONDS", "0", "positive"),
+        ("RECONCILE_MAX_REQUESTS_PER_SECOND", "-1", "positive"),
+        ("RECONCILE_MAX_REQUESTS_PER_SECOND", "nan", "positive"),
+        ("RECONCILE_MAX_REQUESTS_PER_SECOND", "inf", "positive"),
+        ("RECONCILE_REQUEUE_FAILED_EVENTS", "maybe", "true or false"),
+        ("RECONCILE_DRY_RUN", "on?", "true or false"),
+    ],
+)
+def test_a_bad_setting_names_itself(name: str, value: str, reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason) as error:
+        options_from({name: value})
+    assert name in str(error.value)
+
+
+# -- the pass -------------------------------------------------------------------------------------
+
+
+def test_a_pass_lists_each_mode_then_scans_records_then_reads_failed_events() -> None:
+    assert pass_phases(["test"]) == ("subscriptions:test", "records", "events:test")
+    assert pass_phases(["live", "test"]) == (
+        "subscriptions:test",
+        "subscriptions:live",
+        "records",
+        "events:test",
+        "events:live",
+    )
+    assert phase_parts("subscriptions:live") == ("subscriptions", "live")
+    assert phase_parts("records") == ("records", None)
+    assert phase_parts("events:test") == ("events", "test")
+    for bad in ("records:test", "subscriptions", "events:prod", "done"):
+        with pytest.raises(ValueError, match="unknown reconcile phase"):
+            phase_parts(bad)
+
+
+def test_the_cursor_moves_page_by_page_then_phase_by_phase_and_sums_the_counts() -> None:
+    cursor = PassCursor.start("p1", pass_phases(["test"]), T0, version=None)
+    assert (cursor.phase, cursor.position, cursor.pages, cursor.done) == (
+        "subscriptions:test",
+        None,
+        0,
+        False,
+    )
+    cursor = cursor.after_page("sub_100", Counts(checked=100, stale=1), T0 + 1)
+    assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", "sub_100", 1)
+    cursor = cursor.after_page(None, Counts(checked=20, missing=2), T0 + 2)
+    assert (cursor.phase, cursor.position, cursor.pages) == ("records", None, 2)
+    cursor = cursor.after_page('{"pk": "x"}', Counts(checked=1, extra=1), T0 + 3)
+    cursor = cursor.after_page(None, Counts(), T0 + 4)
+    assert cursor.phase == "events:test"
+    cursor = cursor.after_page(None, Counts(failed_events=3, events_requeued=3), T0 + 5)
+    assert cursor.done
+    assert cursor.phase == DONE
+    assert cursor.completed_at == T0 + 5
+    assert cursor.counts == Counts(
+        checked=121, missing=2, stale=1, extra=1, failed_events=3, events_requeued=3
+    )
+    with pytest.raises(ValueError, match="complete"):
+        cursor.after_page(None, Counts(), T0 + 6)
+    with pytest.raises(ValueError, match="at least one phase"):
+        PassCursor.start("p2", (), T0, version=None)
+
+
+def test_counts_add_up_and_survive_a_stored_round_trip() -> None:
+    total = Counts(checked=2, missing=1) + Counts(checked=3, stale=2, extra=1)
+    assert total == Counts(checked=5, missing=1, stale=2, extra=1)
+    assert total.drift == 4
+    assert Counts.from_dict(json.loads(json.dumps(total.as_dict()))) == total
+    assert Counts.from_dict({"checked": 1, "counter_of_a_newer_version": 9}) == Counts(checked=1)
+    assert Counts.of_drift(DriftKind.EXTRA) == Counts(extra=1)
+
+
+def test_the_report_is_json_ready() -> None:
+    report = ReconcileReport(
+        scope="everything",
+        dry_run=True,
+        counts=Counts(checked=3, missing=1),
+        pages=2,
+        stripe_requests=2,
+        rate_limited=1,
+        drifts=(Drift(DriftKind.MISSING, "subscription", "sub_1", "cus_1", False),),
+        messages=("subscription sub_9: Stripe answers 404; its record is left as it is",),
+        complete=False,
+        stopped="time budget",
+        pass_id="p1",
+        phase="records",
+        pass_counts=Counts(checked=10, missing=1),
+    )
+    document = json.loads(json.dumps(report.as_dict()))
+    assert document["checked"] == 3
+    assert document["missing"] == 1
+    assert document["errors"] == 0
+    assert document["drift"] == 1
+    assert document["drifts"] == [
+        {"kind": "missing", "object": "subscription", "id": "sub_1", "customer": "cus_1", "livemode": False}
+    ]
+    assert document["messages"] == list(report.messages)
+    assert document["pass_counts"]["checked"] == 10
+    assert document["stopped"] == "time budget"
