@@ -65,7 +65,7 @@ def _store(objects: list[dict[str, Any]]) -> None:
             }
             snapshot = snapshot_of(parse_event(event))
             assert isinstance(snapshot, Snapshot)
-            batch.save(sync_table._record_item(sync_table.customer_pk(obj["customer"]), snapshot))
+            batch.save(sync_table.record_item(sync_table.customer_pk(obj["customer"]), snapshot))
     if CUSTOMER_ITEMS:
         with sync_table.EntitlementsItem.batch_write() as batch:
             for obj in objects:

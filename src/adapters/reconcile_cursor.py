@@ -52,15 +52,6 @@ class SeenPageItem(SyncItem, discriminator="reconcile_seen"):
     expires_at = TTLAttribute()
 
 
-MODELS = (CursorItem, SeenPageItem)
-
-
-def reset_connections() -> None:
-    """Drop cached connections after `sync_table.configure` pointed the models elsewhere."""
-    for model in MODELS:
-        model._connection = None
-
-
 def seen_pk(pass_id: str) -> str:
     return f"RECONCILE#SEEN#{pass_id}"
 

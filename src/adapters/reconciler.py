@@ -25,7 +25,7 @@ import stripe
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
-from adapters import reconcile_cursor, sync_table
+from adapters import sync_table
 from adapters.event_queue import QueueUnavailable
 from adapters.fetched_queue import FetchedQueue, event_message, fetched_message
 from adapters.reconcile_cursor import CursorConflict, CursorStore
@@ -591,4 +591,3 @@ def bind_table(table_name: str) -> None:
     """Point the models at the table (and at AWS_ENDPOINT_URL when set, as the local runtime does)."""
     host = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or None
     sync_table.configure(table_name, host=host)
-    reconcile_cursor.reset_connections()

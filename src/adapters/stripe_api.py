@@ -37,10 +37,19 @@ class StripePage:
 class StripeApi:
     """`domain.sync.StripeObjects` on the stripe SDK."""
 
-    def __init__(self, api_keys: Mapping[Mode, str], api_base: str | None = None) -> None:
+    def __init__(
+        self, api_keys: Mapping[Mode, str], api_base: str | None = None, *, timeout_seconds: float = 5.0
+    ) -> None:
+        # The SDK's default is 80 s: a hung connection must not eat the worker's 30 s or the
+        # reconciler's time reserve (with retries the worst case stays well inside either).
         base: BaseAddresses = {"api": api_base} if api_base else {}
         self._clients: dict[Mode, stripe.StripeClient] = {
-            mode: stripe.StripeClient(key, base_addresses=base, max_network_retries=MAX_NETWORK_RETRIES)
+            mode: stripe.StripeClient(
+                key,
+                base_addresses=base,
+                max_network_retries=MAX_NETWORK_RETRIES,
+                http_client=stripe.RequestsClient(timeout=timeout_seconds),
+            )
             for mode, key in api_keys.items()
         }
 

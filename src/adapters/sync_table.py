@@ -102,8 +102,11 @@ def configure(table_name: str, *, host: str | None = None, region: str | None = 
         SyncItem.Meta.host = host
     if region is not None:
         SyncItem.Meta.region = region
-    for model in (SyncItem, RecordItem, EntitlementsItem, LookupItem, LedgerItem):
+    models: list[type[SyncItem]] = [SyncItem]
+    while models:  # every item class, including those other adapters define (the reconciler's cursor)
+        model = models.pop()
         model._connection = None  # pynamodb caches the connection per class
+        models.extend(model.__subclasses__())
 
 
 def customer_pk(customer_id: str) -> str:
@@ -192,7 +195,7 @@ class DynamoCustomerStore:
             applied_at=now,
             expires_at=datetime.fromtimestamp(now + self._ledger_seconds, UTC),
         )
-        record_item = _record_item(pk, snapshot)
+        stored_record = record_item(pk, snapshot)
         entitlements = change.entitlements
         entitlements_item = EntitlementsItem(
             pk,
@@ -214,7 +217,7 @@ class DynamoCustomerStore:
         try:
             with TransactWrite(connection=_connection()) as transaction:
                 transaction.save(ledger, condition=LedgerItem.pk.does_not_exist())
-                transaction.save(record_item, condition=newer_than_stored(stamp))
+                transaction.save(stored_record, condition=newer_than_stored(stamp))
                 transaction.save(entitlements_item, condition=version_condition)
                 for link in change.link_users:
                     transaction.save(
@@ -257,7 +260,7 @@ class DynamoCustomerStore:
         return item.customer_id
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
-        item = _record_item(f"GUEST#{snapshot.record.id}", snapshot)
+        item = record_item(f"GUEST#{snapshot.record.id}", snapshot)
         try:
             item.save(condition=newer_than_stored(snapshot.stamp))
         except PutError as error:
@@ -281,7 +284,7 @@ def newer_than_stored(stamp: Stamp) -> Any:
     )
 
 
-def _record_item(pk: str, snapshot: Snapshot) -> RecordItem:
+def record_item(pk: str, snapshot: Snapshot) -> RecordItem:
     record = snapshot.record
     return RecordItem(
         pk,

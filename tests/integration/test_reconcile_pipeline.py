@@ -139,7 +139,7 @@ class World:
                 snapshot = snapshot_of(parse_event(webhook(obj, created)))
                 assert isinstance(snapshot, Snapshot)
                 batch.save(
-                    sync_table._record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
+                    sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
                 )
 
     def apply(self, bodies: list[str]) -> None:
