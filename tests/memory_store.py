@@ -97,6 +97,7 @@ class ScriptedStripe:
     entitlement_keys: dict[str, list[str]] = field(default_factory=dict)
     modes: tuple[bool, ...] = (False,)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    accounts: list[str | None] = field(default_factory=list)
 
     def can_fetch(self, livemode: bool) -> bool:
         return livemode in self.modes
@@ -105,6 +106,7 @@ class ScriptedStripe:
         self, object_type: str, object_id: str, livemode: bool, account: str | None
     ) -> Mapping[str, Any]:
         self.calls.append((object_type, object_id))
+        self.accounts.append(account)
         return self.objects[(object_type, object_id)]
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Mapping[str, Any]:

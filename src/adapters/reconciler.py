@@ -443,7 +443,7 @@ class _Run:
             fetched_ms, obj = self.pacer.call(
                 lambda: (
                     self.now_ms(),
-                    self.r.stripe.fetch_object(object_type, record.id, record.livemode, None),
+                    self.r.stripe.fetch_object(object_type, record.id, record.livemode, snapshot.account),
                 )
             )
         except stripe.InvalidRequestError as error:
@@ -468,7 +468,8 @@ class _Run:
     ) -> None:
         try:
             drift = drift_of(kind, obj, stored, fetched_ms // 1000)
-            repair = fetched_message(obj, fetched_ms) if drift is not None else None
+            account = stored.account if stored is not None else None
+            repair = fetched_message(obj, fetched_ms, account) if drift is not None else None
         except ValueError as error:  # MalformedEvent, ObjectTooLarge
             page.problem(f"{obj.get('object')} {obj.get('id')}: {error}", Counts(errors=1))
             return

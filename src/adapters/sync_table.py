@@ -64,6 +64,7 @@ class SyncItem(Model):
 class RecordItem(SyncItem, discriminator="record"):
     kind = UnicodeAttribute()
     customer_id = UnicodeAttribute(null=True)
+    account = UnicodeAttribute(null=True)  # Connect account, for fetching the object back
     livemode = BooleanAttribute()
     stamp_created = NumberAttribute()
     stamp_rank = NumberAttribute()
@@ -152,7 +153,10 @@ def snapshot_of_item(item: RecordItem) -> Snapshot:
     kind: RecordKind = item.kind  # type: ignore[assignment]
     record = record_from_dict(kind, json.loads(item.body))
     return Snapshot(
-        record, Stamp(int(item.stamp_created), int(item.stamp_rank), item.stamp_event), item.customer_id
+        record,
+        Stamp(int(item.stamp_created), int(item.stamp_rank), item.stamp_event),
+        item.customer_id,
+        item.account,
     )
 
 
@@ -291,6 +295,7 @@ def record_item(pk: str, snapshot: Snapshot) -> RecordItem:
         record_sk(record.kind, record.id),
         kind=record.kind,
         customer_id=snapshot.customer_id,
+        account=snapshot.account,
         livemode=record.livemode,
         stamp_created=snapshot.stamp.created,
         stamp_rank=snapshot.stamp.rank,

@@ -216,6 +216,7 @@ class Snapshot:
     record: Record
     stamp: Stamp
     customer_id: str | None = field(default=None)
+    account: str | None = None  # the Connect account the object lives in: fetch it with that account
 
     @property
     def key(self) -> tuple[RecordKind, str]:

@@ -122,7 +122,7 @@ def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | 
         kind, event.object, event_type=event.type, as_of=event.created, user_id_key=user_id_key
     )
     stamp = Stamp(event.created, rank_of(record, event.type), event.id)
-    return Snapshot(record, stamp, customer_of(record))
+    return Snapshot(record, stamp, customer_of(record), event.account)
 
 
 def record_of(

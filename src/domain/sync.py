@@ -403,7 +403,7 @@ class EventApplier:
             calls.count += 1
             now = self._clock()
             record = replace(snapshot.record, lookup_keys=tuple(sorted(set(keys))), complete=True)
-            return Snapshot(record, Stamp(now, 0, f"fetch_{object_id}_{now}"), customer)
+            return Snapshot(record, Stamp(now, 0, f"fetch_{object_id}_{now}"), customer, event.account)
         obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
         calls.count += 1
         fetched = self._stamped_fetch(snapshot.record.kind, obj, event)
@@ -418,7 +418,8 @@ class EventApplier:
         if isinstance(record, ProfileRecord) and obj.get("deleted"):
             record = replace(record, deleted=True)
         customer = record.id if isinstance(record, ProfileRecord) else record.customer_id
-        return Snapshot(record, Stamp(now, rank_of(record), f"fetch_{record.id}_{now}"), customer)
+        stamp = Stamp(now, rank_of(record), f"fetch_{record.id}_{now}")
+        return Snapshot(record, stamp, customer, event.account)
 
     def _can_fetch(self, livemode: bool) -> bool:
         return self._stripe is not None and self._stripe.can_fetch(livemode)

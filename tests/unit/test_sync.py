@@ -340,3 +340,16 @@ def test_malformed_object_is_an_error_not_a_silent_skip() -> None:
     del event["data"]["object"]["status"]
     with pytest.raises(MalformedEvent):
         applier(MemoryStore()).apply(event)
+
+
+def test_connect_account_is_kept_with_the_record_and_used_to_fetch_it() -> None:
+    store = MemoryStore()
+    truth = sub_event("active", NOW)["data"]["object"]
+    stripe = ScriptedStripe(objects={("subscription", "sub_1"): truth})
+    first = sub_event("active", T0 + 10, event_id="evt_a") | {"account": "acct_connected"}
+    second = sub_event("past_due", T0 + 10, event_id="evt_b") | {"account": "acct_connected"}
+    applier(store, stripe).apply(first)
+    assert store.records["cus_1"][("subscription", "sub_1")].account == "acct_connected"
+    applier(store, stripe).apply(second)  # a tie: fetched with the account, and still stored with it
+    assert stripe.accounts == ["acct_connected"]
+    assert store.records["cus_1"][("subscription", "sub_1")].account == "acct_connected"
