@@ -98,23 +98,13 @@ def run() -> None:
 
     from adapters.reconciler import bind_table
     from tests.fake_stripe import FakeStripe
+    from tests.sync_table_fixture import create_sync_table
 
     started = time.perf_counter()
     objects = _subscriptions()
     with mock_aws(), FakeStripe() as fake:
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_sync_table(dynamodb, TABLE)
         bind_table(TABLE)
         fake.put_subscriptions(objects)
         _store(objects)

@@ -57,6 +57,7 @@ def run() -> None:
     from adapters import sync_table
     from domain.entitlements import EntitlementRules
     from domain.sync import EventApplier, Outcome
+    from tests.sync_table_fixture import create_sync_table
 
     rng = random.Random(7)
     events = [e for c in range(COUNT_CUSTOMERS) for e in _history(f"cus_bench{c:04d}", 1_767_000_000)]
@@ -65,19 +66,7 @@ def run() -> None:
 
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="bench",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        sync_table.configure("bench")
+        create_sync_table(client, "bench")
         requests: Counter[str] = Counter()
 
         def count(event_name: str, **_: Any) -> None:

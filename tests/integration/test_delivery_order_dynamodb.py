@@ -19,6 +19,7 @@ from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
 from local_runtime.scenarios import Scenario, ScenarioParams, all_scenarios
+from tests.sync_table_fixture import create_sync_table
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 RULES = EntitlementRules()
@@ -40,16 +41,7 @@ def dynamodb() -> Iterator[Any]:
 
 def fresh_table(client: Any) -> str:
     name = f"order-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    sync_table.configure(name)
+    create_sync_table(client, name)
     return name
 
 

@@ -25,6 +25,7 @@ from domain.stripe_objects import parse_event, record_of, snapshot_of
 from handlers import worker
 from local_runtime import stripe_samples as s
 from tests.fake_stripe import FakeStripe
+from tests.sync_table_fixture import create_sync_table
 
 if TYPE_CHECKING:
     from tests.integration.conftest import WebhookFifoQueue
@@ -194,18 +195,7 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync")
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_sync_table(dynamodb, TABLE)
         worker.settings.cache_clear()
         worker._applier.cache_clear()
         bind_table(TABLE)

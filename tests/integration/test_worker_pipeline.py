@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters import sync_table
 from entitlements_reader import EntitlementsReader
 from handlers import worker
 from local_runtime import stripe_samples as s
+from tests.sync_table_fixture import create_sync_table
 
 T0 = 1_767_000_000
 DAY = 86_400
@@ -46,18 +46,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_sync_table(dynamodb, TABLE)
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(
             QueueName="events.fifo",
@@ -69,7 +58,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         )["QueueUrl"]
         worker.settings.cache_clear()
         worker._applier.cache_clear()
-        sync_table.configure(TABLE, host=None)
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
         worker.settings.cache_clear()
         worker._applier.cache_clear()

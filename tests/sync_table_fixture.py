@@ -1,0 +1,26 @@
+"""The sync table for tests and benchmarks, created in moto exactly as template.yaml declares it."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from adapters import sync_table
+from local_runtime.template import TableSpec, read_template
+
+
+@cache
+def table_spec() -> TableSpec:
+    return read_template().table
+
+
+def create_sync_table(dynamodb: Any, name: str) -> str:
+    """Create the table (keys, billing, TTL from the template) under `name` and point the models at it."""
+    spec = table_spec()
+    dynamodb.create_table(TableName=name, **spec.create_arguments)
+    if spec.ttl_attribute:
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+        )
+    sync_table.configure(name)
+    return name
