@@ -12,8 +12,8 @@ from typing import Any
 
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
 
-SECRET_ID_VARIABLE = "STRIPE_SECRET_ID"  # noqa: S105 - names of settings, not their values
-WEBHOOK_SECRET_SETTING = "STRIPE_WEBHOOK_SECRET"  # noqa: S105
+SECRET_ID_VARIABLE = "STRIPE_SECRET_ID"  # names of settings, not their values  # noqa: S105  # nosec B105
+WEBHOOK_SECRET_SETTING = "STRIPE_WEBHOOK_SECRET"  # noqa: S105  # nosec B105
 API_KEY_SETTING = "STRIPE_API_KEY"
 # A secret added in Secrets Manager is used within this time; a request refused meanwhile is retried
 # by Stripe, and while a signing secret is rolled Stripe signs with the old one too.

@@ -26,7 +26,7 @@ DEFAULT_RECONCILE_EVERY = 300
 LOOPBACK = "127.0.0.1"
 # Dummy credentials: moto accepts anything, and real ones must never be picked up by accident.
 LOCAL_ACCESS_KEY = "local"
-LOCAL_SECRET_KEY = "local"  # noqa: S105 - not a secret
+LOCAL_SECRET_KEY = "local"  # not a secret  # noqa: S105  # nosec B105
 # Variables that could route an AWS call away from moto or to a real profile.
 AWS_VARIABLES_TO_DROP = (
     "AWS_PROFILE",

@@ -145,7 +145,7 @@ CloudFormationLoader.add_multi_constructor("!", _short_tag)
 
 def load_template(text: str) -> dict[str, Any]:
     try:
-        document = yaml.load(text, Loader=CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=CloudFormationLoader)  # a SafeLoader subclass  # noqa: S506  # nosec B506
     except yaml.YAMLError as error:
         raise TemplateError(f"template is not valid YAML: {error}") from error
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
