@@ -38,7 +38,7 @@ def sqs_client() -> SQSClient:
         config=Config(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         ),
     )
 

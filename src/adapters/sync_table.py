@@ -29,7 +29,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -218,6 +218,14 @@ class DynamoCustomerStore:
             if change.expected_records_version == 0
             else EntitlementsItem.records_version == change.expected_records_version
         )
+        # A lookup of a user the customer no longer names goes in the same transaction, and only if
+        # it still points at this customer (the user may have moved to another one meanwhile).
+        unlinks = [
+            lookup
+            for link in change.unlink_users
+            if (lookup := _lookup(user_pk(link.user_id, link.livemode))) is not None
+            and lookup.customer_id == change.customer_id
+        ]
         try:
             with TransactWrite(connection=_connection()) as transaction:
                 transaction.save(ledger, condition=LedgerItem.pk.does_not_exist())
@@ -232,6 +240,8 @@ class DynamoCustomerStore:
                             livemode=link.livemode,
                         )
                     )
+                for lookup in unlinks:
+                    transaction.delete(lookup, condition=LookupItem.customer_id == change.customer_id)
                 for intent in change.link_payment_intents:
                     transaction.save(
                         LookupItem(
@@ -243,25 +253,12 @@ class DynamoCustomerStore:
                     )
         except TransactWriteError as error:
             raise _condition_failure(error, change) from error
-        for link in change.unlink_users:
-            # Outside the transaction: the old user may already point at another customer, and that
-            # must neither be deleted nor make the event fail.
-            try:
-                LookupItem(user_pk(link.user_id, link.livemode), "CUSTOMER").delete(
-                    condition=LookupItem.customer_id == change.customer_id
-                )
-            except DeleteError as error:
-                if error.cause_response_code != "ConditionalCheckFailedException":
-                    raise
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
         if not payment_intent_id:
             return None
-        try:
-            item = LookupItem.get(f"PAYMENT#{payment_intent_id}", "CUSTOMER", consistent_read=True)
-        except LookupItem.DoesNotExist:
-            return None
-        return item.customer_id
+        lookup = _lookup(f"PAYMENT#{payment_intent_id}")
+        return lookup.customer_id if lookup is not None else None
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
         item = record_item(f"GUEST#{snapshot.record.id}", snapshot)
@@ -272,6 +269,13 @@ class DynamoCustomerStore:
                 return False
             raise
         return True
+
+
+def _lookup(pk: str) -> LookupItem | None:
+    try:
+        return LookupItem.get(pk, "CUSTOMER", consistent_read=True)
+    except LookupItem.DoesNotExist:
+        return None
 
 
 def newer_than_stored(stamp: Stamp) -> Any:
@@ -305,7 +309,8 @@ def record_item(pk: str, snapshot: Snapshot) -> RecordItem:
 
 
 def _condition_failure(error: TransactWriteError, change: CustomerChange) -> Exception:
-    """Which condition failed, by position: ledger, record, entitlements, then lookups."""
+    """Which condition failed, by position: ledger, record, entitlements, then lookups (a lookup that
+    changed since it was read is a concurrent change: the retry reads it again)."""
     reasons = [r.code if r is not None else None for r in error.cancellation_reasons]
     if not reasons:
         return error

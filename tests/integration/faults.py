@@ -1,0 +1,597 @@
+"""Fault injection at the layers the project talks through, never inside the project's own code.
+
+* `AwsWire` stands between a botocore client and moto, where the network would be: moto's request
+  handler is detached from that client and called only for the requests the wire lets through. A fault
+  is what the network or the service would do to one HTTP attempt: refuse the connection, answer an
+  error without applying the request, apply it and lose the answer, or apply it and have the Lambda
+  runtime end the invocation there. botocore's own retry policy (and so its backoff) sees all of it.
+* `StripeApiFake` is the Stripe API for one scenario on 127.0.0.1 (the SDK reaches it through
+  STRIPE_API_BASE) that can answer 429 or 5xx, or drop the connection, for the next requests.
+* `EventSourceMapping` is Lambda's SQS poller over moto, as tests need it: batches of up to 10 with
+  every system attribute, delete what succeeded, and make what failed visible again at once (the
+  visibility timeout passing), so that SQS counts receives and moves a message to the DLQ after
+  maxReceiveCount.
+* `table_state` is the table as readers see it, minus what legitimately depends on the number and time
+  of writes, so that a run with faults can be compared with a fault-free run of the same events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from moto.core.models import botocore_stubber
+
+from domain.ingress import StripeEvent, queue_message
+from local_runtime.event_source import sqs_event
+from local_runtime.lambda_context import LocalLambdaContext
+from local_runtime.resources import LocalResources
+from local_runtime.scenarios import render
+
+# --------------------------------------------------------------------------------------------------
+# AWS: the wire between a botocore client and moto
+# --------------------------------------------------------------------------------------------------
+
+
+class LambdaKilled(BaseException):
+    """The Lambda runtime ended the invocation here (timeout, out of memory): nothing after it runs,
+    no response is returned, and SQS sees none of the batch acknowledged.
+
+    A BaseException, as the runtime's kill is not an error the function's code could catch."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceError:
+    """The service answers this error and applies nothing. botocore retries it when its policy says
+    so (throttling, 5xx); with `exhausted`, it surfaces at once, as botocore raises it once every
+    attempt was answered so (without spending the backoff sleeps of those attempts)."""
+
+    code: str
+    status: int = 400
+    message: str = "injected fault"
+    # TransactionCanceledException: one code per item of the transaction (None for the others).
+    cancellation: Mapping[int, str] = field(default_factory=dict)
+    exhausted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """The connection fails before the request reaches the service (botocore retries it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseLost:
+    """The service applies the request; its answer never arrives (a read timeout; botocore retries,
+    sending the request again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KilledAfterApplied:
+    """The service applies the request; the Lambda invocation ends before the answer is used."""
+
+
+type Fault = ServiceError | Unreachable | ResponseLost | KilledAfterApplied
+
+THROTTLED = ServiceError("ProvisionedThroughputExceededException", message="Throughput exceeds the limit")
+THROTTLED_EXHAUSTED = dataclasses.replace(THROTTLED, exhausted=True)
+REQUEST_THROTTLED_EXHAUSTED = ServiceError("ThrottlingException", message="Rate exceeded", exhausted=True)
+
+
+def transaction_conflict(item: int = 1) -> ServiceError:
+    """Another transaction was writing one of our items (DynamoDB cancels ours; botocore never retries)."""
+    return ServiceError(
+        "TransactionCanceledException",
+        message="Transaction cancelled, please refer cancellation reasons for specific reasons",
+        cancellation={item: "TransactionConflict"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One HTTP attempt as the wire saw it."""
+
+    service: str
+    operation: str
+    body: str
+    attempt: int  # 1-based, per operation, over the wire's life
+
+    def mentions(self, text: str) -> bool:
+        return text in self.body
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return json.loads(self.body) if self.body else {}
+
+
+@dataclass(frozen=True, slots=True)
+class WireAnswer:
+    request: WireRequest
+    status: str  # what the service answered ("200", "400 <code>" …), or "unreachable"
+    received: bool = True  # False when the answer never reached the client (lost, or the Lambda died)
+
+
+@dataclass(slots=True)
+class _Rule:
+    operation: str
+    fault: Fault
+    when: Callable[[WireRequest], bool]
+    remaining: int
+
+
+class _Body(io.BytesIO):
+    """A response body botocore can stream."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        chunk = self.read()
+        while chunk:
+            yield chunk
+            chunk = self.read()
+
+
+class AwsWire:
+    """The HTTP layer of one or more botocore clients, with moto as the service behind it."""
+
+    def __init__(self, *clients: Any) -> None:
+        # pynamodb keeps one client per model class: the same client may be named several times.
+        unique: dict[int, Any] = {id(client): client for client in clients}
+        self._clients = list(unique.values())
+        self._rules: list[_Rule] = []
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.answers: list[WireAnswer] = []
+
+    def __enter__(self) -> AwsWire:
+        for client in self._clients:
+            events = client.meta.events
+            events.unregister("before-send", botocore_stubber)
+            events.register("before-send", self._send, unique_id=f"fault-wire-{id(self)}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for client in self._clients:
+            events = client.meta.events
+            events.unregister("before-send", unique_id=f"fault-wire-{id(self)}")
+            events.register("before-send", botocore_stubber)
+
+    def inject(
+        self,
+        operation: str,
+        fault: Fault,
+        *,
+        when: Callable[[WireRequest], bool] | None = None,
+        times: int = 1,
+    ) -> None:
+        """The next `times` attempts of `operation` that satisfy `when` meet `fault`."""
+        self._rules.append(_Rule(operation, fault, when or (lambda _: True), times))
+
+    def pending(self) -> int:
+        """Faults injected but not yet met: a test whose fault never fired proves nothing."""
+        return sum(rule.remaining for rule in self._rules)
+
+    def recover(self) -> None:
+        """The service is healthy again: faults not yet met are dropped."""
+        with self._lock:
+            self._rules.clear()
+
+    def answered(self, operation: str, status: str = "200") -> list[WireRequest]:
+        """The attempts of `operation` the service answered with `status` (received or not)."""
+        return [a.request for a in self.answers if a.request.operation == operation and a.status == status]
+
+    def statuses(self, operation: str, when: Callable[[WireRequest], bool]) -> list[str]:
+        """The service's answers to the matching attempts, in order; `(lost)` when never received."""
+        return [
+            a.status + ("" if a.received else " (lost)")
+            for a in self.answers
+            if a.request.operation == operation and when(a.request)
+        ]
+
+    def _send(self, request: AWSPreparedRequest, event_name: str, **kwargs: Any) -> AWSResponse | None:
+        _, service, operation = event_name.split(".", 2)
+        body = request.body
+        text = body.decode() if isinstance(body, bytes) else str(body or "")
+        with self._lock:
+            self._attempts[operation] = self._attempts.get(operation, 0) + 1
+            wire_request = WireRequest(service, operation, text, self._attempts[operation])
+            fault = self._take_fault(wire_request)
+        if fault is None:
+            return self._deliver(wire_request, request, event_name, **kwargs)
+        match fault:
+            case Unreachable():
+                self.answers.append(WireAnswer(wire_request, "unreachable"))
+                raise EndpointConnectionError(endpoint_url=request.url)
+            case ServiceError(exhausted=True):
+                self.answers.append(WireAnswer(wire_request, f"{fault.status} {fault.code}"))
+                raise ClientError(_error_document(fault, wire_request), operation)
+            case ServiceError():
+                self.answers.append(WireAnswer(wire_request, f"{fault.status} {fault.code}"))
+                return _error_response(request.url, fault, wire_request)
+            case ResponseLost():
+                self._deliver(wire_request, request, event_name, received=False, **kwargs)
+                raise ReadTimeoutError(endpoint_url=request.url)
+            case KilledAfterApplied():
+                self._deliver(wire_request, request, event_name, received=False, **kwargs)
+                raise LambdaKilled(f"invocation ended after {operation} was applied")
+
+    def _take_fault(self, wire_request: WireRequest) -> Fault | None:
+        for rule in self._rules:
+            if rule.remaining > 0 and rule.operation == wire_request.operation and rule.when(wire_request):
+                rule.remaining -= 1
+                return rule.fault
+        return None
+
+    def _deliver(
+        self,
+        wire_request: WireRequest,
+        request: AWSPreparedRequest,
+        event_name: str,
+        *,
+        received: bool = True,
+        **kwargs: Any,
+    ) -> AWSResponse | None:
+        """Hand the request to moto, the service behind the wire."""
+        response: AWSResponse | None = botocore_stubber(event_name, request, **kwargs)
+        status = str(response.status_code) if response is not None else "none"
+        self.answers.append(WireAnswer(wire_request, status, received))
+        return response
+
+
+def _error_document(fault: ServiceError, request: WireRequest) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "Error": {"Code": fault.code, "Message": fault.message},
+        "ResponseMetadata": {"HTTPStatusCode": fault.status, "HTTPHeaders": {}},
+    }
+    if fault.code == "TransactionCanceledException":
+        document["CancellationReasons"] = _cancellation_reasons(fault, request)
+    return document
+
+
+def _cancellation_reasons(fault: ServiceError, request: WireRequest) -> list[dict[str, str]]:
+    items = request.document.get("TransactItems", [])
+    return [
+        {"Code": fault.cancellation[i], "Message": fault.message}
+        if i in fault.cancellation
+        else {"Code": "None"}
+        for i in range(len(items))
+    ]
+
+
+def _error_response(url: str, fault: ServiceError, request: WireRequest) -> AWSResponse:
+    """The error as the service's JSON protocol sends it (DynamoDB; SQS, which is query-compatible)."""
+    body: dict[str, Any] = {
+        "__type": f"com.amazonaws.{request.service}#{fault.code}",
+        "message": fault.message,
+    }
+    if fault.code == "TransactionCanceledException":
+        body["CancellationReasons"] = _cancellation_reasons(fault, request)
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "x-amzn-RequestId": f"fault-{request.operation}-{request.attempt}",
+        "x-amzn-query-error": f"{fault.code};{'Sender' if fault.status < 500 else 'Receiver'}",
+    }
+    return AWSResponse(url, fault.status, headers, _Body(json.dumps(body).encode()))
+
+
+def transaction_of(event_id: str) -> Callable[[WireRequest], bool]:
+    """Matches the TransactWriteItems that applies `event_id` (its ledger entry names it)."""
+    return lambda request: request.mentions(f'"EVENT#{event_id}"')
+
+
+def committed_events(wire: AwsWire) -> list[str]:
+    """The event ids of every transaction the table accepted, in order, repeats included."""
+    events = []
+    for request in wire.answered("TransactWriteItems"):
+        for item in request.document.get("TransactItems", []):
+            pk = item.get("Put", {}).get("Item", {}).get("pk", {}).get("S", "")
+            if pk.startswith("EVENT#"):
+                events.append(pk.removeprefix("EVENT#"))
+    return events
+
+
+# --------------------------------------------------------------------------------------------------
+# SQS -> worker: the event source mapping
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Invocation:
+    message_ids: list[str]
+    event_ids: list[str]
+    receive_counts: list[int]
+    failed: set[str]  # message ids reported in batchItemFailures (all of them when killed or raised)
+    killed: bool = False
+    error: Exception | None = None  # the handler raised: Lambda retries the whole batch
+
+    def failed_events(self) -> list[str]:
+        return [e for m, e in zip(self.message_ids, self.event_ids, strict=True) if m in self.failed]
+
+
+class EventSourceMapping:
+    """Lambda's SQS poller with ReportBatchItemFailures, as far as these tests need it."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        resources: LocalResources,
+        handler: Callable[[dict[str, Any], Any], Any],
+        *,
+        function_name: str = "worker",
+    ) -> None:
+        self._sqs = sqs
+        self._resources = resources
+        self._handler = handler
+        self._function_name = function_name
+        self.invocations: list[Invocation] = []
+
+    def poll(self) -> Invocation | None:
+        """One ReceiveMessage and, when it returned messages, one invocation of the handler."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self._resources.queue_url,
+            MaxNumberOfMessages=self._resources.batch_size,
+            MessageSystemAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not messages:
+            return None
+        event = sqs_event(messages, self._resources.queue_arn, "us-east-1")
+        ids = [m["MessageId"] for m in messages]
+        invocation = Invocation(
+            ids,
+            [str(_event_id(m["Body"])) for m in messages],
+            [int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages],
+            set(),
+        )
+        context = LocalLambdaContext(self._function_name, 256, 30)
+        try:
+            response = self._handler(event, context)
+        except LambdaKilled:
+            invocation.killed = True
+            invocation.failed = set(ids)
+        except Exception as error:  # e.g. Powertools' BatchProcessingError when every record failed
+            invocation.error = error
+            invocation.failed = set(ids)
+        else:
+            invocation.failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures") or []}
+        self._acknowledge([m for m in messages if m["MessageId"] not in invocation.failed])
+        self._visibility_timeout_passes([m for m in messages if m["MessageId"] in invocation.failed])
+        self.invocations.append(invocation)
+        return invocation
+
+    def drain(self, max_invocations: int = 100) -> list[Invocation]:
+        """Poll until the queue returns nothing (what failed too often is then in the DLQ)."""
+        done: list[Invocation] = []
+        for _ in range(max_invocations):
+            invocation = self.poll()
+            if invocation is None:
+                return done
+            done.append(invocation)
+        raise AssertionError(f"queue not drained after {max_invocations} invocations")
+
+    def _acknowledge(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        if messages:
+            response = self._sqs.delete_message_batch(
+                QueueUrl=self._resources.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+            assert not response.get("Failed"), response
+
+    def _visibility_timeout_passes(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        if messages:
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._resources.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(messages)
+                ],
+            )
+
+
+def _event_id(body: str) -> object:
+    try:
+        return json.loads(body).get("id")
+    except (ValueError, AttributeError):
+        return None
+
+
+def send_events(sqs: Any, queue_url: str, events: Sequence[Mapping[str, Any]]) -> None:
+    """Queue events as the webhook does (body as sent, group by customer, deduplicated by event id)."""
+    for event in events:
+        text = render(event).decode()
+        message = queue_message(
+            StripeEvent(
+                str(event["id"]),
+                str(event["type"]),
+                bool(event.get("livemode")),
+                event.get("account"),
+                False,
+                dict(event),
+                text,
+            )
+        )
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=message.body,
+            MessageGroupId=message.group_id,
+            MessageDeduplicationId=message.deduplication_id,
+        )
+
+
+def queue_depth(sqs: Any, queue_url: str) -> int:
+    """ApproximateNumberOfMessages: the queue attribute behind CloudWatch's
+    ApproximateNumberOfMessagesVisible, the metric the template's DeadLetterQueueAlarm watches."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The table, comparable across runs
+# --------------------------------------------------------------------------------------------------
+
+VOLATILE = frozenset({"version", "updated_at", "records_version", "expires_at", "applied_at"})
+
+
+def table_items(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def table_state(client: Any, table: str) -> dict[tuple[str, str], str]:
+    """Every item but the ledger and the reconciler's own, minus versions and write times. A record
+    fetched from Stripe (by the worker, `fetch_…`, or by the reconciler, `sync_…`) is stamped with the
+    fetch time (and an invoice judged as of it): those become `<fetched>`, since two runs fetch at
+    different times."""
+    state = {}
+    for item in table_items(client, table):
+        if item["pk"]["S"].startswith(("EVENT#", "RECONCILE")):
+            continue
+        kept = {k: v for k, v in item.items() if k not in VOLATILE}
+        if kept.get("stamp_event", {}).get("S", "").startswith(("fetch_", "sync_")):
+            kept["stamp_event"] = {"S": "<fetched>"}
+            kept["stamp_created"] = {"N": "<fetched>"}
+            body = json.loads(kept["body"]["S"])
+            if "as_of" in body:
+                body["as_of"] = "<fetched>"
+            kept["body"] = {"S": json.dumps(body, sort_keys=True)}
+        state[(item["pk"]["S"], item["sk"]["S"])] = json.dumps(kept, sort_keys=True)
+    return state
+
+
+def ledger(client: Any, table: str) -> list[str]:
+    return sorted(
+        item["pk"]["S"].removeprefix("EVENT#")
+        for item in table_items(client, table)
+        if item["pk"]["S"].startswith("EVENT#")
+    )
+
+
+def entitlement_versions(client: Any, table: str) -> dict[str, int]:
+    return {
+        item["pk"]["S"]: int(item["version"]["N"])
+        for item in table_items(client, table)
+        if item["sk"]["S"] == "ENTITLEMENTS"
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Stripe: the API of one scenario, with faults
+# --------------------------------------------------------------------------------------------------
+
+type StripeFault = Literal[429, 500, 502, 503, "drop"]
+
+STRIPE_ERRORS: dict[int, dict[str, Any]] = {
+    429: {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
+    500: {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end"}},
+    502: {"error": {"type": "api_error", "message": "Bad gateway"}},
+    503: {"error": {"type": "api_error", "message": "Service unavailable"}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRequest:
+    path: str
+    outcome: str  # the status sent, or "drop"
+
+
+class StripeApiFake:
+    """GET /v1/<…>/<id> answers the object with that id; a path in `lists` answers that list.
+
+    `fail(fault, times)` makes the next matching requests answer 429/5xx, or drop the connection
+    without an answer (the SDK treats that as it treats a timeout: a retryable connection error)."""
+
+    def __init__(self, objects: Mapping[str, Mapping[str, Any]], lists: Mapping[str, Any]) -> None:
+        self._objects = dict(objects)
+        self._lists = dict(lists)
+        self._faults: list[tuple[StripeFault, str]] = []
+        self._lock = threading.Lock()
+        self.requests: list[StripeRequest] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _stripe_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> StripeApiFake:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail(self, fault: StripeFault, times: int = 1, *, path: str = "/v1/") -> None:
+        with self._lock:
+            self._faults.extend([(fault, path)] * times)
+
+    def recover(self) -> None:
+        """Stripe answers again: the faults not yet met are dropped."""
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> int:
+        return len(self._faults)
+
+    def outcomes(self, path: str = "/v1/") -> list[str]:
+        return [r.outcome for r in self.requests if r.path.startswith(path)]
+
+    def answer(self, path: str) -> tuple[StripeFault | int, str]:
+        with self._lock:
+            for index, (fault, prefix) in enumerate(self._faults):
+                if path.startswith(prefix):
+                    del self._faults[index]
+                    self.requests.append(StripeRequest(path, str(fault)))
+                    return fault, json.dumps(STRIPE_ERRORS.get(fault if isinstance(fault, int) else 500))
+            status, body = self._route(path)
+            self.requests.append(StripeRequest(path, str(status)))
+            return status, body
+
+    def _route(self, path: str) -> tuple[int, str]:
+        if path in self._lists:
+            return 200, json.dumps(self._lists[path])
+        object_id = path.rstrip("/").rsplit("/", 1)[-1]
+        if object_id in self._objects:
+            return 200, json.dumps(self._objects[object_id])
+        error = {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": f"No such object: '{object_id}'",
+        }
+        return 404, json.dumps({"error": error})
+
+
+def _stripe_handler(fake: StripeApiFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            status, body = fake.answer(self.path.split("?", 1)[0])
+            if status == "drop":
+                self.close_connection = True  # no status line: the client's read fails
+                return
+            data = body.encode()
+            self.send_response(int(status))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Request-Id", f"req_fault{len(fake.requests)}")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
