@@ -39,6 +39,10 @@ class MalformedEvent(ValueError):
     """The message is not a Stripe event this system can read (it goes to the DLQ, never dropped)."""
 
 
+class _MissingField(ValueError):
+    """Something the rules need is absent (a safe message: it quotes no value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StripeEvent:
     id: str
@@ -133,8 +137,16 @@ def record_of(
         if kind == "profile":
             return _profile(obj, event_type, user_id_key)
         return _PARSERS[kind](obj, event_type, as_of)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise MalformedEvent(f"{kind} object: {type(error).__name__}: {error}") from error
+    # The message is logged: it names what is missing, never a value from the payload (a ValueError
+    # from int() would quote it, and a payload carries personal data).
+    except _MissingField as error:
+        raise MalformedEvent(f"{kind} object: {error}") from None
+    except KeyError as error:
+        raise MalformedEvent(f"{kind} object: no {error}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise MalformedEvent(
+            f"{kind} object: a field has an unexpected type ({type(error).__name__})"
+        ) from None
 
 
 def customer_of(record: Record) -> str | None:
@@ -226,12 +238,12 @@ def _subscription(obj: Json, _event_type: str, _as_of: int) -> SubscriptionRecor
 def _subscription_item(item: Json) -> SubscriptionItem:
     price = item.get("price") or item.get("plan")
     if not isinstance(price, Mapping):
-        raise ValueError("subscription item without price or plan")
+        raise _MissingField("subscription item without price or plan")
     recurring = price.get("recurring")
     usage_type = recurring.get("usage_type") if isinstance(recurring, Mapping) else price.get("usage_type")
     product = _ref(price.get("product"))
     if product is None:
-        raise ValueError("price without product")
+        raise _MissingField("price without product")
     return SubscriptionItem(
         price_id=_id(price),
         product_id=product,
@@ -392,7 +404,7 @@ def _mapping(value: Any) -> Json:
 def _id(obj: Json) -> str:
     value = obj["id"]
     if not isinstance(value, str) or not value:
-        raise ValueError("object without id")
+        raise _MissingField("object without id")
     return value
 
 
@@ -410,7 +422,7 @@ def _customer(obj: Json) -> str | None:
 def _required_customer(obj: Json) -> str:
     customer = _customer(obj)
     if customer is None:
-        raise ValueError("object names no customer")
+        raise _MissingField("object names no customer")
     return customer
 
 

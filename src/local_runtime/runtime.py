@@ -53,6 +53,7 @@ from local_runtime.template import (
     read_template,
 )
 
+MOTO_RELEASE_EVERY_SECONDS = 5
 MOTO_START_TIMEOUT_SECONDS = 20
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
@@ -150,6 +151,7 @@ class LocalRuntime:
             self.console,
         )
         self._spawn("poller", lambda: mapping.run(self._stop))
+        self._spawn("moto-memory", self._release_moto_copies)
         if reconcile is not None:
             self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
         self._banner(reconcile is not None)
@@ -180,6 +182,15 @@ class LocalRuntime:
             generated_secret_file(self.config.port).unlink(missing_ok=True)
 
     # -- pieces -------------------------------------------------------------------------------------
+
+    def _release_moto_copies(self) -> None:
+        """moto keeps a reference to every model instance it creates (for its dashboard), among them
+        the copy of the whole table each TransactWriteItems takes: memory would grow with events x
+        table size until the kernel stops `make run`. Dropping those references loses no data."""
+        from moto.core.model_instances import reset_model_data  # noqa: PLC0415 - moto is started above
+
+        while not self._stop.wait(MOTO_RELEASE_EVERY_SECONDS):
+            reset_model_data()
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only here
