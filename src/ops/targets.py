@@ -16,7 +16,7 @@ from typing import Any
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_AWS_PORT = 5000
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # dummies for moto
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # dummies for moto  # nosec B105
 STACK_OUTPUTS = {
     "TableName": "table_name",
     "EventQueueUrl": "queue_url",
