@@ -24,6 +24,7 @@ from domain.records import Snapshot
 from domain.stripe_objects import parse_event, record_of, snapshot_of
 from handlers import worker
 from local_runtime import stripe_samples as s
+from local_runtime.event_source import sqs_record
 from tests.fake_stripe import FakeStripe
 from tests.sync_table_fixture import create_sync_table
 
@@ -87,22 +88,18 @@ def webhook(
     return s.event(s.IdFactory(f"{obj['id']}:{event_type}:{created}"), event_type, obj, created=created)
 
 
-def sqs_record(message_id: str, body: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"rh-{message_id}",
-        "body": body,
-        "attributes": {
+def lambda_record(message_id: str, body: str) -> dict[str, Any]:
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": body,
+        "Attributes": {
             "ApproximateReceiveCount": "1",
             "MessageGroupId": "g",
             "MessageDeduplicationId": message_id,
         },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
-        "awsRegion": "us-east-1",
     }
+    return sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:events.fifo", "us-east-1")
 
 
 @dataclass
@@ -145,7 +142,9 @@ class World:
 
     def apply(self, bodies: list[str]) -> None:
         for start in range(0, len(bodies), 10):
-            records = [sqs_record(f"m{start + i}", body) for i, body in enumerate(bodies[start : start + 10])]
+            records = [
+                lambda_record(f"m{start + i}", body) for i, body in enumerate(bodies[start : start + 10])
+            ]
             assert worker.lambda_handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
 
     def drain(self) -> list[dict[str, Any]]:

@@ -16,12 +16,14 @@ from moto import mock_aws
 from entitlements_reader import EntitlementsReader
 from handlers import worker
 from local_runtime import stripe_samples as s
+from local_runtime.event_source import sqs_event, sqs_record
 from tests.sync_table_fixture import create_sync_table
 
 T0 = 1_767_000_000
 DAY = 86_400
 PRO = s.PriceSpec("price_pro", "prod_pro")
 TABLE = "sync-test"
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:events.fifo"
 
 
 @dataclass
@@ -94,22 +96,7 @@ def receive_as_lambda_event(aws: dict[str, Any]) -> dict[str, Any]:
         )
         .get("Messages", [])
     )
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
+    return sqs_event(messages, QUEUE_ARN, "us-east-1")
 
 
 def test_a_batch_through_sqs_lands_in_the_published_entitlements_item(aws: dict[str, Any]) -> None:
@@ -223,18 +210,15 @@ def test_each_snapshot_event_costs_one_read_and_one_write_request(aws: dict[str,
 
 
 def _record(message_id: str, body: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"rh-{message_id}",
-        "body": body,
-        "attributes": {
+    """A message as the event source mapping hands it to the function (received once)."""
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": body,
+        "Attributes": {
             "ApproximateReceiveCount": "1",
             "MessageGroupId": "g",
             "MessageDeduplicationId": message_id,
         },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
-        "awsRegion": "us-east-1",
     }
+    return sqs_record(message, QUEUE_ARN, "us-east-1")
