@@ -90,8 +90,7 @@ def run() -> None:
     )
 
     folder = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    entry: tuple[str, ...] = ("-m", "local_runtime")
-    runtime = load.RuntimeProcess(folder / "make-run.log", SECRET, entry=entry)
+    runtime = load.RuntimeProcess(folder / "make-run.log", SECRET)
     try:
         runtime.start()
         say(f"runtime up on :{runtime.port} (moto :{runtime.aws_port}); log {runtime.log}")

@@ -374,11 +374,9 @@ class RuntimeProcess:
         secret: str,
         *,
         settings: Mapping[str, str] | None = None,
-        entry: Sequence[str] = ("-m", "local_runtime"),
     ) -> None:
         self.log = log
         self.secret = secret
-        self.entry = tuple(entry)  # the interpreter's arguments: `make run`'s unless a bench wraps it
         self.port = free_port()
         self.aws_port = free_port()
         self.stack: LocalStack = read_template()
@@ -404,8 +402,8 @@ class RuntimeProcess:
         )
         env.update(self._settings)
         with self.log.open("wb") as sink:
-            self._process = subprocess.Popen(  # this interpreter, arguments from code  # noqa: S603  # nosec B603
-                [sys.executable, *self.entry],
+            self._process = subprocess.Popen(  # our own module, fixed arguments  # nosec B603
+                [sys.executable, "-m", "local_runtime"],
                 cwd=ROOT,
                 env=env,
                 stdout=sink,
