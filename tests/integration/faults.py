@@ -5,8 +5,8 @@
   is what the network or the service would do to one HTTP attempt: refuse the connection, answer an
   error without applying the request, apply it and lose the answer, or apply it and have the Lambda
   runtime end the invocation there. botocore's own retry policy (and so its backoff) sees all of it.
-* `StripeApiFake` is the Stripe API for one scenario on 127.0.0.1 (the SDK reaches it through
-  STRIPE_API_BASE) that can answer 429 or 5xx, or drop the connection, for the next requests.
+* Stripe's side is `tests.fake_stripe.FakeStripe` (the one fake Stripe API: 429, 5xx and dropped
+  connections on demand).
 * `EventSourceMapping` is Lambda's SQS poller over moto, as tests need it: batches of up to 10 with
   every system attribute, delete what succeeded, and make what failed visible again at once (the
   visibility timeout passing), so that SQS counts receives and moves a message to the DLQ after
@@ -23,8 +23,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
@@ -483,115 +482,3 @@ def entitlement_versions(client: Any, table: str) -> dict[str, int]:
         for item in table_items(client, table)
         if item["sk"]["S"] == "ENTITLEMENTS"
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# Stripe: the API of one scenario, with faults
-# --------------------------------------------------------------------------------------------------
-
-type StripeFault = Literal[429, 500, 502, 503, "drop"]
-
-STRIPE_ERRORS: dict[int, dict[str, Any]] = {
-    429: {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
-    500: {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end"}},
-    502: {"error": {"type": "api_error", "message": "Bad gateway"}},
-    503: {"error": {"type": "api_error", "message": "Service unavailable"}},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class StripeRequest:
-    path: str
-    outcome: str  # the status sent, or "drop"
-
-
-class StripeApiFake:
-    """GET /v1/<…>/<id> answers the object with that id; a path in `lists` answers that list.
-
-    `fail(fault, times)` makes the next matching requests answer 429/5xx, or drop the connection
-    without an answer (the SDK treats that as it treats a timeout: a retryable connection error)."""
-
-    def __init__(self, objects: Mapping[str, Mapping[str, Any]], lists: Mapping[str, Any]) -> None:
-        self._objects = dict(objects)
-        self._lists = dict(lists)
-        self._faults: list[tuple[StripeFault, str]] = []
-        self._lock = threading.Lock()
-        self.requests: list[StripeRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _stripe_handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> StripeApiFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def fail(self, fault: StripeFault, times: int = 1, *, path: str = "/v1/") -> None:
-        with self._lock:
-            self._faults.extend([(fault, path)] * times)
-
-    def recover(self) -> None:
-        """Stripe answers again: the faults not yet met are dropped."""
-        with self._lock:
-            self._faults.clear()
-
-    def pending(self) -> int:
-        return len(self._faults)
-
-    def outcomes(self, path: str = "/v1/") -> list[str]:
-        return [r.outcome for r in self.requests if r.path.startswith(path)]
-
-    def answer(self, path: str) -> tuple[StripeFault | int, str]:
-        with self._lock:
-            for index, (fault, prefix) in enumerate(self._faults):
-                if path.startswith(prefix):
-                    del self._faults[index]
-                    self.requests.append(StripeRequest(path, str(fault)))
-                    return fault, json.dumps(STRIPE_ERRORS.get(fault if isinstance(fault, int) else 500))
-            status, body = self._route(path)
-            self.requests.append(StripeRequest(path, str(status)))
-            return status, body
-
-    def _route(self, path: str) -> tuple[int, str]:
-        if path in self._lists:
-            return 200, json.dumps(self._lists[path])
-        object_id = path.rstrip("/").rsplit("/", 1)[-1]
-        if object_id in self._objects:
-            return 200, json.dumps(self._objects[object_id])
-        error = {
-            "type": "invalid_request_error",
-            "code": "resource_missing",
-            "message": f"No such object: '{object_id}'",
-        }
-        return 404, json.dumps({"error": error})
-
-
-def _stripe_handler(fake: StripeApiFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            status, body = fake.answer(self.path.split("?", 1)[0])
-            if status == "drop":
-                self.close_connection = True  # no status line: the client's read fails
-                return
-            data = body.encode()
-            self.send_response(int(status))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", f"req_fault{len(fake.requests)}")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler

@@ -41,6 +41,7 @@ from local_runtime.template import read_template
 from ops import cli
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS, DeadLetterQueue
 from tests.fake_stripe import FakeStripe
+from tests.fake_stripe import Fault as StripeFault
 from tests.integration.faults import (
     REQUEST_THROTTLED_EXHAUSTED,
     THROTTLED,
@@ -51,8 +52,6 @@ from tests.integration.faults import (
     KilledAfterApplied,
     ResponseLost,
     ServiceError,
-    StripeApiFake,
-    StripeFault,
     Unreachable,
     WireRequest,
     committed_events,
@@ -556,13 +555,14 @@ def fast_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def signup_burst(fast_sdk_retries: None) -> Iterator[tuple[Scenario, StripeApiFake]]:
+def signup_burst(fast_sdk_retries: None) -> Iterator[tuple[Scenario, FakeStripe]]:
     scenario = build("signup_burst")
-    with StripeApiFake(scenario.api_objects, scenario.api_lists) as stripe_api:
+    with FakeStripe() as stripe_api:
+        stripe_api.load(scenario.api_objects, scenario.api_lists)
         yield scenario, stripe_api
 
 
-def use_stripe(aws: Aws, stripe_api: StripeApiFake) -> None:
+def use_stripe(aws: Aws, stripe_api: FakeStripe) -> None:
     aws.monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
     aws.monkeypatch.setenv("STRIPE_API_BASE", stripe_api.url)
 
@@ -593,7 +593,7 @@ def assert_the_truth_won(run: Run) -> None:
 )
 def test_stripe_failing_during_a_tie_is_retried_and_never_settles_on_a_guess(
     aws: Aws,
-    signup_burst: tuple[Scenario, StripeApiFake],
+    signup_burst: tuple[Scenario, FakeStripe],
     outcomes: Callable[[], list[tuple[str, str]]],
     faults: list[StripeFault],
     message_fails: bool,
@@ -624,7 +624,7 @@ def test_stripe_failing_during_a_tie_is_retried_and_never_settles_on_a_guess(
 
 
 def test_stripe_rate_limiting_for_long_parks_the_ties_in_the_dlq_and_their_redrive_lands_right(
-    aws: Aws, signup_burst: tuple[Scenario, StripeApiFake]
+    aws: Aws, signup_burst: tuple[Scenario, FakeStripe]
 ) -> None:
     scenario, stripe_api = signup_burst
     use_stripe(aws, stripe_api)
