@@ -51,6 +51,7 @@ class CursorItem(SyncItem, discriminator="cursor"):
     completed_at = NumberAttribute(null=True)
     counts = UnicodeAttribute()  # JSON: counter name -> number
     checkpoint = NumberAttribute(null=True)
+    new_accounts = UnicodeAttribute(null=True)  # space-separated "<mode>:<acct_…>"
     version = VersionAttribute()
 
 
@@ -94,6 +95,7 @@ class CursorStore:
             counts=Counts.from_dict(json.loads(item.counts)),
             version=item.version,
             checkpoint=None if item.checkpoint is None else int(item.checkpoint),
+            new_accounts=tuple((item.new_accounts or "").split()),
         )
 
     def save(self, cursor: PassCursor) -> PassCursor:
@@ -111,6 +113,7 @@ class CursorStore:
             completed_at=cursor.completed_at,
             counts=json.dumps(cursor.counts.as_dict(), sort_keys=True),
             checkpoint=cursor.checkpoint,
+            new_accounts=" ".join(cursor.new_accounts) or None,
         )
         if cursor.version is not None:
             item.version = cursor.version

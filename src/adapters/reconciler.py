@@ -63,6 +63,7 @@ from domain.reconcile import (
     customer_of_object,
     drift_of,
     event_drift,
+    new_accounts,
     next_checkpoint,
     object_to_verify,
     options_from,
@@ -376,16 +377,20 @@ class _Run:
             if cursor is None or cursor.done:
                 now = int(self.r.clock())
                 accounts = sorted(self.accounts(store))
+                fresh_accounts: tuple[str, ...] = ()
                 if backfill:
                     phases, checkpoint = backfill_phases(self.r.modes, accounts), since
                 else:
-                    phases, checkpoint = pass_phases(self.r.modes, accounts), next_checkpoint(cursor, now)
+                    phases = pass_phases(self.r.modes, accounts)
+                    checkpoint = next_checkpoint(cursor, now)
+                    fresh_accounts = new_accounts(cursor, accounts)
                 fresh = PassCursor.start(
                     f"{now}-{uuid.uuid4().hex[:8]}",
                     phases,
                     now,
                     cursor.version if cursor else None,
-                    checkpoint,
+                    checkpoint=checkpoint,
+                    new_accounts=fresh_accounts,
                 )
                 cursor = store.save(fresh)
         except CursorConflict as error:
@@ -417,7 +422,7 @@ class _Run:
                 elif kind == "events" and not self.r.requeue_failed_events:
                     page = _Page()  # re-queueing failed events is switched off
                 elif kind in ("events", "changes"):
-                    page = self.events_page(kind, where, cursor.position, cursor.checkpoint)
+                    page = self.events_page(kind, where, cursor.position, cursor.since(mode, account))
                 else:
                     page = self.objects_page(kind, where, cursor.position, cursor.checkpoint)
                 self.send(page)
@@ -445,7 +450,7 @@ class _Run:
         try:
             stored = self.r.records.of_customer(customer_id)
             subscriptions = {s.record.id: s for s in stored if isinstance(s.record, SubscriptionRecord)}
-            accounts = {s.account for s in stored}
+            accounts = {None} | {s.account for s in stored}
             listed: set[str] = set()
             for mode in self.r.modes:
                 for account in sorted(accounts, key=lambda a: a or ""):

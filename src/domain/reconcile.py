@@ -485,6 +485,16 @@ def next_checkpoint(previous: PassCursor | None, now: int) -> int:
     return max(oldest, previous.started_at - CHECKPOINT_OVERLAP_SECONDS)
 
 
+def new_accounts(previous: PassCursor | None, accounts: Sequence[Account]) -> tuple[str, ...]:
+    """The accounts the previous pass did not list (all of them after a backfill or on the first pass)."""
+    listed = set()
+    for phase in previous.phases if previous is not None else ():
+        _kind, mode, account = phase_parts(phase) if phase != RECORDS_PHASE else ("records", None, None)
+        if account is not None:
+            listed.add(f"{mode}:{account}")
+    return tuple(sorted({f"{mode}:{account}" for mode, account in accounts} - listed))
+
+
 def event_drift(event: Json, applied: bool, stored: Snapshot | None) -> bool:
     """Whether an event Stripe lists is missing from the table: not in the ledger, and its object's
     record (when the event's object names its customer) is older than the event."""
@@ -510,6 +520,9 @@ class PassCursor:
     version: int | None = None  # the stored item's version (optimistic lock); None before the first save
     # The pass's event lists (and a backfill's objects) start at this time (epoch seconds).
     checkpoint: int | None = None
+    # Connect accounts ("<mode>:<acct_…>") listed for the first time: their event lists look back
+    # the full 30 days, as the first pass does.
+    new_accounts: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -526,13 +539,31 @@ class PassCursor:
         phases: tuple[str, ...],
         now: int,
         version: int | None,
+        *,
         checkpoint: int | None = None,
+        new_accounts: tuple[str, ...] = (),
     ) -> PassCursor:
         if not phases:
             raise ValueError("a pass has at least one phase")
         return cls(
-            pass_id, phases, phases[0], None, 0, now, now, Counts(), version=version, checkpoint=checkpoint
+            pass_id,
+            phases,
+            phases[0],
+            None,
+            0,
+            now,
+            now,
+            Counts(),
+            version=version,
+            checkpoint=checkpoint,
+            new_accounts=new_accounts,
         )
+
+    def since(self, mode: Mode | None, account: str | None) -> int | None:
+        """Where the event lists of this mode and account start."""
+        if account is not None and f"{mode}:{account}" in self.new_accounts:
+            return first_checkpoint(self.started_at)
+        return self.checkpoint
 
     def after_page(self, position: str | None, counts: Counts, now: int) -> PassCursor:
         """The cursor once a page is finished: `position` None means the phase has no more pages."""

@@ -203,6 +203,14 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         worker._applier.cache_clear()
 
 
+def core(counts: Counts | None) -> Counts:
+    """The object counters (what the subscription list and the records sweep found), without the
+    event and per-kind counters the tests below look at on their own."""
+    assert counts is not None
+    names = ("checked", "missing", "stale", "extra", "repaired", "not_found", "skipped", "errors")
+    return Counts(**{name: getattr(counts, name) for name in names})
+
+
 def synthetic(message: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(message["Body"]))
 
@@ -275,7 +283,7 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
+    assert core(report.counts) == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
     assert {(d.kind, d.object_id) for d in report.drifts} == {
         (DriftKind.MISSING, "sub_cus_missing"),
         (DriftKind.STALE, "sub_cus_stale"),
@@ -284,7 +292,7 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
         (DriftKind.STALE, "pi_buyer"),
     }
     assert any("sub_cus_gone" in m and "404" in m for m in report.messages)
-    fetched = {r.path for r in fake.requests[before:]} - {"/v1/subscriptions"}
+    fetched = {r.path for r in fake.requests[before:]} - {"/v1/subscriptions", "/v1/events"}
     # Listed subscriptions were compared, never fetched by id; the settled purchase was left alone.
     assert fetched == {
         "/v1/subscriptions/sub_cus_clock",
@@ -343,10 +351,11 @@ def test_nothing_is_queued_when_nothing_drifted(world: World) -> None:
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=30)
+    assert core(report.counts) == Counts(checked=30)
     assert report.drifts == ()
     assert world.drain() == []
-    assert world.fake.count("/v1/") == 1  # one list page; nothing fetched by id
+    # One page of each list (subscriptions, undelivered events, other records' events); nothing by id.
+    assert [r.path for r in world.fake.requests] == ["/v1/subscriptions", "/v1/events", "/v1/events"]
 
 
 def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world: World) -> None:
@@ -358,7 +367,7 @@ def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world:
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=1, missing=1, repaired=1, errors=1)
+    assert core(report.counts) == Counts(checked=1, missing=1, repaired=1, errors=1)
     assert any("sub_cus_broken" in m for m in report.messages)
     assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_cus_new"]
 
@@ -372,7 +381,7 @@ def test_a_dry_run_reports_drift_and_queues_nothing(world: World) -> None:
 
     assert report.dry_run
     assert report.complete
-    assert report.counts == Counts(checked=2, missing=1, stale=1)
+    assert core(report.counts) == Counts(checked=2, missing=1, stale=1)
     assert {d.object_id for d in report.drifts} == {"sub_cus_new", "sub_cus_old"}
     assert world.drain() == []
     old = world.stored("cus_old", "sub_cus_old")
@@ -416,14 +425,14 @@ def test_a_pass_that_outlasts_the_time_budget_resumes_from_the_cursor(world: Wor
         reports.append(world.run(budget=25))
         assert len(reports) < 10
 
-    assert len(reports) == 2
+    assert len(reports) == 3  # 3 subscription pages, 2 event lists and the records: 2 requests a run
     assert sum(r.counts.checked for r in reports) == 250
-    assert reports[-1].pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(reports[-1].pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
     assert sorted(queued) == sorted(drifted)
     lists = [r.query.get("starting_after") for r in world.fake.requests if r.path == "/v1/subscriptions"]
     assert lists == [None, "sub_cus_0150", "sub_cus_0050"]  # every page once, none skipped
-    # The records phase ran in the second run: subscriptions the first run listed were not fetched.
+    # The records phase ran in the third run: subscriptions the first runs listed were not fetched.
     assert world.fake.count("/v1/subscriptions/") == 0
 
 
@@ -443,7 +452,7 @@ def test_rate_limits_and_server_errors_are_survived_with_the_same_result(world: 
     assert world.fake.count("/", 429) == 3
     assert world.fake.count("/", 500) == 2
     assert world.clock.sleeps[:3] == [0.75, 1.5, 3.0]  # exponential backoff, jitter fixed at one half
-    assert report.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(report.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = world.drain()
     assert sorted(synthetic(m)["data"]["object"]["id"] for m in queued) == sorted(drifted)
     world.apply([m["Body"] for m in queued])
@@ -477,7 +486,7 @@ def test_a_run_stopped_by_errors_keeps_its_cursor_and_the_next_run_finishes_the_
     finished = world.run()
 
     assert finished.complete
-    assert finished.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(finished.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
     assert sorted(queued) == sorted(drifted)
 
@@ -516,7 +525,7 @@ def test_a_queue_that_refuses_repairs_stops_the_run_before_the_cursor_moves(worl
     assert not report.complete
     assert report.stopped is not None
     assert "QueueUnavailable" in report.stopped
-    assert report.counts == Counts(errors=1)
+    assert core(report.counts) == Counts(errors=1)
     cursor = CursorStore().load()
     assert cursor is not None
     assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", None, 0)
@@ -554,7 +563,7 @@ def test_an_unreadable_record_is_reported_and_the_scan_goes_on(world: World) -> 
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=1, extra=1, repaired=1, errors=1)
+    assert core(report.counts) == Counts(checked=1, extra=1, repaired=1, errors=1)
     assert any("SUBSCRIPTION#sub_bad" in m for m in report.messages)
 
 
@@ -585,36 +594,99 @@ def test_a_reconcile_racing_an_older_webhook_keeps_the_newer_state(world: World)
 def test_failed_deliveries_are_requeued_with_the_webhooks_group_and_deduplication_ids(world: World) -> None:
     lost = webhook(subscription("cus_a"), T0 + 10)
     delivered = webhook(subscription("cus_b"), T0 + 11)
-    connected = dict(webhook(subscription("cus_c"), T0 + 12), account="acct_1Connected")
-    for event, ok in ((lost, False), (delivered, True), (connected, False)):
+    for event, ok in ((lost, False), (delivered, True)):
         world.fake.put_event(event, delivered=ok)
-
     not_an_event = {"id": "evt_odd", "object": "event", "type": "x", "created": T0}  # no livemode
     world.fake.put_event(not_an_event, delivered=False)
 
-    dry = world.run(dry_run=True, requeue_failed_events=True)
-    assert (dry.counts.failed_events, dry.counts.events_requeued, dry.counts.errors) == (2, 0, 1)
-    assert any("evt_odd" in m and "livemode" in m for m in dry.messages)
+    dry = world.run(dry_run=True)
+    assert (dry.counts.failed_events, dry.counts.events_lost, dry.counts.events_requeued) == (2, 1, 0)
+    assert dry.counts.errors == 1
+    assert any("evt_odd" in m for m in dry.messages)
     assert world.drain() == []
 
-    report = world.run(requeue_failed_events=True)
-
-    assert (report.counts.failed_events, report.counts.events_requeued) == (2, 2)
-    messages = {m["Attributes"]["MessageDeduplicationId"]: m for m in world.drain()}
-    assert set(messages) == {lost["id"], f"{connected['id']}:acct_1Connected"}
-    assert messages[lost["id"]]["Attributes"]["MessageGroupId"] == "cus_a"
-    assert json.loads(messages[lost["id"]]["Body"]) == lost
-    assert json.loads(messages[f"{connected['id']}:acct_1Connected"]["Body"]) == connected
-    events = [r for r in world.fake.requests if r.path == "/v1/events"]
-    assert all(r.query.get("delivery_success") == "false" for r in events)
-
-
-def test_failed_deliveries_are_left_alone_unless_enabled(world: World) -> None:
-    world.fake.put_event(webhook(subscription("cus_a"), T0 + 10), delivered=False)
     report = world.run()
+
+    assert (report.counts.failed_events, report.counts.events_requeued) == (2, 1)
+    assert report.counts.by_kind()["event"] == 1
+    [message] = world.drain()
+    assert message["Attributes"]["MessageDeduplicationId"] == lost["id"]
+    assert message["Attributes"]["MessageGroupId"] == "cus_a"
+    assert json.loads(message["Body"]) == lost
+    events = [r for r in world.fake.requests if r.path == "/v1/events"]
+    failed = [r for r in events if r.query.get("delivery_success") == "false"]
+    assert failed
+    assert all(int(r.query["created[gte]"]) == NOW - 30 * DAY for r in failed)
+
+
+def test_a_failed_delivery_already_applied_is_not_queued_again(world: World) -> None:
+    """Stripe keeps saying "not delivered" for an event the reconciler queued itself (our endpoint
+    never answered it): the ledger shows it applied, so no pass queues it again."""
+    lost = webhook(subscription("cus_a"), NOW - 60)
+    world.fake.put_subscription(subscription("cus_a"))
+    world.fake.put_event(lost, delivered=False)
+
+    world.run()
+    world.repair_all()
+    assert world.features("cus_a") == {"prod_pro"}
+    world.clock.now += 200  # the next pass's event lists start 300 s before this one started
+    again = world.run()
+
+    assert again.counts.failed_events == 1  # still listed: inside the overlap of the checkpoint
+    assert (again.counts.events_applied, again.counts.events_requeued) == (1, 0)
+    assert world.drain() == []
+
+
+def test_failed_deliveries_are_left_alone_when_switched_off(world: World) -> None:
+    world.fake.put_event(webhook(subscription("cus_a"), T0 + 10), delivered=False)
+    report = world.run(requeue_failed_events=False)
     assert report.complete
     assert report.counts.failed_events == 0
-    assert world.fake.count("/v1/events") == 0
+    assert not [r for r in world.fake.requests if r.query.get("delivery_success") is not None]
+
+
+def test_each_connected_account_with_records_is_listed_with_its_stripe_account(world: World) -> None:
+    """Connect: the records phase finds the accounts that have records; from the next pass on each
+    is listed with its Stripe-Account (subscriptions, undelivered events, other events)."""
+    account = "acct_1Connected"
+    stored = subscription("cus_c")
+    world.fake.put_subscription(stored, account=account)
+    world.deliver(dict(webhook(stored, T0 + 10), account=account))
+    canceled = subscription("cus_c", "canceled", canceled_at=T0 + 50, ended_at=T0 + 50)
+    world.fake.put_subscription(canceled, account=account)
+    new = subscription("cus_d", id="sub_connected_new")
+    world.fake.put_subscription(new, account=account)
+    lost = dict(webhook(subscription("cus_e", id="sub_e"), T0 + 20), account=account)
+    world.fake.put_event(lost, delivered=False, account=account)
+
+    first = world.run()
+    assert first.complete
+    # The first pass verifies the account's record by id (with its account) and learns the account.
+    assert core(first.counts) == Counts(checked=1, extra=1, repaired=1)
+    assert CursorStore().accounts() == {("test", account)}
+    world.repair_all()
+    world.clock.now += 3600
+
+    second = world.run()
+
+    assert second.complete
+    scoped = [(r.path, r.query.get("delivery_success")) for r in world.fake.requests if r.account == account]
+    assert ("/v1/subscriptions", None) in scoped
+    assert ("/v1/events", "false") in scoped
+    assert core(second.counts) == Counts(checked=2, missing=1, repaired=1)
+    assert second.counts.events_requeued == 1
+    messages = {m["Attributes"]["MessageDeduplicationId"]: m for m in world.drain()}
+    assert f"{lost['id']}:{account}" in messages
+    [repair] = [m for m in messages.values() if synthetic(m)["type"] == "sync.fetched"]
+    assert synthetic(repair)["account"] == account
+    assert synthetic(repair)["data"]["object"]["id"] == "sub_connected_new"
+    world.apply([m["Body"] for m in messages.values()])
+    assert world.features("cus_c") == set()
+    assert world.features("cus_d") == {"prod_pro"}
+    assert world.features("cus_e") == {"prod_pro"}
+    connected = world.stored("cus_d", "sub_connected_new")
+    assert connected is not None
+    assert connected.account == account
 
 
 # -- one customer ---------------------------------------------------------------------------------
@@ -636,7 +708,7 @@ def test_one_customer_is_reconciled_alone(world: World) -> None:
 
     assert report.scope == "cus_mine"
     assert report.complete
-    assert report.counts == Counts(checked=3, missing=1, stale=1, extra=1, repaired=3)
+    assert core(report.counts) == Counts(checked=3, missing=1, stale=1, extra=1, repaired=3)
     lists = [r for r in fake.requests if r.path == "/v1/subscriptions"]
     assert [r.query.get("customer") for r in lists] == ["cus_mine"]
     messages = world.repair_all()
@@ -674,7 +746,7 @@ def test_each_mode_is_listed_with_its_own_key(world: World) -> None:
     )
 
     assert report.complete
-    assert report.counts == Counts(checked=2, missing=1, stale=1, repaired=2)
+    assert core(report.counts) == Counts(checked=2, missing=1, stale=1, repaired=2)
     lists = [
         (r.livemode, r.query.get("status")) for r in world.fake.requests if r.path == "/v1/subscriptions"
     ]
@@ -690,7 +762,7 @@ def test_records_of_a_mode_without_a_key_are_skipped_and_counted(world: World) -
     report = world.run()  # a test key only
 
     assert report.complete
-    assert report.counts == Counts(skipped=1)
+    assert core(report.counts) == Counts(skipped=1)
     assert world.fake.count("/v1/subscriptions/") == 0
 
 
@@ -710,7 +782,7 @@ def test_a_mode_whose_key_was_removed_mid_pass_is_skipped_with_an_error(world: W
     second = world.run(dry_run=True)  # the live key is gone
 
     assert second.complete
-    assert second.counts.errors == 1
+    assert second.counts.errors == 3  # the live subscriptions, undelivered events and other events
     assert any("subscriptions:live skipped" in m for m in second.messages)
     assert (second.pass_counts or Counts()).checked == 150
 
@@ -724,7 +796,7 @@ def test_one_customer_of_the_other_mode_is_not_an_error(world: World) -> None:
     )
 
     assert report.complete
-    assert report.counts == Counts(checked=1, missing=1, repaired=1)
+    assert core(report.counts) == Counts(checked=1, missing=1, repaired=1)
     assert world.fake.count("/v1/subscriptions", 404) == 1
 
 

@@ -400,9 +400,7 @@ def _event(created: int) -> dict[str, Any]:
 
 
 def test_an_event_is_lost_only_when_neither_the_ledger_nor_a_newer_record_reflects_it() -> None:
-    stored = Snapshot(
-        record_of("subscription", subscription()), Stamp(T0 + 50, 0, "evt_other"), "cus_1"
-    )
+    stored = Snapshot(record_of("subscription", subscription()), Stamp(T0 + 50, 0, "evt_other"), "cus_1")
     assert event_drift(_event(T0), applied=False, stored=None)
     assert not event_drift(_event(T0), applied=True, stored=None)
     assert not event_drift(_event(T0 + 50), applied=False, stored=stored)  # same second: newer or equal
