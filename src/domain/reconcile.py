@@ -101,8 +101,9 @@ def same_record(fetched: Record, stored: Record) -> bool:
     if (
         isinstance(fetched, PurchaseRecord)
         and isinstance(stored, PurchaseRecord)
-        and fetched.line_items is None
+        and (fetched.line_items is None or fetched.mode != "payment")
     ):
+        # Only one-time purchases keep their line items (a subscription grants through itself).
         fetched = replace(fetched, line_items=stored.line_items)
     if (
         isinstance(fetched, DisputeRecord)

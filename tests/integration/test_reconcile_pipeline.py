@@ -20,7 +20,7 @@ from adapters.reconcile_cursor import CursorItem, CursorStore
 from adapters.reconciler import Reconciler, bind_table
 from adapters.stripe_api import StripeApi
 from domain.credentials import Mode
-from domain.reconcile import Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
+from domain.reconcile import Backfill, Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
 from domain.records import Snapshot
 from domain.stripe_objects import parse_event, record_of, snapshot_of
 from handlers import worker
@@ -1111,3 +1111,132 @@ def test_a_requeued_event_never_overwrites_a_newer_state(world: World) -> None:
     profile = world.stored(lost, lost, "PROFILE")
     assert profile is not None
     assert profile.record.user_id == "user_newest"  # type: ignore[union-attr]
+
+
+# -- backfill -------------------------------------------------------------------------------------
+
+BACKFILLED = ("signup_paid", "one_time_purchase", "purchase_refunded", "purchase_dispute_lost")
+BACKFILL_LIST_PATHS = {
+    "/v1/subscriptions",
+    "/v1/checkout/sessions",
+    "/v1/payment_intents",
+    "/v1/refunds",
+    "/v1/disputes",
+    "/v1/customers",
+}
+
+
+def _account_before_deploy(world: World) -> list[tuple[str, str]]:
+    """Stories that happened before the deploy (Stripe has the objects, the table nothing), each
+    beside a reference customer whose webhooks all arrived; plus a PaymentIntent granting by metadata."""
+    pairs = []
+    for name in BACKFILLED:
+        reference = build(name, ScenarioParams(customer_id=f"cus_ref{name}", user_id=f"user_ref{name}"))
+        story = build(name, ScenarioParams(customer_id=f"cus_old{name}", user_id=f"user_old{name}"))
+        for scenario in (reference, story):
+            world.fake.load(scenario.api_objects, scenario.api_lists)
+            for obj in scenario.api_objects.values():
+                if obj.get("object") == "charge" and obj.get("refunded"):
+                    world.fake.put(_refund(obj))
+        world.deliver(*reference.events)
+        pairs.append((str(reference.customer_id), str(story.customer_id)))
+    for customer in ("cus_refmeta", "cus_oldmeta"):
+        intent = s.payment_intent(
+            s.IdFactory(customer),
+            amount=500,
+            customer=customer,
+            status="succeeded",
+            created=T0,
+            metadata={"features": "ebook"},
+        )
+        world.fake.put(intent)
+        if customer == "cus_refmeta":
+            world.deliver(webhook(intent, T0 + 1, "payment_intent.succeeded"))
+    pairs.append(("cus_refmeta", "cus_oldmeta"))
+    world.clock.now = T0 + 400 * DAY
+    return pairs
+
+
+def _refund(charge: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"re_{charge['id']}",
+        "object": "refund",
+        "amount": charge["amount_refunded"],
+        "charge": charge["id"],
+        "payment_intent": charge.get("payment_intent"),
+        "created": charge["created"] + 3600,
+        "livemode": False,
+        "status": "succeeded",
+    }
+
+
+def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: World) -> None:
+    pairs = _account_before_deploy(world)
+    before = len(world.fake.requests)  # the reference customers' webhooks fetched their line items
+
+    dry = world.run(Backfill(), dry_run=True)
+    assert dry.scope == "backfill"
+    assert dry.complete
+    assert world.drain() == []
+
+    report = world.run(Backfill())
+
+    assert report.complete
+    assert report.counts.repaired == dry.counts.drift == report.counts.drift
+    kinds = report.counts.by_kind()
+    assert kinds["subscription"] == 1
+    assert kinds["purchase"] == 4  # three one-time purchases and the subscription's Checkout session
+    assert kinds["payment"] == 1  # only the PaymentIntent that grants by metadata
+    assert kinds["charge"] == 1  # the refund's charge
+    assert kinds["dispute"] == 1  # the lost dispute
+    assert kinds["profile"] == 4  # the customers with a user id
+    # Only what the table lacked: the reference customers, whose webhooks arrived, are left alone.
+    assert {d.customer_id for d in report.drifts} <= {old for _, old in pairs} | {None}
+    assert {r.path for r in world.fake.requests[before:]} == BACKFILL_LIST_PATHS  # lists, nothing by id
+    sessions = [r for r in world.fake.requests[before:] if r.path == "/v1/checkout/sessions"]
+    assert all(r.query.get("expand[0]") == "data.line_items" for r in sessions)
+    world.repair_all()
+    for reference, old in pairs:
+        assert _access(world, old) == _access(world, reference), old
+    assert _user_lookup(world, "user_oldsignup_paid") == "cus_oldsignup_paid"
+    assert not [r for r in world.fake.requests[before:] if r.path.endswith("/line_items")], "came with the list"
+
+    again = world.run(Backfill())
+    assert again.complete
+    assert again.counts.drift == 0
+    assert world.drain() == [], "nothing is queued twice"
+
+
+def test_a_backfill_since_a_date_lists_only_what_was_created_after_it(world: World) -> None:
+    _account_before_deploy(world)
+    since = T0 + 2 * DAY
+    report = world.run(Backfill(since))
+    assert report.complete
+    lists = [r for r in world.fake.requests if r.path in BACKFILL_LIST_PATHS]
+    assert lists
+    assert all(int(r.query["created[gte]"]) == since for r in lists)
+    assert report.counts.by_kind()["payment"] == 0  # created at T0
+
+
+def test_a_backfill_cut_by_the_time_budget_is_carried_on_by_the_scheduled_runs(world: World) -> None:
+    pairs = _account_before_deploy(world)
+
+    def two_seconds_a_request() -> None:
+        world.clock.now += 2
+
+    world.fake.on_request = two_seconds_a_request
+    world.fake.fail_next(2, 429)
+    started = world.run(Backfill(), budget=7)
+    assert (started.scope, started.stopped) == ("backfill", "time budget")
+    assert started.rate_limited == 2
+    runs = [world.run(budget=7)]  # the schedule's runs: the backfill first, then the reconcile pass
+    while runs[-1].scope == "backfill" or not runs[-1].complete:
+        runs.append(world.run(budget=7))
+        assert len(runs) < 20
+    assert runs[0].scope == "backfill"  # the scheduled run carried the backfill on first
+    finished = CursorStore(backfill=True).load()
+    assert finished is not None
+    assert finished.done
+    world.repair_all()
+    for reference, old in pairs:
+        assert _access(world, old) == _access(world, reference), old
