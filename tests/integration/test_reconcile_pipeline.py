@@ -836,6 +836,11 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     assert metrics["DriftRepaired"] == [0.0]
     assert metrics["ReconcileErrors"] == [0.0]
     assert metrics["ReconcilePassCompleted"] == [1.0]
+    assert metrics["DriftBySubscription"] == [1.0]  # per kind, zeros included
+    assert metrics["DriftByPurchase"] == [0.0]
+    assert metrics["DriftByEvent"] == [0.0]
+    assert metrics["FailedEventsFound"] == [0.0]
+    assert metrics["EventsLost"] == [0.0]
     runs = _logged(caplog, "reconcile run")
     assert len(runs) == 1
     assert runs[0].drifts == [
@@ -853,6 +858,26 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     )
     assert (scheduled["dry_run"], scheduled["repaired"]) == (False, 1)
     assert [m["Attributes"]["MessageGroupId"] for m in world.drain()] == ["cus_new"]
+
+
+def test_the_handler_runs_a_backfill_when_asked(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from handlers import reconcile as handler
+
+    world.fake.put_subscription(subscription("cus_old", created=T0 - 400 * DAY))
+    world.fake.put_subscription(subscription("cus_new", id="sub_new"))
+    capsys.readouterr()
+    answer = handler.lambda_handler({"backfill": True, "since": "2025-12-01"}, LambdaContext())
+    assert (answer["scope"], answer["complete"], answer["missing"], answer["repaired"]) == (
+        "backfill",
+        True,
+        1,
+        1,
+    )
+    assert answer["drift_by_kind"]["subscription"] == 1
+    metrics = _metrics(capsys.readouterr().out)
+    assert metrics["BackfillCompleted"] == [1.0]
+    assert "ReconcilePassCompleted" not in metrics
+    assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_new"]
 
 
 def test_the_handler_reconciles_one_customer_when_asked(world: World) -> None:
@@ -1199,7 +1224,9 @@ def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: Wor
     for reference, old in pairs:
         assert _access(world, old) == _access(world, reference), old
     assert _user_lookup(world, "user_oldsignup_paid") == "cus_oldsignup_paid"
-    assert not [r for r in world.fake.requests[before:] if r.path.endswith("/line_items")], "came with the list"
+    assert not [r for r in world.fake.requests[before:] if r.path.endswith("/line_items")], (
+        "came with the list"
+    )
 
     again = world.run(Backfill())
     assert again.complete
