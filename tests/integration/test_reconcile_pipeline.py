@@ -1009,8 +1009,15 @@ def _stage(world: World, case: Case, name: str, *, stripe_says_delivered: bool) 
     return str(reference.customer_id), str(story.customer_id), story
 
 
-@pytest.mark.parametrize("stripe_says_delivered", [False, True], ids=["undelivered", "delivered-elsewhere"])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    ("name", "stripe_says_delivered"),
+    [
+        *((name, False) for name in CASES),
+        # A creation event (checkout.session.completed) Stripe counts as delivered everywhere was
+        # applied: the webhook answers 2xx only once it is queued. The others are looked for anyway.
+        *((name, True) for name in CASES if name != "purchase-completed-lost"),
+    ],
+)
 def test_each_kind_of_lost_state_is_repaired_by_one_run_and_never_twice(
     world: World, name: str, stripe_says_delivered: bool
 ) -> None:
