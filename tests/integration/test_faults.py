@@ -871,15 +871,15 @@ def test_the_reconciler_survives_stripe_and_aws_failures_keeps_its_cursor_and_re
             second = run()
             assert not second.complete
             assert "another reconcile run" in str(second.stopped)
-            assert cursor() == (pass_id, "records", 1)
+            assert cursor() == (pass_id, "events:test", 1)
             assert stack.queue_depth() == 4
 
             # 3. DynamoDB throttles the records phase's scan past botocore's retries: the run stops
-            #    where it stands.
+            #    where it stands (after the two event lists).
             wire.inject("Scan", THROTTLED_EXHAUSTED)
             third = run()
             assert not third.complete
-            assert cursor() == (pass_id, "records", 1)
+            assert cursor() == (pass_id, "records", 3)
 
             # 4. Healthy again: the same pass finishes.
             last = run()
