@@ -71,7 +71,7 @@ type JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_PATH = "/webhooks/stripe"
 # Worker outcomes that mean "done with this delivery" (handlers.worker logs one per message).
-PROCESSED_OUTCOMES = frozenset({"applied", "stale", "duplicate", "ignored", "guest"})
+PROCESSED_OUTCOMES = frozenset({"applied", "stale", "duplicate", "ignored", "guest", "unmatched"})
 LOAD_SCENARIOS = tuple(
     name
     for name in scenarios.SCENARIOS
