@@ -1503,11 +1503,23 @@ def subscription_payment_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Sc
     story = _Story("subscription_payment_disputed", params)
     _, first = _signup(story)
     intent = story.find(str(first.fields["payment_intent"]))
+    # The invoice's charge, as the API answers for it (no event of its own in this story).
+    charge = story.track(
+        samples.charge,
+        id=str(intent.current["latest_charge"]),
+        amount=int(first.current["amount_due"]),
+        currency=params.currency,
+        customer=story.customer,
+        payment_intent=intent.id,
+        created=params.start,
+        payment_method=story.payment_method,
+        livemode=params.livemode,
+    )
     at = params.start + 10 * DAY
     dispute = story.track(
         samples.dispute,
         id=story.ids("dp"),
-        charge=str(intent.current["latest_charge"]),
+        charge=charge.id,
         payment_intent=intent.id,
         amount=int(first.current["amount_due"]),
         currency=params.currency,
