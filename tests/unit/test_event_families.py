@@ -219,12 +219,14 @@ def test_an_older_open_invoice_does_not_eat_the_grace_of_a_later_failed_renewal(
 
 
 def test_a_failed_refund_gives_the_purchase_back_from_stripes_failure_event() -> None:
-    store, results, scenario, _ = run("purchase_refund_failed", with_key=False)
+    _store, results, _scenario, _ = run("purchase_refund_failed", with_key=False)
     refunded = next(r for r in results if r.event_type == "charge.refunded")
-    assert refunded.after is not None and COURSE not in refunded.after.features
+    assert refunded.after is not None
+    assert COURSE not in refunded.after.features
     failed = next(r for r in results if r.event_type == "charge.refund.updated")
     assert failed.outcome is Outcome.APPLIED
-    assert failed.after is not None and COURSE in failed.after.features
+    assert failed.after is not None
+    assert COURSE in failed.after.features
 
 
 @pytest.mark.parametrize("with_key", [True, False])
