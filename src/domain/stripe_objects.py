@@ -127,6 +127,9 @@ def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | 
     kind = OBJECT_KINDS.get(obj_type) if isinstance(obj_type, str) else None
     if kind is None:
         return Ignored(f"object {obj_type!r} is not tracked")
+    if kind != "profile" and event.object.get("deleted") is True and not _customer(event.object):
+        # `{"id", "object", "deleted": true}` of a deleted draft invoice: nothing that grants access.
+        return Ignored(f"deleted {obj_type} stub")
     record = record_of(
         kind, event.object, event_type=event.type, as_of=event.created, user_id_key=user_id_key
     )
