@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import stripe
 
 from adapters.stripe_api import StripeApi
 from domain.entitlements import EntitlementRules
@@ -80,7 +81,7 @@ def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_even
 
 
 def test_a_thin_event_stripe_no_longer_has_fails_for_a_retry_with_the_reason(fake: FakeStripe) -> None:
-    with pytest.raises(Exception, match="No such v2.core.event"):
+    with pytest.raises(stripe.InvalidRequestError, match=r"No such v2\.core\.event"):
         applier(MemoryStore(), fake).apply(notification("v1.customer.subscription.updated"))
 
 
