@@ -75,7 +75,8 @@ PROCESSED_OUTCOMES = frozenset({"applied", "stale", "duplicate", "ignored", "gue
 LOAD_SCENARIOS = tuple(
     name
     for name in scenarios.SCENARIOS
-    if name not in {"purchase_dispute_lost", "purchase_dispute_won", "guest_checkout"}
+    if name
+    not in {"purchase_dispute_lost", "purchase_dispute_won", "guest_checkout", "guest_purchase_disputed"}
 )
 # Variables of the caller's shell that must not reach the runtime under load.
 SCRUBBED_VARIABLES = (
