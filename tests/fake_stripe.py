@@ -8,7 +8,8 @@ It serves what the worker, the reconciler, the backfill and the ops CLI read, as
   payment intents, charges, refunds and disputes (`expand[]=data.charge`), customers (deleted ones
   are never listed), invoices, events (`delivery_success`, `type`, `types[]`);
 * objects by id (a deleted customer answers `{"deleted": true}`; `expand[]=charge` on a dispute),
-  Checkout line items, `GET /v1/entitlements/active_entitlements?customer=…`, events by id;
+  Checkout line items, `GET /v1/entitlements/active_entitlements?customer=…`, events by id, thin
+  events at `GET /v2/core/events/{id}`;
 * the key's mode selects the objects (a test key sees test objects only) and the `Stripe-Account`
   header the account (objects put with `account=` live in that connected account only);
 * faults on demand: the next N requests (optionally of one path prefix) answer 429 or 5xx, or have
@@ -110,6 +111,7 @@ class FakeStripe:
         self._line_items: dict[str, list[Json]] = {}
         self._entitlements: dict[tuple[str, bool, str | None], list[Json]] = {}
         self._deleted_customers: dict[str, _Stored] = {}
+        self._thin_events: dict[str, Json] = {}  # /v2/core/events/{id}
         self._undelivered: set[str] = set()
         self._faults: list[_Fault] = []
         # (customer, livemode) a customer-filtered list refuses as Stripe refuses an unknown customer.
@@ -219,6 +221,10 @@ class FakeStripe:
             else:
                 self._undelivered.add(event["id"])
 
+    def put_thin_event(self, event: Json) -> None:
+        with self._lock:
+            self._thin_events[event["id"]] = event
+
     def load(self, api_objects: Mapping[str, Json], api_lists: Mapping[str, Any]) -> None:
         """A scenario's API state (local_runtime.scenarios.Scenario.api_objects / api_lists)."""
         for obj in api_objects.values():
@@ -288,6 +294,12 @@ class FakeStripe:
             return status, body
 
     def _route(self, path: str, query: Mapping[str, str], scope: _Scope) -> tuple[int, str]:
+        if path.startswith("/v2/core/events/"):
+            object_id = path.removeprefix("/v2/core/events/")
+            thin = self._thin_events.get(object_id)
+            if thin is None or bool(thin.get("livemode")) != scope.livemode:
+                return _missing("v2.core.event", object_id)
+            return 200, json.dumps(thin)
         parts = [p for p in path.split("/") if p][1:]  # without "v1"
         match parts:
             case ["checkout", "sessions"]:

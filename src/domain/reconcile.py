@@ -356,6 +356,7 @@ class Counts:
     drift_purchase: int = 0
     drift_payment: int = 0
     drift_charge: int = 0
+    drift_refund: int = 0
     drift_dispute: int = 0
     drift_entitlement_summary: int = 0
     drift_event: int = 0

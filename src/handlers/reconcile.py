@@ -48,6 +48,7 @@ KIND_METRICS = {
     "purchase": "DriftByPurchase",
     "payment": "DriftByPayment",
     "charge": "DriftByCharge",
+    "refund": "DriftByRefund",
     "dispute": "DriftByDispute",
     "entitlement_summary": "DriftByEntitlementSummary",
     "event": "DriftByEvent",

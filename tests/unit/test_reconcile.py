@@ -482,6 +482,7 @@ def test_drift_is_counted_per_kind() -> None:
         "purchase": 0,
         "payment": 0,
         "charge": 1,
+        "refund": 0,
         "dispute": 0,
         "entitlement_summary": 0,
         "event": 1,
