@@ -96,8 +96,9 @@ def drift_of(
 
 def same_record(fetched: Record, stored: Record) -> bool:
     """Every field the records keep, except what the worker adds on top of the API's answer: the
-    Checkout line items it fetched once and carries over to later snapshots of the session, and the
-    customer it found for a dispute (a dispute names none unless its charge is expanded)."""
+    Checkout line items it fetched once and carries over to later snapshots of the session, when a
+    purchase was paid and a dispute lost (from the events that showed it), and the customer it found
+    for a dispute (a dispute names none unless its charge is expanded)."""
     if (
         isinstance(fetched, PurchaseRecord)
         and isinstance(stored, PurchaseRecord)
@@ -105,12 +106,14 @@ def same_record(fetched: Record, stored: Record) -> bool:
     ):
         # Only one-time purchases keep their line items (a subscription grants through itself).
         fetched = replace(fetched, line_items=stored.line_items)
-    if (
-        isinstance(fetched, DisputeRecord)
-        and isinstance(stored, DisputeRecord)
-        and fetched.customer_id is None
-    ):
-        fetched = replace(fetched, customer_id=stored.customer_id)
+    if isinstance(fetched, PurchaseRecord) and isinstance(stored, PurchaseRecord) and fetched.is_paid:
+        # When it was paid comes from the event that showed it (the worker keeps it; a fetch cannot say).
+        fetched = replace(fetched, paid_at=fetched.paid_at or stored.paid_at)
+    if isinstance(fetched, DisputeRecord) and isinstance(stored, DisputeRecord):
+        if fetched.customer_id is None:
+            fetched = replace(fetched, customer_id=stored.customer_id)
+        if fetched.status != "won" and fetched.lost_at is None:
+            fetched = replace(fetched, lost_at=stored.lost_at)  # when it was lost, as the worker keeps it
     return fetched == stored
 
 

@@ -43,7 +43,15 @@ from domain.reconcile import (
     same_summary,
     summary_object,
 )
-from domain.records import EntitlementSummaryRecord, PaymentRecord, PurchasedItem, Snapshot, Stamp
+from domain.records import (
+    DisputeRecord,
+    EntitlementSummaryRecord,
+    PaymentRecord,
+    PurchasedItem,
+    PurchaseRecord,
+    Snapshot,
+    Stamp,
+)
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
 from local_runtime import stripe_samples as s
 
@@ -525,3 +533,26 @@ def test_the_report_is_json_ready() -> None:
     assert document["messages"] == list(report.messages)
     assert document["pass_counts"]["checked"] == 10
     assert document["stopped"] == "time budget"
+
+
+def test_when_a_purchase_was_paid_and_a_dispute_lost_is_the_workers_not_a_drift() -> None:
+    """A fetch cannot say when a session was paid or a dispute lost; the worker keeps those from the
+    events that showed it, so a fetched object without them is no drift, and a real change still is."""
+    paid = record_of(
+        "purchase",
+        {
+            "id": "cs_1",
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "complete",
+            "payment_status": "paid",
+        },
+    )
+    assert isinstance(paid, PurchaseRecord)
+    stored = replace(paid, paid_at=T0)
+    assert same_record(paid, stored)
+    assert not same_record(replace(paid, payment_status="unpaid"), stored)
+    lost = record_of("dispute", {"id": "dp_1", "object": "dispute", "status": "lost", "charge": "ch_1"})
+    assert isinstance(lost, DisputeRecord)
+    assert same_record(lost, replace(lost, lost_at=T0, customer_id="cus_1"))
+    assert not same_record(replace(lost, status="won"), replace(lost, lost_at=T0))
