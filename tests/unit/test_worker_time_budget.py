@@ -8,7 +8,6 @@ retries with backoff) by advancing that clock. No real waiting, so the test cann
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,12 +72,12 @@ def batch(size: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def slow_stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeClock, SlowStripeApplier]]:
+def slow_stripe(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, SlowStripeApplier]:
     clock = FakeClock()
     applier = SlowStripeApplier(clock)
     monkeypatch.setattr(worker, "event_applier", lambda: applier)
     monkeypatch.delenv("RECORD_RESERVE_SECONDS", raising=False)
-    yield clock, applier
+    return clock, applier
 
 
 def metric_values(output: str, name: str) -> list[float]:
