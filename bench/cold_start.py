@@ -73,7 +73,7 @@ def lambda_handler(event, context):
         logger.warning("webhook rejected", reason=str(error))
         return {"statusCode": 400, "body": '{"error": "bad request"}'}
     obj = stripe_event.data.object
-    group = obj.get("customer") or obj.get("id") or stripe_event.id
+    group = getattr(obj, "customer", None) or getattr(obj, "id", None) or stripe_event.id
     sqs.send_message(
         QueueUrl=os.environ["QUEUE_URL"], MessageBody=body,
         MessageGroupId=group, MessageDeduplicationId=stripe_event.id,
@@ -133,7 +133,14 @@ def run() -> None:
 
         def measure(name: str, module: str, *, invoke: bool, extra: dict[str, str] | None = None) -> float:
             samples = [
-                child_run(copies[name], runtime, module, invoke, event_file, base | (extra or {}))
+                child_run(
+                    copies[name],
+                    runtime,
+                    module,
+                    invoke=invoke,
+                    event_file=event_file,
+                    environment=base | (extra or {}),
+                )
                 for _ in range(RUNS)
             ]
             return statistics.median(samples)
@@ -150,7 +157,7 @@ def run() -> None:
 
     sizes = {name: tree_size(path) for name, path in packages.items()} | {"naive": tree_size(naive)}
     ratio = ours / naive_ms
-    print(f"cold start from the built packages: read-only copy, fresh interpreter, no bytecode cache,")
+    print("cold start from the built packages: read-only copy, fresh interpreter, no bytecode cache,")
     print(f"pinned boto3 precompiled behind the package; CPU ms (process_time), median of {RUNS}")
     print(f"    {'':44}{'measured':>10}   target")
     print(f"    {'webhook cold path (import + first request)':44}{ours:10.1f}")
@@ -164,7 +171,9 @@ def run() -> None:
     print(f"    {'reconciler import':44}{reconcile:10.1f}   (for reference)")
     print("package sizes, unzipped (zip as sam deploy uploads it)")
     for name, (unzipped, zipped) in sizes.items():
-        target = verdict(unzipped / 1e6 <= WEBHOOK_SIZE_TARGET_MB, "<= 5 MB") if name == "WebhookFunction" else ""
+        target = (
+            verdict(unzipped / 1e6 <= WEBHOOK_SIZE_TARGET_MB, "<= 5 MB") if name == "WebhookFunction" else ""
+        )
         print(f"    {name:44}{unzipped / 1e6:8.2f} MB ({zipped / 1e6:.2f} MB zipped)   {target}")
 
 
@@ -227,7 +236,9 @@ def read_only_copy(source: Path, target: Path) -> Path:
         for name in files:
             Path(directory, name).chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     for directory, _, _ in sorted(os.walk(target), key=lambda entry: -len(entry[0])):
-        Path(directory).chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        Path(directory).chmod(
+            stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+        )
     return target
 
 
@@ -262,7 +273,7 @@ def child_environment(endpoint: str, queue_url: str) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",  # noqa: S105 - moto's dummy credentials
+        "AWS_SECRET_ACCESS_KEY": "bench",  # moto's dummy credentials
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "QUEUE_URL": queue_url,
@@ -274,7 +285,7 @@ def child_environment(endpoint: str, queue_url: str) -> dict[str, str]:
 
 
 def child_run(
-    package: Path, runtime: Path, module: str, invoke: bool, event_file: Path, environment: dict[str, str]
+    package: Path, runtime: Path, module: str, *, invoke: bool, event_file: Path, environment: dict[str, str]
 ) -> float:
     """CPU ms of one cold start (import, then the first request when `invoke`) in a fresh interpreter."""
     code = CHILD.format(module=module, invoke=invoke)
@@ -364,7 +375,7 @@ def aws_resources(endpoint: str) -> tuple[str, str]:
         "endpoint_url": endpoint,
         "region_name": "us-east-1",
         "aws_access_key_id": "bench",
-        "aws_secret_access_key": "bench",  # noqa: S106 - moto's dummy credentials
+        "aws_secret_access_key": "bench",  # moto's dummy credentials
     }
     queue = boto3.client("sqs", **options).create_queue(
         QueueName="cold-start.fifo", Attributes={"FifoQueue": "true"}
