@@ -71,7 +71,9 @@ def test_every_read_names_its_attributes_so_the_reader_policy_allows_it() -> Non
     reader.entitlements("cus_1")
     reader.customer_for_user("u-1")
 
-    for request, expected in zip(dynamodb.requests, (ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES), strict=True):
+    for request, expected in zip(
+        dynamodb.requests, (ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES), strict=True
+    ):
         names = request["ExpressionAttributeNames"]
         projected = [names[part.strip()] for part in request["ProjectionExpression"].split(",")]
         assert tuple(projected) == expected
@@ -90,7 +92,10 @@ def test_a_projected_read_of_a_real_item_parses_under_moto() -> None:
         )
         client.create_table(
             TableName="sync",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
             AttributeDefinitions=[
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "sk", "AttributeType": "S"},
