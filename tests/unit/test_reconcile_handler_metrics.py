@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_lambda_powertools import Metrics
 
 from domain.reconcile import OUT_OF_TIME, Counts, ReconcileReport
-from handlers import reconcile as handler
 
 
 def report(*, errors: int = 0, complete: bool = True, stopped: str | None = None) -> ReconcileReport:
@@ -28,10 +28,16 @@ def report(*, errors: int = 0, complete: bool = True, stopped: str | None = None
 def published(
     run: ReconcileReport, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, list[float]]:
-    monkeypatch.setattr(handler.metrics, "namespace", "StripeSync/dev/stripe-sync-test")
+    # Powertools reads these when the module is first imported: the values the pipeline tests use.
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
+    from handlers import reconcile as handler
+
+    metrics = Metrics(namespace="StripeSync/dev/stripe-sync-test", service="stripe-sync-reconcile")
+    monkeypatch.setattr(handler, "metrics", metrics)
     capsys.readouterr()
     handler.publish(run)
-    handler.metrics.flush_metrics()
+    metrics.flush_metrics()
     [document] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     names = [m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     return {name: document[name] for name in names}
