@@ -4,7 +4,8 @@ Each package (.aws-sam/build/<Function>) is copied, made read-only, and imported
 interpreter with PYTHONDONTWRITEBYTECODE=1, no site-packages and, behind the package on sys.path, a
 precompiled copy of the pinned boto3 (what the python3.13 runtime provides in /var/runtime). CPU time
 (time.process_time, inside the child) is the figure: at 256 MB Lambda gives about a seventh of a vCPU,
-so CPU, not wall time on this machine, is what a cold start costs there. Median of RUNS.
+so CPU, not wall time on this machine, is what a cold start costs there. Median of RUNS, the rows
+interleaved run by run.
 
 Rows:
 * webhook cold path: import + the first request, verified, with its SQS client created and a real
@@ -42,7 +43,7 @@ CACHE = ROOT / ".aws-sam" / "bench"
 sys.path.insert(0, str(ROOT / "scripts"))
 import package_function  # noqa: E402 - scripts/ is not a package
 
-RUNS = 7
+RUNS = 9
 SECRET = "whsec_cold_start_0123456789abcdef"
 WEBHOOK_RATIO_TARGET = 0.30
 WORKER_IMPORT_TARGET_MS = 600.0
@@ -131,29 +132,35 @@ def run() -> None:
         event_file.write_text(json.dumps(signed_request()))
         base = child_environment(endpoint, queue_url)
 
-        def measure(name: str, module: str, *, invoke: bool, extra: dict[str, str] | None = None) -> float:
-            samples = [
-                child_run(
-                    copies[name],
-                    runtime,
-                    module,
-                    invoke=invoke,
-                    event_file=event_file,
-                    environment=base | (extra or {}),
-                )
-                for _ in range(RUNS)
-            ]
-            return statistics.median(samples)
-
         secrets_in_env = {"STRIPE_WEBHOOK_SECRET": SECRET}
-        ours = measure("WebhookFunction", "handlers.webhook", invoke=True, extra=secrets_in_env)
-        naive_ms = measure("naive", "naive_webhook", invoke=True, extra=secrets_in_env)
-        ours_secret = measure(
-            "WebhookFunction", "handlers.webhook", invoke=True, extra={"STRIPE_SECRET_ID": secret_arn}
-        )
-        worker = measure("WorkerFunction", "handlers.worker", invoke=False)
-        reconcile = measure("ReconcileFunction", "handlers.reconcile", invoke=False)
-        webhook_import = measure("WebhookFunction", "handlers.webhook", invoke=False)
+        # (package, module, first request too?, environment): interleaved run by run, so that a
+        # change in the machine's load (it is shared) hits every row alike.
+        rows = {
+            "ours": ("WebhookFunction", "handlers.webhook", True, secrets_in_env),
+            "naive": ("naive", "naive_webhook", True, secrets_in_env),
+            "ours_secret": ("WebhookFunction", "handlers.webhook", True, {"STRIPE_SECRET_ID": secret_arn}),
+            "worker": ("WorkerFunction", "handlers.worker", False, {}),
+            "reconcile": ("ReconcileFunction", "handlers.reconcile", False, {}),
+            "webhook_import": ("WebhookFunction", "handlers.webhook", False, {}),
+            "boto3_import": ("WebhookFunction", "boto3", False, {}),
+        }
+        samples: dict[str, list[float]] = {row: [] for row in rows}
+        for _ in range(RUNS):
+            for row, (name, module, invoke, extra) in rows.items():
+                samples[row].append(
+                    child_run(
+                        copies[name],
+                        runtime,
+                        module,
+                        invoke=invoke,
+                        event_file=event_file,
+                        environment=base | extra,
+                    )
+                )
+        median = {row: statistics.median(values) for row, values in samples.items()}
+        ours, naive_ms, ours_secret = median["ours"], median["naive"], median["ours_secret"]
+        worker, reconcile, webhook_import = median["worker"], median["reconcile"], median["webhook_import"]
+        boto3_import = median["boto3_import"]
 
     sizes = {name: tree_size(path) for name, path in packages.items()} | {"naive": tree_size(naive)}
     ratio = ours / naive_ms
@@ -165,6 +172,7 @@ def run() -> None:
     print(f"    {'webhook / naive':44}{ratio:10.2f}   {verdict(ratio <= WEBHOOK_RATIO_TARGET, '<= 0.30')}")
     print(f"    {'webhook cold path, secret from Secrets Manager':44}{ours_secret:10.1f}   (for reference)")
     print(f"    {'webhook import only':44}{webhook_import:10.1f}   (for reference)")
+    print(f"    {'boto3 import alone (both webhooks pay it)':44}{boto3_import:10.1f}   (for reference)")
     print(
         f"    {'worker import':44}{worker:10.1f}   {verdict(worker <= WORKER_IMPORT_TARGET_MS, '<= 600 ms')}"
     )
