@@ -269,6 +269,7 @@ def test_reader_policy_allows_the_reads_of_the_reader_library() -> None:
         ("EVENT#evt_1", ["customer_id"]),
         ("PAYMENT#pi_1", ["customer_id"]),
         ("GUEST#cs_1", ["customer_id"]),
+        ("UNMATCHED#pi_1", ["customer_id"]),
         ("RECONCILE", ["customer_id"]),
     ],
 )
@@ -775,6 +776,7 @@ OWN_METRICS = {
         "EventsFailed",
         "EventsDeferred",
         "TiesFetched",
+        "UnmatchedPayments",
     },
     "stripe-sync-reconcile": {
         "DriftMissing",
