@@ -6,13 +6,12 @@
     timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
 
 The handlers run in this process, imported after the environment points every AWS client at moto
-with dummy credentials. Everything stops on Ctrl-C or SIGTERM, and the data (in moto's memory) with it.
+with dummy credentials; moto's server runs in a child process (local_runtime.aws_server). Everything stops on Ctrl-C or SIGTERM, and the data (in moto's memory) with it.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from local_runtime import console as console_module
+from local_runtime.aws_server import AwsPortTaken, AwsServerFailed, AwsServerProcess
 from local_runtime.config import (
     DEFAULT_AWS_PORT,
     LOOPBACK,
@@ -53,7 +53,6 @@ from local_runtime.template import (
     read_template,
 )
 
-MOTO_RELEASE_EVERY_SECONDS = 5
 MOTO_START_TIMEOUT_SECONDS = 20
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
@@ -77,7 +76,7 @@ class LocalRuntime:
         self._out = out
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: AwsServerProcess | None = None
         self._server: Any = None
         self._stdout: TextIO | None = None
         self._webhook: Callable[..., Any] | None = None
@@ -92,7 +91,6 @@ class LocalRuntime:
         check_port_free("AWS_PORT", config.aws_port)
         check_port_free("PORT", config.port)
         sandbox_environment(os.environ, config)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
 
         from local_runtime.webhook_server import WebhookServer  # noqa: PLC0415 - after the sandbox
 
@@ -151,7 +149,6 @@ class LocalRuntime:
             self.console,
         )
         self._spawn("poller", lambda: mapping.run(self._stop))
-        self._spawn("moto-memory", self._release_moto_copies)
         if reconcile is not None:
             self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
         self._banner(reconcile is not None)
@@ -183,26 +180,17 @@ class LocalRuntime:
 
     # -- pieces -------------------------------------------------------------------------------------
 
-    def _release_moto_copies(self) -> None:
-        """moto keeps a reference to every model instance it creates (for its dashboard), among them
-        the copy of the whole table each TransactWriteItems takes: memory would grow with events x
-        table size until the kernel stops `make run`. Dropping those references loses no data."""
-        from moto.core.model_instances import reset_model_data  # noqa: PLC0415 - moto is started above
-
-        while not self._stop.wait(MOTO_RELEASE_EVERY_SECONDS):
-            reset_model_data()
-
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only here
-
-        server = ThreadedMotoServer(ip_address=LOOPBACK, port=self.config.aws_port, verbose=False)
-        # start() waits for the server forever if its socket cannot be bound: wait here with a limit.
-        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
-        starter.start()
-        starter.join(MOTO_START_TIMEOUT_SECONDS)
-        if starter.is_alive():
-            raise StartupError(f"moto did not start: {port_taken_hint('AWS_PORT', self.config.aws_port)}")
+        # Its own process (local_runtime.aws_server): moto's Python does not share this GIL with the
+        # webhook and the worker, and its TransactWriteItems is patched there to stay flat.
+        server = AwsServerProcess(LOOPBACK, self.config.aws_port)
         self._moto = server
+        try:
+            server.start(MOTO_START_TIMEOUT_SECONDS)
+        except AwsPortTaken as error:
+            raise PortTaken(error.errno, port_taken_hint("AWS_PORT", self.config.aws_port)) from None
+        except AwsServerFailed as error:
+            raise StartupError(f"moto did not start: {error}") from None
 
     def _function_environment(self, resources: LocalResources) -> None:
         """The template's function environment (the user's environment wins), resources resolved."""
