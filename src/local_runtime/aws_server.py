@@ -4,7 +4,7 @@ moto is pure Python: sharing one interpreter (and its GIL) with the webhook and 
 every webhook request wait behind the worker's transactions. In its own process it has a core of
 its own. The process
 
-* applies local_runtime.moto_transactions (a TransactWriteItems whose cost does not grow with the
+* applies local_runtime.moto_patches (a TransactWriteItems whose cost does not grow with the
   table), or says on stderr why not;
 * empties moto's trackers of model instances every few seconds: moto keeps a reference to every
   model object it creates (for its dashboard), so memory would otherwise grow with every request;
@@ -145,13 +145,15 @@ def serve(host: str, port: int) -> int:
     )
     from werkzeug.serving import make_server  # noqa: PLC0415
 
-    from local_runtime import moto_transactions  # noqa: PLC0415
+    from local_runtime import moto_patches  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get("MOTO_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["MOTO_SWITCH_INTERVAL"]))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", moto_transactions.MotoVersionMismatch)
-        moto_transactions.install()
+        warnings.simplefilter("always", moto_patches.MotoVersionMismatch)
+        moto_patches.install()
     for warning in caught:
         print(f"local runtime: {warning.message}", file=sys.stderr, flush=True)
     try:

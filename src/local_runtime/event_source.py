@@ -8,6 +8,9 @@ moto's own emulation ignores `batchItemFailures` (DESIGN.md, pitfalls), so the l
   body, attributes, messageAttributes, md5OfBody, eventSource, eventSourceARN, awsRegion);
 * delete the messages the response does not list in `batchItemFailures` (ReportBatchItemFailures);
   a handler that raises, or answers something Lambda would refuse, fails the whole batch;
+* run several of these pollers at once (the event source's MaximumConcurrency, at most
+  MAX_LOCAL_POLLERS here), as Lambda runs concurrent batches: SQS FIFO hands a message group to one
+  receiver at a time, so one customer's events are still applied one batch after another;
 * leave failures in the queue: they come back after the visibility timeout, and SQS moves a
   message to the DLQ once it has been received maxReceiveCount times. moto 5 does that itself on
   receive; a message that arrives with a higher receive count (a moto that did not) is moved here.
@@ -122,6 +125,7 @@ class EventSourceMapping:
         observer: EventSourceObserver,
         *,
         wait_seconds: int = IDLE_WAIT_SECONDS,
+        watch_dead_letter_queue: bool = True,
     ) -> None:
         self._sqs = sqs
         self._binding = binding
@@ -131,6 +135,7 @@ class EventSourceMapping:
         self._wait_seconds = wait_seconds
         self._dlq_depth = 0
         self._dlq_checked = 0.0
+        self._watch_dlq = watch_dead_letter_queue
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -205,6 +210,8 @@ class EventSourceMapping:
         self._sqs.delete_message(QueueUrl=self._binding.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _watch_dead_letter_queue(self) -> None:
+        if not self._watch_dlq:
+            return
         now = time.monotonic()
         if now - self._dlq_checked < DLQ_CHECK_EVERY_SECONDS:
             return

@@ -11,6 +11,7 @@ with dummy credentials; moto's server runs in a child process (local_runtime.aws
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import signal
@@ -54,6 +55,7 @@ from local_runtime.template import (
 )
 
 MOTO_START_TIMEOUT_SECONDS = 20
+MAX_LOCAL_POLLERS = int(os.environ.get("LOCAL_POLLERS", "3"))
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
 LOCAL_FUNCTION_DEFAULTS = {
@@ -141,14 +143,16 @@ class LocalRuntime:
             max_receive_count=resources.max_receive_count,
             visibility_timeout=resources.visibility_timeout,
         )
-        mapping = EventSourceMapping(
-            boto3.client("sqs"),
-            binding,
-            _as_source("worker", worker),
-            lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
-            self.console,
-        )
-        self._spawn("poller", lambda: mapping.run(self._stop))
+        for number in range(self._pollers()):
+            mapping = EventSourceMapping(
+                boto3.client("sqs"),
+                binding,
+                _as_source("worker", worker),
+                lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
+                self.console,
+                watch_dead_letter_queue=number == 0,
+            )
+            self._spawn(f"poller-{number + 1}", functools.partial(mapping.run, self._stop))
         if reconcile is not None:
             self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
         self._banner(reconcile is not None)
@@ -191,6 +195,12 @@ class LocalRuntime:
             raise PortTaken(error.errno, port_taken_hint("AWS_PORT", self.config.aws_port)) from None
         except AwsServerFailed as error:
             raise StartupError(f"moto did not start: {error}") from None
+
+    def _pollers(self) -> int:
+        """Concurrent batches, as the event source's MaximumConcurrency allows; at most
+        MAX_LOCAL_POLLERS: past that, threads of one process only wait for each other."""
+        allowed = self.stack.max_concurrency
+        return max(1, min(allowed if allowed is not None else MAX_LOCAL_POLLERS, MAX_LOCAL_POLLERS))
 
     def _function_environment(self, resources: LocalResources) -> None:
         """The template's function environment (the user's environment wins), resources resolved."""

@@ -1,11 +1,20 @@
-"""TransactWriteItems for the local runtime's moto: a cost that does not grow with the table.
+"""The local runtime's moto, with a cost per request that does not grow with the table.
 
-moto 5.2.5 deep-copies every table a transaction touches, once per item of the transaction, so that
-it can put the copies back if the transaction fails (DESIGN.md, pitfalls): each event of the worker
-then costs time proportional to the whole table, and the local runtime slows down as it fills.
-This replaces that method of moto's DynamoDB backend with the same algorithm (the same checks, in
-the same order, with the same errors and cancellation reasons) that snapshots only the items it
-touches and puts those back on failure.
+Two methods of moto 5.2.5's DynamoDB cost time proportional to the whole table, so each event of the
+worker did and the local runtime slowed down as it filled:
+
+* TransactWriteItems deep-copies every table it touches, once per item of the transaction, so that
+  it can put the copies back if the transaction fails (DESIGN.md, pitfalls). Replaced by the same
+  algorithm (the same checks, in the same order, with the same errors and cancellation reasons) that
+  snapshots only the items it touches and puts those back on failure.
+* Query on the table's own key sorts every item of the table and then keeps those of the partition.
+  Wrapped so that moto's own query sees only the partition asked for: the same items, in the same
+  order, and the same pages.
+
+And one of its SQS, which made each request cost time proportional to the messages queued and in
+flight: a queue's attributes (read several times by every SendMessage, and once per message by every
+ReceiveMessage) walk its messages three times, reading the clock twice per message. Replaced by one
+walk with one reading of the clock; the same attributes with the same values.
 
 It is applied only inside the local runtime's moto server process (local_runtime.aws_server), never
 in tests that use moto in-process unless they ask, and only to the moto release it was written
@@ -21,6 +30,8 @@ does not; and an entry naming two operations rolls back what earlier entries wro
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import moto
+from moto.core.utils import camelcase_to_underscores, unix_time_millis
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -41,6 +53,7 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
+from moto.sqs import models as sqs_models
 
 MOTO_VERSION = "5.2.5"
 MAX_TRANSACTION_ITEMS = 100
@@ -49,11 +62,13 @@ OPERATIONS = frozenset({"ConditionCheck", "Put", "Delete", "Update"})
 type TransactWriteItems = Callable[[DynamoDBBackend, list[dict[str, Any]]], None]
 
 _original: TransactWriteItems = DynamoDBBackend.transact_write_items
+_original_query: Callable[..., Any] = Table.query
+_original_queue_attributes: property = sqs_models.Queue.__dict__["attributes"]
 _isolation = threading.Lock()
 
 
 class MotoVersionMismatch(UserWarning):
-    """The installed moto is not the release the patch was written for: it is not applied."""
+    """The installed moto is not the release the patches were written for: they are not applied."""
 
 
 @dataclass(slots=True)
@@ -199,12 +214,75 @@ def _apply(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
         raise TransactionCanceledException(errors)
 
 
+class _OnePartition:
+    """A table as moto's Table.query sees it: one partition's items, everything else the table's."""
+
+    all_items = Table.all_items
+
+    def __init__(self, table: Table, hash_key: DynamoType) -> None:
+        self._table = table
+        bucket = table.items.get(hash_key)  # .get: the table's defaultdict gains no empty partition
+        self.items = {hash_key: bucket} if bucket else {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def query(self: Table, hash_key: DynamoType | None, *args: Any, **kwargs: Any) -> Any:
+    """moto's Table.query; on the table's own key (no index), over that partition only."""
+    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+    if index_name is None and hash_key is not None:
+        return _original_query(_OnePartition(self, hash_key), hash_key, *args, **kwargs)
+    return _original_query(self, hash_key, *args, **kwargs)
+
+
+_MESSAGE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+@functools.cache
+def _property_name(attribute: str) -> str:
+    return camelcase_to_underscores(attribute)
+
+
+def queue_attributes(self: sqs_models.Queue) -> dict[str, Any]:
+    """moto's Queue.attributes, with the three message counts from one walk of the messages."""
+    now = unix_time_millis()
+    ready = delayed = not_visible = 0
+    for message in self._messages:
+        visible = now > message.visible_at  # Message.visible
+        held = now < message.delayed_until  # Message.delayed
+        ready += visible and not held  # Queue.messages: visible and not delayed
+        delayed += held
+        not_visible += not visible
+    counts = dict(zip(_MESSAGE_COUNTS, (ready, delayed, not_visible), strict=True))
+    result: dict[str, Any] = {}
+    for attribute in self.BASE_ATTRIBUTES:
+        result[attribute] = (
+            counts[attribute] if attribute in counts else getattr(self, _property_name(attribute))
+        )
+    if self.fifo_queue:
+        for attribute in self.FIFO_ATTRIBUTES:
+            result[attribute] = getattr(self, _property_name(attribute))
+    if self.kms_master_key_id:  # type: ignore[attr-defined]
+        for attribute in self.KMS_ATTRIBUTES:
+            result[attribute] = getattr(self, _property_name(attribute))
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    return {key: str(value).lower() if isinstance(value, bool) else value for key, value in result.items()}
+
+
 def install(version: str | None = None) -> bool:
     """Patch moto's DynamoDB backend (this process only). False, with a warning, on another moto."""
     found = moto.__version__ if version is None else version
     if found != MOTO_VERSION:
         warnings.warn(
-            f"moto {found} is installed, but the local runtime's TransactWriteItems patch was written for "
+            f"moto {found} is installed, but the local runtime's patches (TransactWriteItems, Query) were written for "
             f"moto {MOTO_VERSION}: not applied. Every transaction now copies the whole table, so the "
             f"local runtime slows down as the table grows; install moto[server]=={MOTO_VERSION} "
             "(requirements-run.txt) to get it back.",
@@ -213,11 +291,15 @@ def install(version: str | None = None) -> bool:
         )
         return False
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+    sqs_models.Queue.attributes = property(queue_attributes)  # type: ignore[method-assign,assignment]
     return True
 
 
 def uninstall() -> None:
     DynamoDBBackend.transact_write_items = _original  # type: ignore[method-assign,assignment]
+    Table.query = _original_query  # type: ignore[method-assign]
+    sqs_models.Queue.attributes = _original_queue_attributes  # type: ignore[method-assign,assignment]
 
 
 def installed() -> bool:
