@@ -265,7 +265,9 @@ def test_the_pin_is_the_one_the_patch_names() -> None:
     from pathlib import Path
 
     pins = (Path(__file__).resolve().parents[2] / "requirements-run.txt").read_text(encoding="utf-8")
-    assert f"moto[server]=={moto_patches.MOTO_VERSION}" in pins.split()
+    assert f"moto[dynamodb,sqs]=={moto_patches.MOTO_VERSION}" in pins.split()
+    dev = (Path(__file__).resolve().parents[2] / "requirements-dev.txt").read_text(encoding="utf-8")
+    assert f"moto[server]=={moto_patches.MOTO_VERSION}" in dev.split()
 
 
 # -- the same behaviour as moto's own methods ------------------------------------------------------------
