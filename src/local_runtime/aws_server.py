@@ -8,8 +8,8 @@ its own. The process
   table), or says on stderr why not;
 * empties moto's trackers of model instances every few seconds: moto keeps a reference to every
   model object it creates (for its dashboard), so memory would otherwise grow with every request;
-* writes one line on stdout once it listens (READY) or could not bind (PORT_TAKEN <errno>), for the
-  runtime waiting on it, and then nothing more there;
+* writes one line on stdout once it listens (`READY patched` / `READY unpatched`) or could not bind
+  (`PORT_TAKEN <errno>`), for the runtime waiting on it, and then nothing more there;
 * ignores Ctrl-C (the terminal sends it to the whole process group: the runtime stops its poller
   first and then this) and stops when its stdin closes, that is when the runtime stops it or dies.
 
@@ -24,6 +24,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ READY = "READY"
 PORT_TAKEN = "PORT_TAKEN"
 RELEASE_EVERY_SECONDS = 5
 STOP_TIMEOUT_SECONDS = 10
+LISTEN_BACKLOG = 128
 
 
 class AwsServerFailed(RuntimeError):
@@ -54,6 +56,7 @@ class AwsServerProcess:
         self.host = host
         self.port = port
         self._process: subprocess.Popen[bytes] | None = None
+        self.patched = False  # moto_patches applied in the server process
 
     @property
     def pid(self) -> int | None:
@@ -69,7 +72,8 @@ class AwsServerProcess:
         assert process.stdout is not None
         line = _read_line(process.stdout, timeout)
         process.stdout.close()
-        if line == READY:
+        if line.startswith(READY):
+            self.patched = line == f"{READY} patched"
             return
         if line.startswith(PORT_TAKEN):
             self.stop()
@@ -153,22 +157,29 @@ def serve(host: str, port: int) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", moto_patches.MotoVersionMismatch)
-        moto_patches.install()
+        patched = moto_patches.install()
     for warning in caught:
         print(f"local runtime: {warning.message}", file=sys.stderr, flush=True)
+    # Bound here, not by werkzeug, which prints its own message and exits when the port is taken.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = make_server(
-            host,
-            port,
-            DomainDispatcherApplication(create_backend_app),
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
+        listener.bind((host, port))
+        listener.listen(LISTEN_BACKLOG)
     except OSError as error:
+        listener.close()
         code = error.errno if error.errno in (errno.EADDRINUSE, errno.EACCES) else None
         print(f"{PORT_TAKEN} {code}" if code else f"ERROR {error}", flush=True)
         return 1
-    print(READY, flush=True)
+    server = make_server(
+        host,
+        port,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+        fd=listener.fileno(),
+    )
+    print(f"{READY} {'patched' if patched else 'unpatched'}", flush=True)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing more on the pipe the runtime closed
     stop = threading.Event()
     threading.Thread(target=_release_model_instances, args=(stop,), name="moto-memory", daemon=True).start()

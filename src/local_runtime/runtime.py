@@ -2,11 +2,13 @@
 
     moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
     HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)
-    poller thread                 ->  handlers.worker.lambda_handler (SQS event source mapping)
+    poller threads                ->  handlers.worker.lambda_handler (SQS event source mapping)
     timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
 
 The handlers run in this process, imported after the environment points every AWS client at moto
-with dummy credentials; moto's server runs in a child process (local_runtime.aws_server). Everything stops on Ctrl-C or SIGTERM, and the data (in moto's memory) with it.
+with dummy credentials; moto's server runs in a child process of its own (local_runtime.aws_server),
+so that the two share no interpreter lock. Everything stops on Ctrl-C or SIGTERM, and the data (in
+moto's memory) with it.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ class LocalRuntime:
             max_receive_count=resources.max_receive_count,
             visibility_timeout=resources.visibility_timeout,
         )
+        receiving = threading.Lock()
         for number in range(self._pollers()):
             mapping = EventSourceMapping(
                 boto3.client("sqs"),
@@ -151,6 +154,7 @@ class LocalRuntime:
                 lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
                 self.console,
                 watch_dead_letter_queue=number == 0,
+                receiving=receiving,
             )
             self._spawn(f"poller-{number + 1}", functools.partial(mapping.run, self._stop))
         if reconcile is not None:
@@ -295,9 +299,14 @@ class LocalRuntime:
         lines = [
             "stripe-sync local runtime: the whole pipeline on this machine (moto; no Docker, no AWS)",
             f"  webhook     {config.webhook_base}{route.path}  ({route.method}; GET /health)",
-            f"  AWS (moto)  {config.aws_endpoint}  region {LOCAL_REGION}, dummy credentials",
+            f"  AWS (moto)  {config.aws_endpoint}  region {LOCAL_REGION}, dummy credentials"
+            + (
+                ""
+                if self._moto is not None and self._moto.patched
+                else " (unpatched: slows as the table grows)"
+            ),
             f"  table       {resources.table_name}",
-            f"  queue       {stack.event_queue.name}  (batch {resources.batch_size}, "
+            f"  queue       {stack.event_queue.name}  (batch {resources.batch_size} x {self._pollers()} at once, "
             f"visibility {resources.visibility_timeout} s, DLQ after {resources.max_receive_count} tries)",
             f"  DLQ         {stack.dead_letter_queue.name}",
         ]
