@@ -16,6 +16,11 @@ flight: a queue's attributes (read several times by every SendMessage, and once 
 ReceiveMessage) walk its messages three times, reading the clock twice per message. Replaced by one
 walk with one reading of the clock; the same attributes with the same values.
 
+And a race of its SQS under concurrent requests: Queue.delete_message rebuilds the message list from
+a copy without holding the queue's lock, so a message sent meanwhile was lost, and a message deleted
+by a concurrent DeleteMessage came back (delivered again after its visibility timeout). It now holds
+the lock that SendMessage holds to append.
+
 It is applied only inside the local runtime's moto server process (local_runtime.aws_server), never
 in tests that use moto in-process unless they ask, and only to the moto release it was written
 against (MOTO_VERSION, the pin in requirements-run.txt): another release may have changed the
@@ -64,6 +69,7 @@ type TransactWriteItems = Callable[[DynamoDBBackend, list[dict[str, Any]]], None
 _original: TransactWriteItems = DynamoDBBackend.transact_write_items
 _original_query: Callable[..., Any] = Table.query
 _original_queue_attributes: property = sqs_models.Queue.__dict__["attributes"]
+_original_delete_message: Callable[[sqs_models.Queue, str], None] = sqs_models.Queue.delete_message
 _isolation = threading.Lock()
 
 
@@ -277,6 +283,12 @@ def queue_attributes(self: sqs_models.Queue) -> dict[str, Any]:
     return {key: str(value).lower() if isinstance(value, bool) else value for key, value in result.items()}
 
 
+def delete_message(self: sqs_models.Queue, receipt_handle: str) -> None:
+    """moto's Queue.delete_message, under the lock that Queue.add_message appends with."""
+    with self._messages_lock:
+        _original_delete_message(self, receipt_handle)
+
+
 def install(version: str | None = None) -> bool:
     """Patch moto's DynamoDB backend (this process only). False, with a warning, on another moto."""
     found = moto.__version__ if version is None else version
@@ -293,6 +305,7 @@ def install(version: str | None = None) -> bool:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
     sqs_models.Queue.attributes = property(queue_attributes)  # type: ignore[method-assign,assignment]
+    sqs_models.Queue.delete_message = delete_message  # type: ignore[method-assign]
     return True
 
 
@@ -300,6 +313,7 @@ def uninstall() -> None:
     DynamoDBBackend.transact_write_items = _original  # type: ignore[method-assign,assignment]
     Table.query = _original_query  # type: ignore[method-assign]
     sqs_models.Queue.attributes = _original_queue_attributes  # type: ignore[method-assign,assignment]
+    sqs_models.Queue.delete_message = _original_delete_message  # type: ignore[method-assign,assignment]
 
 
 def installed() -> bool:

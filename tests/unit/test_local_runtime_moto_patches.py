@@ -3,6 +3,7 @@ behaviour as moto's own methods on the same operations (local_runtime.moto_patch
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -390,3 +391,45 @@ def test_queue_attributes_are_motos_with_messages_ready_in_flight_and_delayed() 
             answered = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"]
         assert answered["ApproximateNumberOfMessagesNotVisible"] == "3"
         assert answered["FifoQueue"] == "true"
+
+
+def test_concurrent_deletes_do_not_bring_a_deleted_message_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's own delete rebuilds the list from the one it walks, without the queue's lock: a message
+    another DeleteMessage removed meanwhile comes back (and is delivered again after its visibility
+    timeout), and one a SendMessage appended meanwhile is lost."""
+    import threading
+
+    def run(patched: bool) -> list[str]:
+        with mock_aws():
+            sqs = boto3.client(
+                "sqs", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+            )
+            url = sqs.create_queue(QueueName="walk")["QueueUrl"]
+            for body in ("first", "second"):
+                sqs.send_message(QueueUrl=url, MessageBody=body)
+            received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+            handles = {m["Body"]: m["ReceiptHandle"] for m in received}
+            queue = sqs_models.sqs_backends["123456789012"]["us-east-1"].queues["walk"]
+            other: list[threading.Thread] = []
+            calls = 0
+            had = sqs_models.Message.had_receipt_handle
+
+            def walking(message: sqs_models.Message, receipt: str) -> bool:
+                nonlocal calls
+                calls += 1
+                if calls == 2:  # the first delete is rebuilding the list: a second one arrives
+                    thread = threading.Thread(target=queue.delete_message, args=(handles["second"],))
+                    other.append(thread)
+                    thread.start()
+                    thread.join(0.2)
+                return had(message, receipt)
+
+            monkeypatch.setattr(sqs_models.Message, "had_receipt_handle", walking)
+            with moto_patches.patched() if patched else contextlib.nullcontext():
+                queue.delete_message(handles["first"])
+                other[0].join()
+            monkeypatch.undo()
+            return [message.body for message in queue._messages]
+
+    assert run(patched=False) == ["second"]  # moto's own: deleted, and back
+    assert run(patched=True) == []
