@@ -37,6 +37,7 @@ PORT_TAKEN = "PORT_TAKEN"
 RELEASE_EVERY_SECONDS = 5
 STOP_TIMEOUT_SECONDS = 10
 LISTEN_BACKLOG = 128
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class AwsServerFailed(RuntimeError):
@@ -152,8 +153,9 @@ def serve(host: str, port: int) -> int:
     from local_runtime import moto_patches  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if os.environ.get("MOTO_SWITCH_INTERVAL"):
-        sys.setswitchinterval(float(os.environ["MOTO_SWITCH_INTERVAL"]))
+    # moto serves every request on a thread of its own: short ones (the webhook's SendMessage) get
+    # their turn sooner beside long ones (the worker's transactions) with a slice shorter than 5 ms.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", moto_patches.MotoVersionMismatch)

@@ -9,7 +9,7 @@ moto's own emulation ignores `batchItemFailures` (DESIGN.md, pitfalls), so the l
 * delete the messages the response does not list in `batchItemFailures` (ReportBatchItemFailures);
   a handler that raises, or answers something Lambda would refuse, fails the whole batch;
 * run several of these pollers at once (the event source's MaximumConcurrency, at most
-  MAX_LOCAL_POLLERS here), as Lambda runs concurrent batches: SQS FIFO hands a message group to one
+  runtime.MAX_LOCAL_POLLERS), as Lambda runs concurrent batches: SQS FIFO hands a message group to one
   receiver at a time (their ReceiveMessage calls take turns: moto's is not atomic across threads),
   so one customer's events are still applied one batch after another;
 * leave failures in the queue: they come back after the visibility timeout, and SQS moves a
