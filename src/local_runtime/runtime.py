@@ -60,7 +60,6 @@ MOTO_START_TIMEOUT_SECONDS = 20
 # Concurrent batches (within the event source's MaximumConcurrency): two keep moto's core busy while
 # the worker computes; more only queue inside moto and slow the webhook (measured by bench/load.py).
 MAX_LOCAL_POLLERS = 2
-SWITCH_INTERVAL_SECONDS = 0.001
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
 LOCAL_FUNCTION_DEFAULTS = {
@@ -369,9 +368,6 @@ def _as_source(name: str, handler: Callable[..., Any] | None) -> Callable[[dict[
 
 
 def main() -> int:
-    # The webhook's request threads share this interpreter with the pollers' worker: a shorter slice
-    # than Python's 5 ms lets a waiting request in sooner (moto's process does the same).
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     out = sys.stdout
     try:
         config = config_from_env(os.environ)
