@@ -8,6 +8,7 @@ Item layout (only the entitlements item is a published contract, see DESIGN.md):
     USER#<test|live>#<user id>  CUSTOMER                application user -> customer (consistent read)
     PAYMENT#<payment intent>    CUSTOMER                payment -> customer, for disputes
     GUEST#<object id>           <KIND>#<object id>      purchases without a customer
+    UNMATCHED#<intent|charge>   <KIND>#<object id>      disputes/refunds of a payment no customer knows
     EVENT#<event id>            EVENT                   ledger: applied events, expires after the TTL
     RECONCILE                   CURSOR                  the reconciler's resume point
 """
@@ -251,14 +252,40 @@ class DynamoCustomerStore:
                             livemode=record.livemode,
                         )
                     )
+                for adopted in change.adopted:
+                    # Moved into the customer's records; its unmatched copy goes, unless it changed.
+                    transaction.save(record_item(pk, adopted), condition=newer_than_stored(adopted.stamp))
+                    transaction.delete(
+                        record_item(unmatched_pk(adopted), adopted),
+                        condition=RecordItem.stamp_event == adopted.stamp.event_id,
+                    )
         except TransactWriteError as error:
             raise _condition_failure(error, change) from error
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
-        if not payment_intent_id:
-            return None
-        lookup = _lookup(f"PAYMENT#{payment_intent_id}")
-        return lookup.customer_id if lookup is not None else None
+        for ref in (payment_intent_id, charge_id):
+            if ref and (lookup := _lookup(f"PAYMENT#{ref}")) is not None:
+                return lookup.customer_id
+        return None
+
+    def store_unmatched(self, snapshot: Snapshot) -> bool:
+        item = record_item(unmatched_pk(snapshot), snapshot)
+        try:
+            item.save(condition=newer_than_stored(snapshot.stamp))
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
+        found: dict[tuple[RecordKind, str], Snapshot] = {}
+        for ref in (payment_intent_id, charge_id):
+            if ref:
+                for item in RecordItem.query(f"UNMATCHED#{ref}", consistent_read=True):
+                    snapshot = snapshot_of_item(item)
+                    found[snapshot.key] = snapshot
+        return list(found.values())
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
         item = record_item(f"GUEST#{snapshot.record.id}", snapshot)
@@ -276,6 +303,13 @@ def _lookup(pk: str) -> LookupItem | None:
         return LookupItem.get(pk, "CUSTOMER", consistent_read=True)
     except LookupItem.DoesNotExist:
         return None
+
+
+def unmatched_pk(snapshot: Snapshot) -> str:
+    """An unmatched dispute or refund is kept under its payment intent, else its charge."""
+    record = snapshot.record
+    ref = getattr(record, "payment_intent_id", None) or getattr(record, "charge_id", None) or record.id
+    return f"UNMATCHED#{ref}"
 
 
 def newer_than_stored(stamp: Stamp) -> Any:
