@@ -430,15 +430,21 @@ class RuntimeProcess:
         return self._process is not None and self._process.poll() is None
 
     def memory_mb(self) -> int | None:
-        """The runtime's resident memory (Linux's /proc), None where that cannot be read."""
+        """Resident memory of the runtime and its children (moto's server), from Linux's /proc; None
+        where that cannot be read."""
         if self._process is None:
             return None
-        try:
-            status = Path(f"/proc/{self._process.pid}/status").read_text(encoding="ascii")
-        except OSError:
-            return None
-        line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
-        return int(line.split()[1]) // 1024 if line else None
+        total = 0
+        for pid in [self._process.pid, *_children(self._process.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+            except OSError:
+                return None
+            line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
+            if line is None:
+                return None
+            total += int(line.split()[1])
+        return total // 1024
 
     def stop(self) -> int | None:
         process = self._process
@@ -474,6 +480,14 @@ class RuntimeProcess:
             aws_access_key_id=LOCAL_ACCESS_KEY,
             aws_secret_access_key=LOCAL_SECRET_KEY,
         )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 # -- posting and draining -----------------------------------------------------------------------------
@@ -707,6 +721,17 @@ class LoadResult:
     def webhook_seconds(self) -> list[float]:
         return [post.seconds for post in self.posts]
 
+    def tenth_rates(self) -> tuple[float, float] | None:
+        """Worker outcomes per second over the first and over the last tenth of them (None: too few
+        to say). A pipeline whose cost grows with its table slows down: last / first falls below 1."""
+        ordered = sorted(o.at for o in self.outcomes)
+        tenth = len(ordered) // 10
+        if tenth < 10:
+            return None
+        first = (tenth - 1) / max(ordered[tenth - 1] - ordered[0], 1e-9)
+        last = (tenth - 1) / max(ordered[-1] - ordered[-tenth], 1e-9)
+        return first, last
+
     def end_to_end_seconds(self) -> list[float]:
         """Per distinct event: first POST to the worker's first outcome for it."""
         first_post: dict[str, float] = {}
@@ -746,12 +771,12 @@ class LoadResult:
                 f"worker        {len(self.outcomes) / span:7.1f} deliveries/s over {span:.1f} s; "
                 + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
             )
-        if len(self.outcomes) >= 100:
-            ordered = sorted(o.at for o in self.outcomes)
-            share = max(50, len(ordered) // 10)
-            first = share / max(ordered[share - 1] - ordered[0], 1e-9)
-            last = share / max(ordered[-1] - ordered[-share], 1e-9)
-            lines.append(f"worker pace   first {share} outcomes {first:.1f}/s, last {share} {last:.1f}/s")
+        rates = self.tenth_rates()
+        if rates is not None:
+            lines.append(
+                f"worker pace   first tenth {rates[0]:.1f}/s, last tenth {rates[1]:.1f}/s "
+                f"({len(self.outcomes) // 10} outcomes each)"
+            )
         lines.append("POST -> processed " + _percentiles(self.end_to_end_seconds()))
         lines.append(
             f"table         {self.table.items} items, {len(self.table.ledger)} ledger entries; "
@@ -759,7 +784,9 @@ class LoadResult:
         )
         before, after = self.memory_mb
         if before is not None and after is not None:
-            lines.append(f"runtime RSS   {before} MB before the load, {after} MB after")
+            lines.append(
+                f"runtime RSS   {before} MB before the load, {after} MB after (moto's server included)"
+            )
         return lines
 
 
