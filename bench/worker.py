@@ -78,6 +78,7 @@ def run() -> None:
             sync_table.EntitlementsItem,
             sync_table.LookupItem,
             sync_table.LedgerItem,
+            sync_table.StateItem,
         ):
             model._get_connection().connection.client.meta.events.register("before-call.dynamodb", count)
 
