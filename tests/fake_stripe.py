@@ -49,6 +49,7 @@ class FakeStripe:
         self._line_items: dict[str, list[Json]] = {}
         self._payment_intents: dict[str, Json] = {}
         self._events: dict[str, Json] = {}
+        self._thin_events: dict[str, Json] = {}  # /v2/core/events/{id}
         self._undelivered: set[str] = set()
         self._faults: list[int] = []
         # (customer, livemode) a customer-filtered list refuses as Stripe refuses an unknown customer.
@@ -115,6 +116,10 @@ class FakeStripe:
             else:
                 self._undelivered.add(event["id"])
 
+    def put_thin_event(self, event: Json) -> None:
+        with self._lock:
+            self._thin_events[event["id"]] = event
+
     def fail_next(self, count: int, status: int = 429) -> None:
         """Answer the next `count` requests with `status` (429 or 5xx) instead of serving them."""
         with self._lock:
@@ -142,6 +147,9 @@ class FakeStripe:
             return status, body
 
     def _route(self, path: str, query: Mapping[str, str], livemode: bool) -> tuple[int, str]:
+        if path.startswith("/v2/core/events/"):
+            object_id = path.removeprefix("/v2/core/events/")
+            return _one("v2.core.event", object_id, self._thin_events.get(object_id), livemode)
         parts = [p for p in path.split("/") if p][1:]  # without "v1"
         match parts:
             case ["subscriptions"]:

@@ -31,6 +31,8 @@ class MemoryStore:
     users: dict[tuple[str, bool], str] = field(default_factory=dict)
     payments: dict[str, str] = field(default_factory=dict)
     guests: dict[str, Snapshot] = field(default_factory=dict)
+    # payment intent (else charge) -> (kind, object id) -> an unmatched dispute or refund
+    unmatched: dict[str, dict[tuple[RecordKind, str], Snapshot]] = field(default_factory=dict)
     commits: int = 0
     before_commit: Callable[[CustomerChange], None] | None = None
 
@@ -57,6 +59,14 @@ class MemoryStore:
             hook, self.before_commit = self.before_commit, None
             hook(change)
         customer = change.customer_id
+        for adopted in change.adopted:
+            held = self.records.setdefault(customer, {}).get(adopted.key)
+            if held is None or adopted.stamp > held.stamp:
+                self.records[customer][adopted.key] = adopted
+            for group in self.unmatched.values():
+                if (stored := group.get(adopted.key)) is not None and stored.stamp == adopted.stamp:
+                    del group[adopted.key]
+        self.unmatched = {ref: group for ref, group in self.unmatched.items() if group}
         if change.snapshot is not None:
             stored = self.records.get(customer, {}).get(change.snapshot.key)
             if stored is not None and stored.stamp.event_id == change.snapshot.stamp.event_id:
@@ -86,7 +96,24 @@ class MemoryStore:
             self.computed_from[customer] = change.new_version
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
-        return self.payments.get(payment_intent_id or "")
+        return self.payments.get(payment_intent_id or "") or self.payments.get(charge_id or "")
+
+    def store_unmatched(self, snapshot: Snapshot) -> bool:
+        record = snapshot.record
+        ref = getattr(record, "payment_intent_id", None) or getattr(record, "charge_id", None) or record.id
+        group = self.unmatched.setdefault(ref, {})
+        stored = group.get(snapshot.key)
+        if stored is not None and not snapshot.stamp > stored.stamp:
+            return False
+        group[snapshot.key] = snapshot
+        return True
+
+    def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
+        found: dict[tuple[RecordKind, str], Snapshot] = {}
+        for ref in (payment_intent_id, charge_id):
+            if ref:
+                found.update(self.unmatched.get(ref, {}))
+        return list(found.values())
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
         stored = self.guests.get(snapshot.record.id)
@@ -105,6 +132,10 @@ class MemoryStore:
             },
             "users": dict(self.users),
             "guests": {object_id: snapshot.record for object_id, snapshot in self.guests.items()},
+            "unmatched": {
+                ref: {key: snapshot.record for key, snapshot in group.items()}
+                for ref, group in self.unmatched.items()
+            },
         }
 
 
@@ -114,6 +145,7 @@ class ScriptedStripe:
 
     objects: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     events: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    thin_events: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     line_items: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     entitlement_keys: dict[str, list[str]] = field(default_factory=dict)
     modes: tuple[bool, ...] = (False,)
@@ -132,14 +164,22 @@ class ScriptedStripe:
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Mapping[str, Any]:
         self.calls.append(("event", event_id))
+        self.accounts.append(account)
         return self.events[event_id]
+
+    def fetch_thin_event(self, event_id: str, livemode: bool, account: str | None) -> Mapping[str, Any]:
+        self.calls.append(("v2_event", event_id))
+        self.accounts.append(account)
+        return self.thin_events[event_id]
 
     def checkout_line_items(
         self, session_id: str, livemode: bool, account: str | None
     ) -> list[Mapping[str, Any]]:
         self.calls.append(("line_items", session_id))
+        self.accounts.append(account)
         return self.line_items[session_id]
 
     def active_entitlement_keys(self, customer_id: str, livemode: bool, account: str | None) -> list[str]:
         self.calls.append(("active_entitlements", customer_id))
+        self.accounts.append(account)
         return self.entitlement_keys[customer_id]

@@ -70,6 +70,7 @@ class StripeApi:
             "checkout.session": v1.checkout.sessions.retrieve,
             "payment_intent": v1.payment_intents.retrieve,
             "charge": v1.charges.retrieve,
+            "refund": v1.refunds.retrieve,
             "dispute": v1.disputes.retrieve,
             "customer": v1.customers.retrieve,
         }
@@ -79,6 +80,11 @@ class StripeApi:
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
         return _plain(self.client(livemode).v1.events.retrieve(event_id, options=_options(account)))
+
+    def fetch_thin_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
+        """A thin event as `GET /v2/core/events/{id}` has it (v2 names the account `Stripe-Context`)."""
+        options: Any = {"stripe_context": account} if account else {}
+        return _plain(self.client(livemode).v2.core.events.retrieve(event_id, options=options))
 
     def checkout_line_items(self, session_id: str, livemode: bool, account: str | None) -> list[Json]:
         pages = self.client(livemode).v1.checkout.sessions.line_items.list(

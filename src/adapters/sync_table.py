@@ -9,6 +9,7 @@ Item layout (only the entitlements item is a published contract, see DESIGN.md):
     USER#<test|live>#<user id>  CUSTOMER                application user -> customer (consistent read)
     PAYMENT#<payment intent>    CUSTOMER                payment -> customer, for disputes
     GUEST#<object id>           <KIND>#<object id>      purchases without a customer
+    UNMATCHED#<intent|charge>   <KIND>#<object id>      disputes/refunds of a payment no customer knows
     EVENT#<event id>            EVENT                   ledger of tables written before state items
                                                         (read by nothing now, expires by its TTL)
     RECONCILE                   CURSOR                  the reconciler's resume point
@@ -32,7 +33,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -250,6 +251,8 @@ class DynamoCustomerStore:
         lookups that only ever add, the record (stamp), the state (version), the entitlements (computed
         from a newer state). A user lookup that moves goes in one transaction with the record."""
         pk = customer_pk(change.customer_id)
+        for adopted in change.adopted:
+            _adopt(pk, adopted)
         if change.snapshot is not None:
             self._write_record(pk, change)
         if change.live is not None:
@@ -357,10 +360,29 @@ class DynamoCustomerStore:
             # Computed from an older state than the stored one: a later writer already published.
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
-        if not payment_intent_id:
-            return None
-        lookup = _lookup(f"PAYMENT#{payment_intent_id}")
-        return lookup.customer_id if lookup is not None else None
+        for ref in (payment_intent_id, charge_id):
+            if ref and (lookup := _lookup(f"PAYMENT#{ref}")) is not None:
+                return lookup.customer_id
+        return None
+
+    def store_unmatched(self, snapshot: Snapshot) -> bool:
+        item = record_item(unmatched_pk(snapshot), snapshot)
+        try:
+            item.save(condition=newer_than_stored(snapshot.stamp))
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
+        found: dict[tuple[RecordKind, str], Snapshot] = {}
+        for ref in (payment_intent_id, charge_id):
+            if ref:
+                for item in RecordItem.query(f"UNMATCHED#{ref}", consistent_read=True):
+                    snapshot = snapshot_of_item(item)
+                    found[snapshot.key] = snapshot
+        return list(found.values())
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
         item = record_item(f"GUEST#{snapshot.record.id}", snapshot)
@@ -371,6 +393,23 @@ class DynamoCustomerStore:
                 return False
             raise
         return True
+
+
+def _adopt(pk: str, adopted: Snapshot) -> None:
+    """Move an unmatched dispute/refund into the customer's records, then delete its unmatched copy
+    unless it changed meanwhile. Both writes are idempotent: a retry after a crash repeats them."""
+    try:
+        record_item(pk, adopted).save(condition=newer_than_stored(adopted.stamp))
+    except PutError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise  # else: the customer already holds it (or newer)
+    try:
+        record_item(unmatched_pk(adopted), adopted).delete(
+            condition=RecordItem.stamp_event == adopted.stamp.event_id
+        )
+    except DeleteError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise  # else: gone already, or a newer copy arrived (the next purchase event adopts it)
 
 
 def state_item(pk: str, live: LiveRecords, version: int) -> StateItem:
@@ -414,6 +453,13 @@ def _lookup(pk: str) -> LookupItem | None:
         return LookupItem.get(pk, "CUSTOMER", consistent_read=True)
     except LookupItem.DoesNotExist:
         return None
+
+
+def unmatched_pk(snapshot: Snapshot) -> str:
+    """An unmatched dispute or refund is kept under its payment intent, else its charge."""
+    record = snapshot.record
+    ref = getattr(record, "payment_intent_id", None) or getattr(record, "charge_id", None) or record.id
+    return f"UNMATCHED#{ref}"
 
 
 def newer_than_stored(stamp: Stamp) -> Any:

@@ -21,6 +21,8 @@ from domain.records import (
     PurchasedItem,
     PurchaseRecord,
     Record,
+    RefundRecord,
+    RefundState,
     SubscriptionRecord,
 )
 
@@ -39,7 +41,7 @@ class EntitlementRules:
     granting_statuses: frozenset[str] = frozenset({"active", "trialing"})
     grace_statuses: frozenset[str] = frozenset({"past_due"})
     grace_period_seconds: int = 7 * DAY
-    # One-time purchases: None grants forever; a number of seconds from the purchase's creation.
+    # One-time purchases: None grants forever; a number of seconds from when the purchase was paid.
     purchase_term_seconds: int | None = None
     purchase_term_by_product: Mapping[str, int | None] = field(default_factory=dict)
     features_by_lookup_key: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -56,6 +58,13 @@ class EntitlementRules:
         if product_id and product_id in self.features_by_product:
             return self.features_by_product[product_id]
         return (product_id,) if product_id else ()
+
+    def maps(self, product_id: str | None, lookup_key: str | None) -> bool:
+        """Whether the repository's mapping names this price's lookup key or product."""
+        return bool(
+            (lookup_key and lookup_key in self.features_by_lookup_key)
+            or (product_id and product_id in self.features_by_product)
+        )
 
     def purchase_term_for(self, product_id: str | None) -> int | None:
         if product_id and product_id in self.purchase_term_by_product:
@@ -142,6 +151,7 @@ def compute_entitlements(
     purchases: list[PurchaseRecord] = []
     payments: list[PaymentRecord] = []
     charges: list[ChargeRecord] = []
+    refunds: list[RefundRecord] = []
     disputes: list[DisputeRecord] = []
     profile: ProfileRecord | None = None
     summary: EntitlementSummaryRecord | None = None
@@ -157,6 +167,8 @@ def compute_entitlements(
                 payments.append(record)
             case ChargeRecord():
                 charges.append(record)
+            case RefundRecord():
+                refunds.append(record)
             case DisputeRecord():
                 disputes.append(record)
             case ProfileRecord():
@@ -176,24 +188,16 @@ def compute_entitlements(
             if current is None or candidate.outlasts(current):
                 features[name] = candidate
 
-    if summary is not None:
-        # Stripe Entitlements is the truth for this customer's subscription features.
-        grant(summary.lookup_keys, Grant(None, STRIPE_ENTITLEMENTS_SOURCE))
-    else:
-        for subscription in subscriptions:
-            access = subscription_grant(subscription, invoices, rules)
-            if access is None:
-                continue
-            for item in subscription.items:
-                grant(rules.features_for(item.product_id, item.lookup_key), access)
+    for names, access in _subscription_grants(subscriptions, invoices, summary, rules):
+        grant(names, access)
 
-    revoked = _revoked_payment_intents(charges, disputes)
+    revoked = _revoked_payment_intents(charges, refunds, disputes)
     for purchase in purchases:
         if purchase.mode != "payment" or not purchase.is_paid or purchase.payment_intent_id in revoked:
             continue
         for names, product in _purchase_grants(purchase, rules):
             term = rules.purchase_term_for(product)
-            grant(names, Grant(None if term is None else purchase.created + term, purchase.id))
+            grant(names, Grant(None if term is None else purchase.term_starts + term, purchase.id))
     for payment in payments:
         if payment.status != "succeeded" or payment.id in revoked:
             continue
@@ -208,6 +212,38 @@ def compute_entitlements(
         payment_issue=_payment_issue(subscriptions, invoices, rules),
         deleted=False,
     )
+
+
+def _subscription_grants(
+    subscriptions: list[SubscriptionRecord],
+    invoices: list[InvoiceRecord],
+    summary: EntitlementSummaryRecord | None,
+    rules: EntitlementRules,
+) -> list[tuple[tuple[str, ...], Grant]]:
+    """What the subscriptions grant, by the mapping and through a Stripe Entitlements summary.
+
+    Stripe Entitlements follow the subscriptions: Stripe keeps a summary's features while a
+    subscription is paused (trial ended without a payment method), and a summary event that never
+    arrived would leave a canceled customer entitled for ever. So its features last exactly as long as
+    the longest access a subscription of the customer gives now. With a summary, only the products the
+    repository maps still grant by the mapping (an account that uses Entitlements for some products
+    only); every other product's features come from the summary.
+    """
+    grants: list[tuple[tuple[str, ...], Grant]] = []
+    summary_access: Grant | None = None
+    for subscription in subscriptions:
+        access = subscription_grant(subscription, invoices, rules)
+        if access is None:
+            continue
+        for item in subscription.items:
+            if summary is None or rules.maps(item.product_id, item.lookup_key):
+                grants.append((rules.features_for(item.product_id, item.lookup_key), access))
+        candidate = Grant(access.until, STRIPE_ENTITLEMENTS_SOURCE)
+        if summary_access is None or candidate.outlasts(summary_access):
+            summary_access = candidate
+    if summary is not None and summary_access is not None:
+        grants.append((summary.lookup_keys, summary_access))
+    return grants
 
 
 def subscription_grant(
@@ -231,16 +267,34 @@ def subscription_grant(
 
 
 def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceRecord]) -> int:
-    """When the payment problem began, in Stripe's time: the oldest open invoice of the subscription,
-    else the start of the current period (the renewal invoice is created then)."""
-    unpaid = [
-        i.created
-        for i in invoices
-        if i.subscription_id == subscription.id and i.status == "open" and i.created
-    ]
-    if unpaid:
-        return min(unpaid)
-    return subscription.current_period_start or subscription.created
+    """When the subscription became `past_due`, in Stripe's time, from the Stripe timestamps of the
+    records alone (so any delivery order gives the same answer).
+
+    Stripe: `past_due` means payment of the latest finalized invoice failed or was not attempted. So
+    the grace counts from that invoice's problem (its first failed charge at finalization, or, sent
+    with `send_invoice`, its due date) and from any other open invoice of the subscription Stripe is
+    still collecting. An older invoice Stripe stopped retrying, left open on a subscription that was
+    `active` again (after a plan change), does not start it. Without a known invoice: the current
+    period's start (the renewal invoice is finalized then), or its due date for `send_invoice`.
+    """
+    starts: list[int] = []
+    for invoice in invoices:
+        if invoice.subscription_id != subscription.id or invoice.status != "open":
+            continue
+        if invoice.amount_remaining <= 0 and invoice.amount_due > 0:
+            continue
+        latest = invoice.id == subscription.latest_invoice_id
+        still_collected = invoice.next_payment_attempt is not None or (
+            invoice.collection_method == "send_invoice"
+        )
+        if latest or still_collected:
+            starts.append(invoice.problem_started)
+    if starts:
+        return min(starts)
+    period_start = subscription.current_period_start or subscription.created
+    if subscription.collection_method == "send_invoice" and subscription.days_until_due is not None:
+        return period_start + subscription.days_until_due * DAY
+    return period_start
 
 
 def _payment_issue(
@@ -253,15 +307,40 @@ def _payment_issue(
     return any(invoice.is_unpaid_problem for invoice in invoices)
 
 
-def _revoked_payment_intents(charges: list[ChargeRecord], disputes: list[DisputeRecord]) -> set[str | None]:
-    """PaymentIntents whose money went back: a full refund or a lost dispute takes the purchase back."""
-    revoked: set[str | None] = {c.payment_intent_id for c in charges if c.refunded and c.payment_intent_id}
+def _revoked_payment_intents(
+    charges: list[ChargeRecord], refunds: list[RefundRecord], disputes: list[DisputeRecord]
+) -> set[str | None]:
+    """PaymentIntents whose money went back: a full refund or a lost dispute takes the purchase back;
+    a partial refund does not, and a refund that later failed (or was canceled) gives it back."""
+    revoked: set[str | None] = {c.payment_intent_id for c in charges if _fully_refunded(c, refunds)}
     charge_intents = {c.id: c.payment_intent_id for c in charges}
     for dispute in disputes:
-        if dispute.status == "lost":
+        if dispute.revokes:  # lost, and never since `won` (a withdrawn dispute is marked won)
             revoked.add(dispute.payment_intent_id or charge_intents.get(dispute.charge_id or ""))
     revoked.discard(None)
     return revoked
+
+
+def _fully_refunded(charge: ChargeRecord, refunds: list[RefundRecord]) -> bool:
+    """Stripe's `refunded` flag, less the refunds known to have failed since: the charge's own list
+    and the Refund objects of this charge, merged by id; a failed or canceled refund stays so."""
+    if not charge.refunded:
+        return False
+    known: dict[str, RefundState] = {r.id: r for r in charge.refunds}
+    for refund in refunds:
+        if refund.charge_id == charge.id or (
+            refund.payment_intent_id is not None and refund.payment_intent_id == charge.payment_intent_id
+        ):
+            state = RefundState(refund.id, refund.amount, refund.status)
+            if refund.id not in known or not known[refund.id].reversed:
+                known[refund.id] = state
+    # A failure the charge's own list already shows is already out of its amount_refunded.
+    failed_since = sum(
+        r.amount
+        for r in known.values()
+        if r.reversed and not any(e.id == r.id and e.reversed for e in charge.refunds)
+    )
+    return charge.amount_refunded - failed_since >= charge.amount
 
 
 def _purchase_grants(

@@ -39,7 +39,7 @@ from domain.records import RecordKind, Snapshot
 # Bump when the role rules below change: states built by older code are then rebuilt once.
 LAYOUT = 1
 FINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
-REVOKING_KINDS: frozenset[RecordKind] = frozenset({"charge", "dispute"})
+REVOKING_KINDS: frozenset[RecordKind] = frozenset({"charge", "refund", "dispute"})
 GRANTING_KINDS: frozenset[RecordKind] = frozenset({"purchase", "payment"})
 # The kinds whose mode `compute_entitlements` reports as the customer's.
 MODE_KINDS: frozenset[RecordKind] = frozenset({"profile", "subscription", "invoice", "purchase", "payment"})

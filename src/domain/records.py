@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 RecordKind = Literal[
-    "profile", "subscription", "invoice", "purchase", "payment", "charge", "dispute", "entitlement_summary"
+    "profile",
+    "subscription",
+    "invoice",
+    "purchase",
+    "payment",
+    "charge",
+    "refund",
+    "dispute",
+    "entitlement_summary",
 ]
 
 
@@ -65,6 +73,9 @@ class SubscriptionRecord:
     pause_resumes_at: int | None
     latest_invoice_id: str | None
     created: int
+    # Fields added later keep defaults, so that bodies stored by older code still load.
+    collection_method: str | None = None  # charge_automatically | send_invoice
+    days_until_due: int | None = None  # send_invoice: the invoice is due this many days after it is sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,9 @@ class InvoiceRecord:
     billing_reason: str | None
     created: int
     as_of: int  # Stripe's time of the snapshot (event created): "overdue" is judged against it
+    collection_method: str | None = None  # charge_automatically | send_invoice
+    finalized_at: int | None = None  # status_transitions.finalized_at: the first charge attempt
+    next_payment_attempt: int | None = None  # None once Stripe stopped retrying
 
     @property
     def is_unpaid_problem(self) -> bool:
@@ -89,6 +103,15 @@ class InvoiceRecord:
         if self.status != "open" or self.amount_remaining <= 0:
             return False
         return self.attempt_count > 0 or (self.due_date is not None and self.due_date <= self.as_of)
+
+    @property
+    def problem_started(self) -> int:
+        """When not paying this invoice became a problem, in Stripe's time: a `send_invoice` invoice
+        on its due date; an automatically charged one at its first charge attempt, which Stripe makes
+        when it finalizes the invoice."""
+        if self.collection_method == "send_invoice" and self.due_date is not None:
+            return self.due_date
+        return self.finalized_at or self.created
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,13 @@ class PurchaseRecord:
     # metadata["product_id"], mapped like a line item of that product.
     metadata_features: tuple[str, ...]
     metadata_product_id: str | None = None
+    # Stripe's time of the first event that showed the session paid (an async payment settles days
+    # after the session was created): a purchase's term counts from it. None: not known (fetched).
+    paid_at: int | None = None
+
+    @property
+    def term_starts(self) -> int:
+        return self.paid_at if self.paid_at is not None else self.created
 
     @property
     def is_paid(self) -> bool:
@@ -150,6 +180,34 @@ class ChargeRecord:
     amount: int
     amount_refunded: int
     refunded: bool  # fully refunded
+    # The refunds the charge embeds (API versions before 2022-11-15, or when expanded).
+    refunds: tuple[RefundState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    id: str
+    amount: int
+    status: str  # pending | requires_action | succeeded | failed | canceled
+
+    @property
+    def reversed(self) -> bool:
+        """A refund that failed or was canceled gives the money (and the access) back."""
+        return self.status in ("failed", "canceled")
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRecord:
+    """A Refund object (`charge.refund.updated`, `refund.*`): it names a charge, rarely a customer."""
+
+    kind: ClassVar[RecordKind] = "refund"
+    id: str
+    customer_id: str | None
+    livemode: bool
+    charge_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +219,12 @@ class DisputeRecord:
     charge_id: str | None
     payment_intent_id: str | None
     status: str  # warning_needs_response … won | lost
+    # Stripe's time the dispute was first seen lost: it keeps revoking until Stripe says `won`.
+    lost_at: int | None = None
+
+    @property
+    def revokes(self) -> bool:
+        return self.status == "lost" or (self.lost_at is not None and self.status != "won")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +256,7 @@ Record = (
     | PurchaseRecord
     | PaymentRecord
     | ChargeRecord
+    | RefundRecord
     | DisputeRecord
     | ProfileRecord
     | EntitlementSummaryRecord
@@ -204,6 +269,7 @@ RECORD_TYPES: dict[RecordKind, type[Record]] = {
     "purchase": PurchaseRecord,
     "payment": PaymentRecord,
     "charge": ChargeRecord,
+    "refund": RefundRecord,
     "dispute": DisputeRecord,
     "entitlement_summary": EntitlementSummaryRecord,
 }
@@ -228,7 +294,8 @@ def record_to_dict(record: Record) -> dict[str, Any]:
 
 
 def record_from_dict(kind: RecordKind, data: dict[str, Any]) -> Record:
-    """Inverse of `record_to_dict` (tuples come back from JSON as lists)."""
+    """Inverse of `record_to_dict` (tuples come back from JSON as lists). Bodies stored before a field
+    was added load with that field's default."""
     values = dict(data)
     match kind:
         case "subscription":
@@ -239,6 +306,8 @@ def record_from_dict(kind: RecordKind, data: dict[str, Any]) -> Record:
             values["metadata_features"] = tuple(values.get("metadata_features") or ())
         case "payment":
             values["metadata_features"] = tuple(values.get("metadata_features") or ())
+        case "charge":
+            values["refunds"] = tuple(RefundState(**r) for r in values.get("refunds") or ())
         case "entitlement_summary":
             values["lookup_keys"] = tuple(values["lookup_keys"])
         case _:

@@ -11,7 +11,7 @@ discounts, sources and tax ids). Shapes differ by API version and all of them ar
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,8 @@ from domain.records import (
     PurchaseRecord,
     Record,
     RecordKind,
+    RefundRecord,
+    RefundState,
     Snapshot,
     Stamp,
     SubscriptionItem,
@@ -53,6 +55,7 @@ class StripeEvent:
     object: Json | None  # None for thin events and events queued by reference
     fetched: bool  # a snapshot the reconciler or an operator fetched from the API
     related_object: tuple[str, str] | None  # (object type, id) of a thin event
+    thin: bool = False  # a v2 event notification (`v2.core.event`): read it at /v2/core/events/{id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ OBJECT_KINDS: dict[str, RecordKind] = {
     "checkout.session": "purchase",
     "payment_intent": "payment",
     "charge": "charge",
+    "refund": "refund",
     "dispute": "dispute",
     "customer": "profile",
     "entitlements.active_entitlement_summary": "entitlement_summary",
@@ -109,24 +113,41 @@ def parse_event(body: Json) -> StripeEvent:
         object=obj,
         fetched=bool(body.get("fetched")),
         related_object=related_object,
+        thin=body.get("object") == "v2.core.event",
     )
 
 
 def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | Ignored | NeedsFetch:
     """The record an event's object becomes, stamped with the event."""
+    if event.type in ("invoice.upcoming", "v1.invoice.upcoming"):
+        return Ignored("invoice.upcoming is a preview")
     if event.object is None:
         return NeedsFetch(event.id, event.related_object)
-    if event.type == "invoice.upcoming":
-        return Ignored("invoice.upcoming is a preview")
     obj_type = event.object.get("object")
     kind = OBJECT_KINDS.get(obj_type) if isinstance(obj_type, str) else None
     if kind is None:
         return Ignored(f"object {obj_type!r} is not tracked")
+    if kind != "profile" and event.object.get("deleted") is True and not _customer(event.object):
+        # `{"id", "object", "deleted": true}` of a deleted draft invoice: nothing that grants access.
+        return Ignored(f"deleted {obj_type} stub")
     record = record_of(
         kind, event.object, event_type=event.type, as_of=event.created, user_id_key=user_id_key
     )
+    record = with_event_mode(record, event.object, event.livemode)
+    if isinstance(record, PurchaseRecord) and record.is_paid and not event.fetched:
+        record = replace(record, paid_at=event.created)
+    if isinstance(record, DisputeRecord) and record.status == "lost":
+        record = replace(record, lost_at=event.created)
     stamp = Stamp(event.created, rank_of(record, event.type), event.id)
     return Snapshot(record, stamp, customer_of(record), event.account)
+
+
+def with_event_mode(record: Record, obj: Json, livemode: bool) -> Record:
+    """A deleted object (`{"id", "object", "deleted": true}`) carries no `livemode`: it keeps the
+    mode of the event (or the API key) it came with."""
+    if "livemode" in obj or record.livemode == livemode:
+        return record
+    return replace(record, livemode=livemode)
 
 
 def record_of(
@@ -176,6 +197,8 @@ def rank_of(record: Record, event_type: str = "") -> int:
             return _PAYMENT_INTENT_RANK.get(status, 0)
         case ChargeRecord(amount_refunded=refunded):
             return min(refunded, 10**9)
+        case RefundRecord(status=status):
+            return 2 if status in ("failed", "canceled") else 1
         case DisputeRecord(status=status):
             return 2 if status in ("won", "lost") else 1
         case ProfileRecord(deleted=deleted):
@@ -209,6 +232,9 @@ _PAYMENT_INTENT_RANK = {
 
 def _subscription(obj: Json, _event_type: str, _as_of: int) -> SubscriptionRecord:
     items = tuple(_subscription_item(item) for item in _list_data(obj.get("items")))
+    if not items and isinstance(obj.get("plan"), Mapping):
+        # Before subscription items (API versions before 2016-2017): one plan and a quantity.
+        items = (_subscription_item({"plan": obj["plan"], "quantity": obj.get("quantity")}),)
     # Since 2025-03-31 the period is per item; the subscription's own fields are the older shape.
     starts = [i.current_period_start for i in items if i.current_period_start is not None]
     ends = [i.current_period_end for i in items if i.current_period_end is not None]
@@ -231,7 +257,9 @@ def _subscription(obj: Json, _event_type: str, _as_of: int) -> SubscriptionRecor
         pause_behavior=str(pause["behavior"]) if isinstance(pause, Mapping) else None,
         pause_resumes_at=_int_or_none(pause.get("resumes_at")) if isinstance(pause, Mapping) else None,
         latest_invoice_id=_ref(obj.get("latest_invoice")),
-        created=int(obj.get("created") or 0),
+        created=int(obj.get("created") or obj.get("start") or 0),
+        collection_method=_str_or_none(obj.get("collection_method") or obj.get("billing")),
+        days_until_due=_int_or_none(obj.get("days_until_due")),
     )
 
 
@@ -256,25 +284,58 @@ def _subscription_item(item: Json) -> SubscriptionItem:
 
 
 def _invoice(obj: Json, _event_type: str, as_of: int) -> InvoiceRecord:
-    parent = obj.get("parent")
-    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
-    subscription = _ref(obj.get("subscription"))
-    if subscription is None and isinstance(details, Mapping):
-        subscription = _ref(details.get("subscription"))
+    transitions = _mapping(obj.get("status_transitions"))
     return InvoiceRecord(
         id=_id(obj),
         customer_id=_required_customer(obj),
         livemode=bool(obj.get("livemode")),
-        subscription_id=subscription,
-        status=str(obj.get("status") or "draft"),
+        subscription_id=_invoice_subscription(obj),
+        status=_invoice_status(obj),
         amount_due=int(obj.get("amount_due") or 0),
         amount_remaining=int(obj.get("amount_remaining") or 0),
         attempt_count=int(obj.get("attempt_count") or 0),
         due_date=_int_or_none(obj.get("due_date")),
         billing_reason=obj.get("billing_reason"),
-        created=int(obj.get("created") or 0),
+        created=int(obj.get("created") or obj.get("date") or 0),  # `date` before 2019-03-14
         as_of=as_of,
+        collection_method=_str_or_none(obj.get("collection_method") or obj.get("billing")),
+        finalized_at=_int_or_none(transitions.get("finalized_at")) or _int_or_none(obj.get("finalized_at")),
+        next_payment_attempt=_int_or_none(obj.get("next_payment_attempt")),
     )
+
+
+def _invoice_subscription(obj: Json) -> str | None:
+    """`subscription` (before 2025-03-31), `parent.subscription_details.subscription` (since), else
+    the subscription its lines name (`subscription`, or `parent.subscription_item_details`)."""
+    subscription = _ref(obj.get("subscription"))
+    if subscription is not None:
+        return subscription
+    parent = _mapping(obj.get("parent"))
+    found = _ref(_mapping(parent.get("subscription_details")).get("subscription"))
+    if found is not None:
+        return found
+    for line in _list_data(obj.get("lines")):
+        line_parent = _mapping(line.get("parent"))
+        found = _ref(line.get("subscription")) or _ref(
+            _mapping(line_parent.get("subscription_item_details")).get("subscription")
+        )
+        if found is not None:
+            return found
+    return None
+
+
+def _invoice_status(obj: Json) -> str:
+    """`status` since 2018; older invoices say it with `paid`, `forgiven` and `closed`."""
+    status = obj.get("status")
+    if isinstance(status, str) and status:
+        return status
+    if obj.get("paid"):
+        return "paid"
+    if obj.get("forgiven"):
+        return "uncollectible"
+    if obj.get("closed"):
+        return "void"
+    return "open" if obj.get("attempted") or obj.get("finalized_at") else "draft"
 
 
 def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
@@ -333,6 +394,24 @@ def _charge(obj: Json, _event_type: str, _as_of: int) -> ChargeRecord:
         amount=int(obj.get("amount") or 0),
         amount_refunded=int(obj.get("amount_refunded") or 0),
         refunded=bool(obj.get("refunded")),
+        refunds=tuple(
+            RefundState(str(r["id"]), int(r.get("amount") or 0), str(r.get("status") or "succeeded"))
+            for r in _list_data(obj.get("refunds"))
+            if isinstance(r.get("id"), str)
+        ),
+    )
+
+
+def _refund(obj: Json, _event_type: str, _as_of: int) -> RefundRecord:
+    charge = obj.get("charge")
+    return RefundRecord(
+        id=_id(obj),
+        customer_id=_customer(obj) or (_customer(charge) if isinstance(charge, Mapping) else None),
+        livemode=bool(obj.get("livemode")),
+        charge_id=_ref(charge),
+        payment_intent_id=_ref(obj.get("payment_intent")),
+        amount=int(obj.get("amount") or 0),
+        status=str(obj.get("status") or "succeeded"),
     )
 
 
@@ -380,6 +459,7 @@ _PARSERS: dict[RecordKind, Callable[[Json, str, int], Record]] = {
     "purchase": _purchase,
     "payment": _payment,
     "charge": _charge,
+    "refund": _refund,
     "dispute": _dispute,
     "entitlement_summary": _entitlement_summary,
 }
@@ -424,6 +504,10 @@ def _required_customer(obj: Json) -> str:
     if customer is None:
         raise _MissingField("object names no customer")
     return customer
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -24,11 +24,14 @@ from domain import live_records
 from domain.entitlements import EntitlementRules, Entitlements, purchase_is_unresolved
 from domain.live_records import LiveRecords
 from domain.records import (
+    ChargeRecord,
     DisputeRecord,
     EntitlementSummaryRecord,
+    PaymentRecord,
     ProfileRecord,
     PurchaseRecord,
     RecordKind,
+    RefundRecord,
     Snapshot,
     Stamp,
 )
@@ -44,6 +47,7 @@ from domain.stripe_objects import (
     rank_of,
     record_of,
     snapshot_of,
+    with_event_mode,
 )
 
 Json = Mapping[str, Any]
@@ -56,6 +60,9 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # this event was applied before
     IGNORED = "ignored"  # an event type or object that changes no record
     GUEST = "guest"  # a purchase with no customer: stored apart, counted
+    # A dispute or refund of a payment no stored purchase knows (a subscription invoice payment, a
+    # guest purchase): stored by its payment, counted, applied when the purchase arrives.
+    UNMATCHED = "unmatched"
 
 
 class RetryLater(Exception):
@@ -129,7 +136,10 @@ class CustomerChange:
     updated_at: int
     link_users: tuple[UserLink, ...] = ()
     unlink_users: tuple[UserLink, ...] = ()
-    link_payment_intents: tuple[str, ...] = ()
+    link_payment_intents: tuple[str, ...] = ()  # payment intent or charge ids -> this customer
+    # Unmatched disputes/refunds this change moves into the customer's records: each is written if
+    # newer than what the customer holds, then its unmatched copy deleted (both before the record).
+    adopted: tuple[Snapshot, ...] = ()
 
     @property
     def new_version(self) -> int:
@@ -151,6 +161,13 @@ class CustomerStore(Protocol):
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
         """Store a snapshot that names no customer; False when a newer one is stored."""
 
+    def store_unmatched(self, snapshot: Snapshot) -> bool:
+        """Store a dispute or refund whose payment no customer record knows yet, under its payment
+        intent (else its charge); False when a newer snapshot of it is stored."""
+
+    def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
+        """The unmatched disputes and refunds stored under this payment intent or charge."""
+
 
 class StripeObjects(Protocol):
     """Read access to the Stripe API for the event's mode (and Connect account)."""
@@ -160,6 +177,9 @@ class StripeObjects(Protocol):
     def fetch_object(self, object_type: str, object_id: str, livemode: bool, account: str | None) -> Json: ...
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json: ...
+
+    def fetch_thin_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
+        """`GET /v2/core/events/{id}`: a thin event's `related_object` or `snapshot_event`."""
 
     def checkout_line_items(self, session_id: str, livemode: bool, account: str | None) -> list[Json]: ...
 
@@ -214,8 +234,16 @@ class EventApplier:
         notes: list[str] = []
         customer = snapshot.customer_id or self._customer_of_orphan(snapshot, event, calls)
         if customer is None:
-            if isinstance(snapshot.record, DisputeRecord):
-                raise RetryLater("dispute of a payment not yet known; retried until its purchase arrives")
+            if isinstance(snapshot.record, DisputeRecord | RefundRecord):
+                # Normal for subscription invoice payments and guest purchases: never retried.
+                stored = self._store.store_unmatched(snapshot)
+                return Result(
+                    Outcome.UNMATCHED if stored else Outcome.STALE,
+                    event.id,
+                    event.type,
+                    reason=f"{snapshot.record.kind} of a payment no purchase of a customer knows: stored",
+                    api_calls=calls.count,
+                )
             stored = self._store.store_guest(snapshot, event.type)
             return Result(
                 Outcome.GUEST if stored else Outcome.STALE,
@@ -224,7 +252,7 @@ class EventApplier:
                 reason="no customer: stored as a guest purchase",
                 api_calls=calls.count,
             )
-        if customer != snapshot.customer_id and isinstance(snapshot.record, DisputeRecord):
+        if customer != snapshot.customer_id and isinstance(snapshot.record, DisputeRecord | RefundRecord):
             snapshot = replace(
                 snapshot, customer_id=customer, record=replace(snapshot.record, customer_id=customer)
             )
@@ -278,7 +306,7 @@ class EventApplier:
                 notes.append(
                     "paid purchase with unknown products: set STRIPE_API_KEY, or metadata product_id / features"
                 )
-            change = self._change(event, view, live, snapshot)
+            change = self._change(event, view, live, snapshot, self._adoptable(snapshot, live, customer))
             try:
                 self._store.commit(change)
             except StaleWrite:
@@ -303,6 +331,33 @@ class EventApplier:
         raise ConcurrentChange(f"customer changed concurrently {MAX_CONFLICT_RETRIES} times")
 
     # -- the pieces ---------------------------------------------------------------------------------
+
+    def _adoptable(self, snapshot: Snapshot, live: LiveRecords, customer: str) -> tuple[Snapshot, ...]:
+        """Unmatched disputes and refunds of the payment this snapshot brings, newer than the customer's
+        own copy: the purchase's arrival applies a dispute that came first."""
+        record = snapshot.record
+        intent: str | None = None
+        charge: str | None = None
+        match record:
+            case PurchaseRecord():
+                intent = record.payment_intent_id
+            case PaymentRecord():
+                intent = record.id
+            case ChargeRecord():
+                intent, charge = record.payment_intent_id, record.id
+            case _:
+                return ()
+        if intent is None and charge is None:
+            return ()
+        adopted: list[Snapshot] = []
+        for found in self._store.unmatched_for(intent, charge):
+            held = live.get(found.key)  # disputes and refunds are always live records
+            if held is not None and not found.stamp > held.stamp:
+                continue
+            if isinstance(found.record, DisputeRecord | RefundRecord):
+                moved = replace(found.record, customer_id=customer)
+                adopted.append(replace(found, record=moved, customer_id=customer))
+        return tuple(sorted(adopted, key=lambda s: s.key))
 
     def _live(self, view: EventView) -> LiveRecords:
         """The customer's live records: from its state item, or built once from its whole partition
@@ -341,9 +396,16 @@ class EventApplier:
         return live_records.entitlements_of(view.customer_id, live, self._rules)
 
     def _change(
-        self, event: StripeEvent, view: EventView, live: LiveRecords, snapshot: Snapshot
+        self,
+        event: StripeEvent,
+        view: EventView,
+        live: LiveRecords,
+        snapshot: Snapshot,
+        adopted: tuple[Snapshot, ...] = (),
     ) -> CustomerChange:
-        advanced = self._advanced(live, snapshot, view.customer_id)
+        advanced = live
+        for found in (*adopted, snapshot):
+            advanced = self._advanced(advanced, found, view.customer_id)
         link, unlink = self._user_links(snapshot, view.stored)
         return replace(
             self._derived_change(event, view, live, advanced),
@@ -351,6 +413,7 @@ class EventApplier:
             link_users=link,
             unlink_users=unlink,
             link_payment_intents=self._payment_links(snapshot, view.stored),
+            adopted=adopted,
         )
 
     def _derived_change(
@@ -411,14 +474,20 @@ class EventApplier:
 
     @staticmethod
     def _payment_links(snapshot: Snapshot, previous: Snapshot | None) -> tuple[str, ...]:
-        """PaymentIntent -> customer lookups, so that a dispute (which names no customer) finds one."""
+        """PaymentIntent (and charge) -> customer lookups, so that a dispute or a refund (which name no
+        customer) find one."""
         if previous is not None:
             return ()
         record = snapshot.record
+        if isinstance(record, DisputeRecord | RefundRecord):
+            return ()
         intent = getattr(record, "payment_intent_id", None)
         if record.kind == "payment":
             intent = record.id
-        return (intent,) if isinstance(intent, str) else ()
+        links = [intent] if isinstance(intent, str) else []
+        if isinstance(record, ChargeRecord):
+            links.append(record.id)
+        return tuple(links)
 
     def _complete(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> Snapshot:
         """Fill in what webhooks leave out, once: Checkout line items, the rest of a summary list."""
@@ -437,22 +506,26 @@ class EventApplier:
         return snapshot
 
     def _carry_over(self, snapshot: Snapshot, existing: Snapshot | None, calls: _Calls) -> Snapshot:
-        """Line items are fetched once per Checkout session and kept across later snapshots."""
+        """What later snapshots do not say again: a Checkout session's line items (fetched once, with
+        the event's Connect account) and when it was paid; when a dispute was lost."""
         record = snapshot.record
-        if (
-            not isinstance(record, PurchaseRecord)
-            or record.line_items is not None
-            or record.mode != "payment"
-        ):
+        previous = existing.record if existing is not None else None
+        if isinstance(record, DisputeRecord) and isinstance(previous, DisputeRecord):
+            if record.status != "won" and previous.lost_at is not None:
+                lost_at = min(previous.lost_at, record.lost_at or previous.lost_at)
+                return replace(snapshot, record=replace(record, lost_at=lost_at))
             return snapshot
-        if (
-            existing is not None
-            and isinstance(existing.record, PurchaseRecord)
-            and existing.record.line_items
-        ):
-            return replace(snapshot, record=replace(record, line_items=existing.record.line_items))
+        if not isinstance(record, PurchaseRecord):
+            return snapshot
+        if isinstance(previous, PurchaseRecord) and previous.paid_at is not None and record.is_paid:
+            record = replace(record, paid_at=min(previous.paid_at, record.paid_at or previous.paid_at))
+            snapshot = replace(snapshot, record=record)
+        if record.line_items is not None or record.mode != "payment":
+            return snapshot
+        if isinstance(previous, PurchaseRecord) and previous.line_items:
+            return replace(snapshot, record=replace(record, line_items=previous.line_items))
         if self._can_fetch(record.livemode) and self._stripe is not None:
-            lines = self._stripe.checkout_line_items(record.id, record.livemode, None)
+            lines = self._stripe.checkout_line_items(record.id, record.livemode, snapshot.account)
             calls.count += 1
             return replace(
                 snapshot, record=replace(record, line_items=tuple(purchased_item(li) for li in lines))
@@ -461,7 +534,7 @@ class EventApplier:
 
     def _customer_of_orphan(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> str | None:
         record = snapshot.record
-        if not isinstance(record, DisputeRecord):
+        if not isinstance(record, DisputeRecord | RefundRecord):
             return None
         customer = self._store.customer_of_payment(record.payment_intent_id, record.charge_id)
         if (
@@ -479,17 +552,32 @@ class EventApplier:
     def _fetch_missing(
         self, event: StripeEvent, need: NeedsFetch, calls: _Calls
     ) -> tuple[StripeEvent, Snapshot | Ignored]:
+        related = need.related_object
+        if related is not None and OBJECT_KINDS.get(related[0]) is None:
+            return event, Ignored(f"thin event about {related[0]!r}, not tracked")
         if not self._can_fetch(event.livemode) or self._stripe is None:
             raise RetryLater(f"event {event.id} carries no object and no API key is configured to fetch it")
-        if need.related_object is not None:  # thin event: the object as it is now
-            object_type, object_id = need.related_object
-            kind = OBJECT_KINDS.get(object_type)
-            if kind is None:
-                return event, Ignored(f"thin event about {object_type!r}, not tracked")
+        snapshot_event: str | None = None
+        if related is None and event.thin:
+            # A thin event without related_object: the v2 event says which v1 snapshot event to apply.
+            thin = self._stripe.fetch_thin_event(event.id, event.livemode, event.account)
+            calls.count += 1
+            found_related = thin.get("related_object")
+            if isinstance(found_related, Mapping) and isinstance(found_related.get("id"), str):
+                related = (str(found_related.get("type") or ""), found_related["id"])
+                if OBJECT_KINDS.get(related[0]) is None:
+                    return event, Ignored(f"thin event about {related[0]!r}, not tracked")
+            elif isinstance(thin.get("snapshot_event"), str):
+                snapshot_event = thin["snapshot_event"]
+            else:
+                raise MalformedEvent(f"thin event {event.id} names neither related_object nor snapshot_event")
+        if related is not None:  # thin event: the object as it is now
+            object_type, object_id = related
+            kind = OBJECT_KINDS[object_type]
             obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
             calls.count += 1
             return event, self._stamped_fetch(kind, obj, event)
-        full = dict(self._stripe.fetch_event(event.id, event.livemode, event.account))
+        full = dict(self._stripe.fetch_event(snapshot_event or event.id, event.livemode, event.account))
         calls.count += 1
         if event.account and not full.get("account"):
             full["account"] = event.account
@@ -522,6 +610,7 @@ class EventApplier:
         """An object fetched from Stripe is the truth as of the fetch time."""
         now = self._clock()
         record = record_of(kind, obj, event_type="", as_of=now, user_id_key=self._rules.user_id_metadata_key)
+        record = with_event_mode(record, obj, event.livemode)
         if isinstance(record, ProfileRecord) and obj.get("deleted"):
             record = replace(record, deleted=True)
         customer = record.id if isinstance(record, ProfileRecord) else record.customer_id

@@ -41,6 +41,7 @@ OUTCOME_METRICS = {
     Outcome.DUPLICATE: "EventsDuplicate",
     Outcome.IGNORED: "EventsIgnored",
     Outcome.GUEST: "GuestPurchases",
+    Outcome.UNMATCHED: "UnmatchedPayments",
 }
 
 

@@ -25,12 +25,13 @@ from typing import Any, TextIO
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 _source = threading.local()
-WORKER_OUTCOMES = ("applied", "stale", "duplicate", "ignored", "guest")
+WORKER_OUTCOMES = ("applied", "stale", "duplicate", "ignored", "guest", "unmatched")
 OUTCOME_EXPLANATIONS = {
     "stale": "older than what is stored, nothing written",
     "duplicate": "applied before, nothing written",
     "ignored": "changes no record",
     "guest": "no customer: stored as a guest purchase",
+    "unmatched": "dispute or refund of a payment no customer's purchase knows: stored",
 }
 
 

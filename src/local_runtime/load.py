@@ -70,11 +70,12 @@ type JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_PATH = "/webhooks/stripe"
 # Worker outcomes that mean "done with this delivery" (handlers.worker logs one per message).
-PROCESSED_OUTCOMES = frozenset({"applied", "stale", "duplicate", "ignored", "guest"})
+PROCESSED_OUTCOMES = frozenset({"applied", "stale", "duplicate", "ignored", "guest", "unmatched"})
 LOAD_SCENARIOS = tuple(
     name
     for name in scenarios.SCENARIOS
-    if name not in {"purchase_dispute_lost", "purchase_dispute_won", "guest_checkout"}
+    if name
+    not in {"purchase_dispute_lost", "purchase_dispute_won", "guest_checkout", "guest_purchase_disputed"}
 )
 # Variables of the caller's shell that must not reach the runtime under load.
 SCRUBBED_VARIABLES = (

@@ -1114,6 +1114,35 @@ def collection_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def plan_change_with_unpaid_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("plan_change_with_unpaid_invoice", params)
+    unpaid = _plan_change_leaving_an_unpaid_invoice(story)[1]
+    return story.scenario(
+        "The renewal fails (past_due), then the customer upgrades to Team with an immediate proration "
+        "invoice, which is paid: Stripe shows the subscription active although the earlier renewal "
+        f"invoice {unpaid.id} stays open and unpaid, and its last retry fails; Stripe will not "
+        "charge it again.",
+        f"Active on the Team plan until {_when(story.period[1])}, but flagged: invoice {unpaid.id} "
+        "is open and unpaid.",
+    )
+
+
+def plan_change_then_renewal_fails(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("plan_change_then_renewal_fails", params)
+    subscription, unpaid = _plan_change_leaving_an_unpaid_invoice(story)
+    invoice = _renew(story, subscription)
+    failed_at = story.period[0] + HOUR
+    _finalize(story, invoice, failed_at, None)
+    _fail(story, invoice, failed_at, attempt=1, next_attempt=failed_at + 3 * DAY)
+    story.update("customer.subscription.updated", subscription, failed_at, None, status="past_due")
+    return story.scenario(
+        f"After a plan change left invoice {unpaid.id} open (Stripe no longer retries it), the next "
+        "renewal's payment fails and the subscription goes past_due.",
+        f"past_due since {_when(failed_at)}: the grace period counts from the failed renewal, not "
+        f"from the older open invoice {unpaid.id}.",
+    )
+
+
+def _plan_change_leaving_an_unpaid_invoice(story: _Story) -> tuple[_Tracked, _Tracked]:
+    params = story.p
     subscription, unpaid, failed_at = _renewal_fails(story)
     changed_at = failed_at + DAY
     request = story.request()
@@ -1144,14 +1173,7 @@ def plan_change_with_unpaid_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> 
     story.update("customer.subscription.updated", subscription, changed_at, request, status="active")
     last_retry = failed_at + 3 * DAY
     _fail(story, unpaid, last_retry, attempt=2, next_attempt=None)
-    return story.scenario(
-        "The renewal fails (past_due), then the customer upgrades to Team with an immediate proration "
-        "invoice, which is paid: Stripe shows the subscription active although the earlier renewal "
-        f"invoice {unpaid.id} stays open and unpaid, and its last retry fails; Stripe will not "
-        "charge it again.",
-        f"Active on the Team plan until {_when(story.period[1])}, but flagged: invoice {unpaid.id} "
-        "is open and unpaid.",
-    )
+    return subscription, unpaid
 
 
 def multi_item_with_metered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
@@ -1428,6 +1450,192 @@ def invoice_marked_uncollectible(params: ScenarioParams = DEFAULT_PARAMS) -> Sce
     )
 
 
+def _sent_as_invoice(tracked: _Tracked, days_until_due: int) -> None:
+    """collection_method=send_invoice: Stripe emails the invoice and waits for its due date."""
+    build = tracked._build
+
+    def sent(**fields: Any) -> JsonObject:
+        obj = build(**fields)
+        obj["collection_method"] = "send_invoice"
+        if obj.get("object") == "subscription":
+            obj["days_until_due"] = days_until_due
+        return obj
+
+    tracked._build = sent
+    tracked.current = sent(**tracked.fields)
+
+
+def send_invoice_overdue(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("send_invoice_overdue", params)
+    at = params.start
+    request = story.request()
+    _new_customer(story, at, request)
+    subscription = _new_subscription(
+        story, at, [ItemSpec(params.pro_price)], status="active", period_end=add_months(at, 1)
+    )
+    _sent_as_invoice(subscription, 30)
+    first = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=story.period,
+    )
+    _sent_as_invoice(first, 30)
+    subscription.change(latest_invoice=first.id)
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", first, at, request)
+    due = at + 30 * DAY
+    story.transition("invoice.finalized", first, at, request, status="open", finalized_at=at, due_date=due)
+    story.emit_current("invoice.sent", first, at, request)
+    story.emit_current("invoice.overdue", first, due, None)
+    story.update("customer.subscription.updated", subscription, due, None, status="past_due")
+    return story.scenario(
+        "A subscription billed with collection_method=send_invoice: the first invoice is emailed at "
+        "once and due 30 days later; when the due date passes unpaid, the subscription goes past_due.",
+        f"Active from {_when(at)}; past_due since {_when(due)}, then access for the grace period "
+        "counted from the due date.",
+    )
+
+
+def subscription_payment_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("subscription_payment_disputed", params)
+    _, first = _signup(story)
+    intent = story.find(str(first.fields["payment_intent"]))
+    # The invoice's charge, as the API answers for it (no event of its own in this story).
+    charge = story.track(
+        samples.charge,
+        id=str(intent.current["latest_charge"]),
+        amount=int(first.current["amount_due"]),
+        currency=params.currency,
+        customer=story.customer,
+        payment_intent=intent.id,
+        created=params.start,
+        payment_method=story.payment_method,
+        livemode=params.livemode,
+    )
+    at = params.start + 10 * DAY
+    dispute = story.track(
+        samples.dispute,
+        id=story.ids("dp"),
+        charge=charge.id,
+        payment_intent=intent.id,
+        amount=int(first.current["amount_due"]),
+        currency=params.currency,
+        status="needs_response",
+        created=at,
+        livemode=params.livemode,
+    )
+    story.emit_current("charge.dispute.created", dispute, at, None)
+    closed = at + 30 * DAY
+    story.transition("charge.dispute.closed", dispute, closed, None, status="lost")
+    return story.scenario(
+        "The card holder disputes the first subscription invoice's payment and the dispute is lost: it "
+        "names only the charge and payment intent, which no one-time purchase knows.",
+        "The subscription's access is Stripe's to end (it did not cancel); the dispute is stored with "
+        "the customer (found through the invoice's payment intent) and counted, never retried.",
+    )
+
+
+def guest_purchase_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("guest_purchase_disputed", params)
+    _, intent, charge = _one_time_checkout(story, guest=True)
+    at = params.start + 10 * DAY
+    dispute = story.track(
+        samples.dispute,
+        id=story.ids("dp"),
+        charge=charge.id,
+        payment_intent=intent.id,
+        amount=params.one_time_amount,
+        currency=params.currency,
+        status="needs_response",
+        created=at,
+        livemode=params.livemode,
+    )
+    story.emit_current("charge.dispute.created", dispute, at, None)
+    story.transition("charge.dispute.closed", dispute, at + 30 * DAY, None, status="lost")
+    scenario = story.scenario(
+        "A guest Checkout purchase (no customer) is disputed and the dispute lost.",
+        "Nobody gains or loses access: the purchase is a guest purchase, the dispute is stored "
+        "unmatched (by its payment intent) and counted.",
+    )
+    return replace(scenario, customer_id=None)
+
+
+def purchase_refund_failed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("purchase_refund_failed", params)
+    _, intent, charge = _one_time_checkout(story)
+    at = params.start + 5 * DAY
+    full = samples.refund(
+        story.ids,
+        charge=charge.id,
+        payment_intent=intent.id,
+        customer=None,
+        payment_method=story.payment_method,
+        amount=params.one_time_amount,
+        created=at,
+    )
+    story.transition(
+        "charge.refunded", charge, at, story.request(), amount_refunded=params.one_time_amount, refunds=[full]
+    )
+    failed_at = at + 2 * DAY
+    failed = {**full, "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    previous = {"status": "succeeded", "failure_reason": None}
+    story.emit("charge.refund.updated", failed, failed_at, None, previous)
+    return story.scenario(
+        "A one-time purchase is refunded in full; two days later the refund fails (the card was "
+        "closed) and Stripe sends charge.refund.updated with status=failed.",
+        f"No access from {_when(at)}; access back from {_when(failed_at)}: the money stayed with you.",
+    )
+
+
+def entitlements_summary_then_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("entitlements_summary_then_paused", params)
+    if story.accounts_v2:
+        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
+    summary = samples.active_entitlement_summary(
+        customer=params.customer_id, features=list(params.features), livemode=params.livemode
+    )
+    story.emit("entitlements.active_entitlement_summary.updated", summary, params.start, None)
+    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
+    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    return story.scenario(
+        "The account uses Stripe Entitlements; the trial ends without a payment method and the "
+        "subscription pauses. Stripe does not remove a paused subscription's entitlements, so no new "
+        "summary event comes.",
+        f"The summary's features during the trial only; none after {_when(trial_end)} (paused).",
+    )
+
+
+def entitlements_summary_event_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
+    story = _Story("entitlements_summary_event_lost", params)
+    if story.accounts_v2:
+        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    subscription, _ = _signup(story)
+    summary = samples.active_entitlement_summary(
+        customer=params.customer_id, features=list(params.features), livemode=params.livemode
+    )
+    story.emit("entitlements.active_entitlement_summary.updated", summary, params.start, None)
+    at = params.start + 10 * DAY
+    story.transition(
+        "customer.subscription.deleted",
+        subscription,
+        at,
+        None,
+        status="canceled",
+        canceled_at=at,
+        ended_at=at,
+        cancellation_reason="cancellation_requested",
+    )
+    return story.scenario(
+        "The account uses Stripe Entitlements; the subscription is canceled and the summary event "
+        "that would empty the customer's entitlements never arrives.",
+        f"No access since {_when(at)}: the summary's features end with the subscription.",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Test clocks, Accounts v2, Connect
 # --------------------------------------------------------------------------------------------
@@ -1485,6 +1693,8 @@ SCENARIOS: dict[str, Callable[[ScenarioParams], Scenario]] = {
     "pause_and_resume": pause_and_resume,
     "collection_paused": collection_paused,
     "plan_change_with_unpaid_invoice": plan_change_with_unpaid_invoice,
+    "plan_change_then_renewal_fails": plan_change_then_renewal_fails,
+    "send_invoice_overdue": send_invoice_overdue,
     "multi_item_with_metered": multi_item_with_metered,
     "one_time_purchase": one_time_purchase,
     "one_time_purchase_delayed": one_time_purchase_delayed,
@@ -1494,9 +1704,14 @@ SCENARIOS: dict[str, Callable[[ScenarioParams], Scenario]] = {
     "purchase_dispute_lost": purchase_dispute_lost,
     "purchase_dispute_won": purchase_dispute_won,
     "guest_checkout": guest_checkout,
+    "subscription_payment_disputed": subscription_payment_disputed,
+    "guest_purchase_disputed": guest_purchase_disputed,
+    "purchase_refund_failed": purchase_refund_failed,
     "customer_deleted": customer_deleted,
     "entitlements_summary_updated": entitlements_summary_updated,
     "entitlements_summary_has_more": entitlements_summary_has_more,
+    "entitlements_summary_then_paused": entitlements_summary_then_paused,
+    "entitlements_summary_event_lost": entitlements_summary_event_lost,
     "invoice_voided": invoice_voided,
     "invoice_marked_uncollectible": invoice_marked_uncollectible,
     "test_clock_renewal": renewal_on_test_clock,
@@ -1506,7 +1721,13 @@ SCENARIOS: dict[str, Callable[[ScenarioParams], Scenario]] = {
 
 # Scenarios that need a Customer object (cus_…): skipped for an Accounts v2 customer id.
 NEEDS_CUSTOMER_OBJECT = frozenset(
-    {"customer_deleted", "entitlements_summary_updated", "entitlements_summary_has_more"}
+    {
+        "customer_deleted",
+        "entitlements_summary_updated",
+        "entitlements_summary_has_more",
+        "entitlements_summary_then_paused",
+        "entitlements_summary_event_lost",
+    }
 )
 
 
@@ -1521,8 +1742,13 @@ def build(name: str, params: ScenarioParams = DEFAULT_PARAMS, *, ends_at: int | 
     scenario = make(params)
     if ends_at is None or not scenario.events:
         return scenario
-    last = max(int(event["created"]) for event in scenario.events)
-    return make(replace(params, start=params.start + ends_at - last))
+    for _ in range(4):  # months differ in length: a story spanning several may need a second shift
+        last = max(int(event["created"]) for event in scenario.events)
+        if last == ends_at:
+            break
+        params = replace(params, start=params.start + ends_at - last)
+        scenario = make(params)
+    return scenario
 
 
 def all_scenarios(params: ScenarioParams = DEFAULT_PARAMS, *, ends_at: int | None = None) -> list[Scenario]:

@@ -95,3 +95,19 @@ def test_shuffled_and_duplicated_delivery_leaves_the_same_table(
 ) -> None:
     scenario, delivered = case
     assert deliver(dynamodb, delivered) == deliver(dynamodb, scenario.events)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "purchase_dispute_lost",
+        "purchase_refund_failed",
+        "subscription_payment_disputed",
+        "guest_purchase_disputed",
+    ],
+)
+def test_a_dispute_or_refund_before_its_payment_ends_in_the_same_table(dynamodb: Any, name: str) -> None:
+    """Reversed, the dispute (or refund) comes first: it is stored unmatched, then moved into the
+    customer's records, in the purchase's transaction, when the payment arrives."""
+    scenario = SCENARIOS[name]
+    assert deliver(dynamodb, list(reversed(scenario.events))) == deliver(dynamodb, scenario.events)

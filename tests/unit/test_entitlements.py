@@ -106,9 +106,49 @@ def test_cancel_at_ends_access_at_that_time() -> None:
     assert features(subscription(cancel_at=T0 + 5 * DAY))["prod_pro"].until == T0 + 5 * DAY
 
 
-def test_past_due_keeps_access_for_the_grace_period_from_the_open_invoice() -> None:
-    grant = features(subscription("past_due"), invoice())["prod_pro"]
-    assert grant.until == T0 + 2 * DAY + 7 * DAY
+def test_past_due_keeps_access_for_the_grace_period_from_the_latest_invoices_failed_charge() -> None:
+    # Stripe charges a renewal invoice when it finalizes it, about an hour after creating it.
+    renewal = invoice(finalized_at=T0 + 2 * DAY + 3600, next_payment_attempt=T0 + 5 * DAY)
+    grant = features(subscription("past_due", latest_invoice_id="in_1"), renewal)["prod_pro"]
+    assert grant.until == T0 + 2 * DAY + 3600 + 7 * DAY
+
+
+def test_send_invoice_grace_counts_from_the_due_date_not_from_the_invoice() -> None:
+    """collection_method=send_invoice: the invoice is sent at the period start, due 30 days later; the
+    subscription turns past_due only when the due date passes, and the grace runs from then."""
+    sent = invoice(
+        created=T0,
+        finalized_at=T0,
+        due_date=T0 + 30 * DAY,
+        attempt_count=0,
+        collection_method="send_invoice",
+        as_of=T0 + 30 * DAY,
+    )
+    past_due = subscription(
+        "past_due", latest_invoice_id="in_1", collection_method="send_invoice", days_until_due=30
+    )
+    assert features(past_due, sent)["prod_pro"].until == T0 + 37 * DAY
+    # Before the invoice is known, the subscription's own terms give the same due date.
+    assert features(past_due)["prod_pro"].until == T0 + 37 * DAY
+
+
+def test_an_older_open_invoice_left_after_a_plan_change_does_not_eat_a_later_renewals_grace() -> None:
+    """Stripe leaves the earlier renewal invoice open (and stops retrying it) when a paid proration
+    invoice makes the subscription active again; the next renewal then fails."""
+    old = invoice(id="in_old", created=T0 - 28 * DAY, finalized_at=T0 - 28 * DAY, next_payment_attempt=None)
+    renewal = invoice(id="in_new", created=T0, finalized_at=T0 + 3600, next_payment_attempt=T0 + 3 * DAY)
+    past_due = subscription("past_due", latest_invoice_id="in_new")
+    assert features(past_due, old, renewal)["prod_pro"].until == T0 + 3600 + 7 * DAY
+    assert features(past_due, renewal, old)["prod_pro"].until == T0 + 3600 + 7 * DAY
+
+
+def test_grace_counts_from_the_first_unpaid_invoice_stripe_still_collects() -> None:
+    """A subscription left past_due into its next period: the earlier invoice still being retried
+    keeps the grace where it began, the new invoice does not extend it."""
+    first = invoice(id="in_a", finalized_at=T0, next_payment_attempt=T0 + 31 * DAY)
+    second = invoice(id="in_b", created=T0 + 30 * DAY, finalized_at=T0 + 30 * DAY)
+    past_due = subscription("past_due", latest_invoice_id="in_b")
+    assert features(past_due, first, second)["prod_pro"].until == T0 + 7 * DAY
 
 
 def test_past_due_without_a_known_invoice_counts_from_the_period_start() -> None:

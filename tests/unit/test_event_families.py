@@ -85,6 +85,12 @@ EXPECTED: dict[str, tuple[set[str], bool, bool]] = {
     "invoice_marked_uncollectible": ({PRO}, False, False),
     "test_clock_renewal": ({PRO}, False, False),
     "connect_signup_paid": ({PRO}, False, False),
+    "send_invoice_overdue": ({PRO}, True, False),
+    "plan_change_then_renewal_fails": ({TEAM}, True, False),
+    "subscription_payment_disputed": ({PRO}, False, False),
+    "purchase_refund_failed": ({COURSE}, False, False),
+    "entitlements_summary_then_paused": (set(), False, False),
+    "entitlements_summary_event_lost": (set(), False, False),
 }
 
 
@@ -96,7 +102,9 @@ def test_each_family_ends_in_the_access_stripe_means(name: str, api: str) -> Non
     assert access(store, scenario.customer_id, last_created(scenario) + 1) == EXPECTED[name], (
         scenario.expected_access
     )
-    assert all(r.outcome in (Outcome.APPLIED, Outcome.IGNORED, Outcome.STALE) for r in results)
+    assert all(r.outcome in (Outcome.APPLIED, Outcome.IGNORED, Outcome.STALE) for r in results), [
+        (r.event_type, r.outcome, r.reason) for r in results
+    ]
 
 
 def test_accounts_v2_customer_account_is_the_customer_id() -> None:
@@ -184,3 +192,63 @@ def test_deleted_customer_loses_the_user_lookup_its_metadata_gave() -> None:
     created = next(r for r in results if r.event_type == "customer.created")
     assert created.outcome is Outcome.APPLIED
     assert store.users == {}
+
+
+def grant_of(store: MemoryStore, scenario: Scenario, feature: str) -> int | None:
+    assert scenario.customer_id is not None
+    return store.entitlements[scenario.customer_id].entitlements.features[feature].until
+
+
+def test_send_invoice_grace_runs_from_the_due_date() -> None:
+    """Stripe: with send_invoice the subscription turns past_due once the invoice's due date passes
+    (https://docs.stripe.com/billing/subscriptions/overview, payment status). Counting from the
+    invoice's created would have ended access 23 days before the subscription was even past_due."""
+    store, _, scenario, _ = run("send_invoice_overdue", with_key=False)
+    due = PARAMS.start + 30 * DAY
+    assert grant_of(store, scenario, PRO) == due + 7 * DAY
+    assert access(store, scenario.customer_id or "", due + 6 * DAY)[0] == {PRO}
+
+
+def test_an_older_open_invoice_does_not_eat_the_grace_of_a_later_failed_renewal() -> None:
+    store, _, scenario, _ = run("plan_change_then_renewal_fails", with_key=False)
+    renewal = next(e for e in reversed(scenario.events) if e["type"] == "invoice.finalized")
+    charged = renewal["data"]["object"]["status_transitions"]["finalized_at"]
+    older = next(e for e in scenario.events if e["type"] == "invoice.finalized" and e is not renewal)
+    assert charged > older["data"]["object"]["created"] + 7 * DAY  # the old rule had no grace left
+    assert grant_of(store, scenario, TEAM) == charged + 7 * DAY
+
+
+def test_a_failed_refund_gives_the_purchase_back_from_stripes_failure_event() -> None:
+    _store, results, _scenario, _ = run("purchase_refund_failed", with_key=False)
+    refunded = next(r for r in results if r.event_type == "charge.refunded")
+    assert refunded.after is not None
+    assert COURSE not in refunded.after.features
+    failed = next(r for r in results if r.event_type == "charge.refund.updated")
+    assert failed.outcome is Outcome.APPLIED
+    assert failed.after is not None
+    assert COURSE in failed.after.features
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_disputes_of_payments_that_are_not_purchases_are_stored_and_counted_never_failed(
+    with_key: bool,
+) -> None:
+    _, results, _, _ = run("guest_purchase_disputed", with_key=with_key)
+    disputes = [r for r in results if r.event_type.startswith("charge.dispute.")]
+    assert [r.outcome for r in disputes] == [Outcome.UNMATCHED, Outcome.UNMATCHED]
+    store, results, scenario, _ = run("subscription_payment_disputed", with_key=with_key)
+    assert {r.outcome for r in results if r.event_type.startswith("charge.dispute.")} == {Outcome.APPLIED}
+    assert access(store, scenario.customer_id or "", last_created(scenario) + 1)[0] == {PRO}
+
+
+def test_summary_features_follow_the_subscription_not_the_last_summary() -> None:
+    for name in ("entitlements_summary_then_paused", "entitlements_summary_event_lost"):
+        store, _, scenario, _ = run(name)
+        assert scenario.customer_id is not None
+        stored = store.entitlements[scenario.customer_id].entitlements
+        assert stored.granted_at(last_created(scenario) + 1) == {}, name
+    # While the trial ran, the summary's features were granted (until the trial's end at most).
+    store, results, scenario, _ = run("entitlements_summary_then_paused")
+    summary = next(r for r in results if r.event_type.startswith("entitlements."))
+    assert summary.after is not None
+    assert set(summary.after.features) == {"pro_reports", "priority_support"}

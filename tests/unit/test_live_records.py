@@ -20,6 +20,8 @@ from domain.records import (
     PurchasedItem,
     PurchaseRecord,
     Record,
+    RefundRecord,
+    RefundState,
     Snapshot,
     Stamp,
     SubscriptionItem,
@@ -89,6 +91,8 @@ def subscriptions(livemode: bool) -> st.SearchStrategy[Record]:
         pause_resumes_at=st.none(),
         latest_invoice_id=st.none(),
         created=times,
+        collection_method=st.none() | st.sampled_from(["charge_automatically", "send_invoice"]),
+        days_until_due=st.none() | st.integers(0, 30),
     )
 
 
@@ -107,6 +111,9 @@ def invoices(livemode: bool) -> st.SearchStrategy[Record]:
         billing_reason=st.none() | st.just("subscription_cycle"),
         created=times,
         as_of=times,
+        collection_method=st.none() | st.sampled_from(["charge_automatically", "send_invoice"]),
+        finalized_at=maybe_times,
+        next_payment_attempt=maybe_times,
     )
 
 
@@ -133,6 +140,7 @@ def purchases(livemode: bool) -> st.SearchStrategy[Record]:
         line_items=st.none() | st.lists(line, max_size=2).map(tuple),
         metadata_features=st.lists(st.sampled_from(["pro", "credits"]), max_size=2).map(tuple),
         metadata_product_id=st.none() | products,
+        paid_at=maybe_times,
     )
 
 
@@ -159,6 +167,28 @@ def charges(livemode: bool) -> st.SearchStrategy[Record]:
         amount=st.just(1000),
         amount_refunded=st.sampled_from([0, 500, 1000]),
         refunded=st.booleans(),
+        refunds=st.lists(
+            st.builds(
+                RefundState,
+                id=st.sampled_from(["re_1", "re_2"]),
+                amount=st.sampled_from([500, 1000]),
+                status=st.sampled_from(["pending", "succeeded", "failed", "canceled"]),
+            ),
+            max_size=2,
+        ).map(tuple),
+    )
+
+
+def refunds(livemode: bool) -> st.SearchStrategy[Record]:
+    return st.builds(
+        RefundRecord,
+        id=st.sampled_from(["re_1", "re_2", "re_3"]),
+        customer_id=st.just(CUSTOMER),
+        livemode=st.just(livemode),
+        charge_id=st.none() | st.sampled_from(["ch_1", "ch_2", "ch_3"]),
+        payment_intent_id=intents,
+        amount=st.sampled_from([500, 1000]),
+        status=st.sampled_from(["pending", "succeeded", "failed", "canceled"]),
     )
 
 
@@ -201,10 +231,10 @@ def histories(draw: st.DrawFn) -> list[Snapshot]:
     """Snapshots in arrival order; later stamps for later snapshots of the same object mostly, but
     not always (a stale snapshot arrives too)."""
     livemode = draw(st.booleans())
-    kinds = [subscriptions, invoices, purchases, payments, charges, disputes]
+    kinds = [subscriptions, invoices, purchases, payments, charges, refunds, disputes]
     weights = draw(st.sampled_from(["grants", "mixed"]))
     if weights == "grants":
-        kinds = [purchases, purchases, payments, charges, disputes, subscriptions]
+        kinds = [purchases, purchases, payments, charges, refunds, disputes, subscriptions]
     if draw(st.booleans()):
         kinds.append(profiles)
     if draw(st.integers(0, 4)) == 0:
@@ -295,7 +325,7 @@ def test_a_refund_of_the_winning_purchase_asks_for_the_history_once_spilled() ->
     rules = EntitlementRules()
     live = live_records.build([purchase(1), purchase(2)], rules)
     assert list(live.snapshots) == [("purchase", "cs_00001")]
-    refund = ChargeRecord("ch_1", CUSTOMER, True, "pi_00001", 1000, 1000, True)
+    refund = ChargeRecord("ch_1", CUSTOMER, True, "pi_00001", 1000, 1000, refunded=True)
     assert (
         live_records.advance(live, Snapshot(refund, Stamp(T0 + 5, 0, "evt_refund"), CUSTOMER), rules) is None
     )

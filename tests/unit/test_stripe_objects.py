@@ -241,6 +241,7 @@ def test_every_tracked_object_kind_has_a_parser() -> None:
         "purchase",
         "payment",
         "charge",
+        "refund",
         "dispute",
         "profile",
         "entitlement_summary",

@@ -256,9 +256,11 @@ def test_lost_dispute_finds_the_customer_through_the_payment_and_takes_the_purch
     assert features(store) == {}
 
 
-def test_dispute_before_its_purchase_is_retried_without_a_key_and_fetched_with_one() -> None:
-    with pytest.raises(RetryLater):
-        applier(MemoryStore()).apply(dispute_event(T0 + 5))
+def test_dispute_before_its_purchase_is_stored_unmatched_without_a_key_and_fetched_with_one() -> None:
+    store = MemoryStore()
+    result = applier(store).apply(dispute_event(T0 + 5))
+    assert result.outcome is Outcome.UNMATCHED
+    assert set(store.unmatched["pi_1"]) == {("dispute", "dp_1")}
     charge = s.charge(
         s.IdFactory(0), id="ch_1", amount=900, customer="cus_1", payment_intent="pi_1", created=T0
     )
@@ -275,9 +277,10 @@ def test_entitlement_summary_with_more_pages_fetches_the_rest() -> None:
     event = s.event(s.IdFactory(0), "entitlements.active_entitlement_summary.updated", summary, created=T0)
     stripe = ScriptedStripe(entitlement_keys={"cus_1": ["seats", "sso"]})
     store = MemoryStore()
+    applier(store, stripe).apply(sub_event("active", T0 - 10))
     applier(store, stripe).apply(event)
     assert set(features(store)) == {"seats", "sso"}
-    assert all(g.source == "entitlements" for g in features(store).values())
+    assert features(store)["seats"].source == "entitlements"
 
 
 def customer_event(created: int, user: str | None, event_type: str = "customer.updated") -> dict[str, Any]:

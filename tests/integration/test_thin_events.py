@@ -1,0 +1,91 @@
+"""Thin events through the real adapter (stripe SDK) against the local fake Stripe API.
+
+Stripe (https://docs.stripe.com/event-destinations, and the changelog "Makes thin events for API v1
+resources generally available", 2026-09-30): a thin event notification carries the event id and,
+when there is one, `related_object`; `GET /v2/core/events/{id}` returns the event, whose
+`snapshot_event` names the API v1 snapshot event. The account of a connected account's event travels
+as `context`, and v2 requests send it as `Stripe-Context`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+from adapters.stripe_api import StripeApi
+from domain.entitlements import EntitlementRules
+from domain.records import SubscriptionRecord
+from domain.sync import EventApplier, Outcome
+from local_runtime import stripe_samples as s
+from tests.fake_stripe import FakeStripe
+from tests.memory_store import MemoryStore
+
+KEY = "sk_test_thin"
+T0 = 1_767_000_000
+DAY = 86_400
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    with FakeStripe() as server:
+        yield server
+
+
+def applier(store: MemoryStore, fake: FakeStripe) -> EventApplier:
+    return EventApplier(
+        store, EntitlementRules(), clock=lambda: T0 + DAY, stripe=StripeApi({"test": KEY}, fake.url)
+    )
+
+
+def notification(event_type: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "evt_test_65RNzFGhTWFx8oxE",
+        "object": "v2.core.event",
+        "type": event_type,
+        "created": "2026-01-01T00:00:00.000Z",
+        "livemode": False,
+        **extra,
+    }
+
+
+def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_event_applied(
+    fake: FakeStripe,
+) -> None:
+    ids = s.IdFactory(1)
+    subscription = s.subscription(
+        ids,
+        id="sub_thin",
+        customer="cus_thin",
+        items=[s.ItemSpec(s.PriceSpec("price_pro", "prod_pro"))],
+        status="active",
+        created=T0,
+        period_start=T0,
+        period_end=T0 + 30 * DAY,
+    )
+    v1 = s.event(ids, "customer.subscription.updated", subscription, created=T0 + 9, id="evt_1Snapshot")
+    fake.put_event(v1, delivered=True)
+    fake.put_thin_event(notification("v1.customer.subscription.updated", snapshot_event="evt_1Snapshot"))
+    store = MemoryStore()
+    result = applier(store, fake).apply(notification("v1.customer.subscription.updated"))
+    assert result.outcome is Outcome.APPLIED
+    assert [r.path for r in fake.requests] == [
+        "/v2/core/events/evt_test_65RNzFGhTWFx8oxE",
+        "/v1/events/evt_1Snapshot",
+    ]
+    stored = store.records["cus_thin"][("subscription", "sub_thin")]
+    assert isinstance(stored.record, SubscriptionRecord)
+    assert stored.stamp.event_id == "evt_1Snapshot"
+
+
+def test_a_thin_event_stripe_no_longer_has_fails_for_a_retry_with_the_reason(fake: FakeStripe) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match=r"No such v2\.core\.event"):
+        applier(MemoryStore(), fake).apply(notification("v1.customer.subscription.updated"))
+
+
+def test_thin_invoice_upcoming_is_ignored_without_any_request(fake: FakeStripe) -> None:
+    result = applier(MemoryStore(), fake).apply(notification("v1.invoice.upcoming"))
+    assert result.outcome is Outcome.IGNORED
+    assert fake.requests == []
