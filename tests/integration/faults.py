@@ -532,12 +532,13 @@ def _state_records(compressed: bytes) -> list[Any]:
 
 
 def ledger(client: Any, table: str) -> list[str]:
-    """The events the table holds as applied: the stamps of its records (a stamp replaced the EVENT#
-    ledger; a fetched snapshot's stamp names the fetch time, `<fetched>` as in `table_state`)."""
+    """The events the table holds as applied to customers: the stamps of the customers' records (a
+    stamp replaced the EVENT# ledger, which only customer events wrote; a fetched snapshot's stamp
+    names the fetch time, `<fetched>` as in `table_state`)."""
     return sorted(
         "<fetched>" if stamp.startswith(("fetch_", "sync_")) else stamp
         for item in table_items(client, table)
-        if (stamp := item.get("stamp_event", {}).get("S"))
+        if item["pk"]["S"].startswith("CUSTOMER#") and (stamp := item.get("stamp_event", {}).get("S"))
     )
 
 
