@@ -858,7 +858,8 @@ def runtime_gone(runtime: RuntimeProcess, posted: int) -> str:
 
 def ledger_problems(result: LoadResult) -> list[str]:
     """Events applied twice, or stamps that disagree with what the worker says it applied (empty:
-    none). Every stamp in the table must be an event the worker logged as applied; an applied event
+    none). Every stamp in the table must be an event the worker logged as applied (or as unmatched,
+    for a dispute/refund adopted when its payment arrived); an applied event
     whose snapshot a later one replaced leaves no stamp (the final records are checked against the
     in-order result by `differences`)."""
     problems: list[str] = []
@@ -866,7 +867,9 @@ def ledger_problems(result: LoadResult) -> list[str]:
     twice = sorted(event for event, count in applied.items() if count > 1)
     if twice:
         problems.append(f"{len(twice)} event(s) applied more than once, e.g. {twice[:3]}")
-    unlogged = result.table.ledger - set(applied)
+    # A dispute or refund stored unmatched, then adopted when its payment arrived, keeps its stamp.
+    adopted = {o.event_id for o in result.outcomes if o.outcome == "unmatched"}
+    unlogged = result.table.ledger - set(applied) - adopted
     if unlogged:
         problems.append(
             f"the records carry {len(result.table.ledger)} event ids, the worker applied {len(applied)} "
