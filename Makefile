@@ -75,7 +75,8 @@ build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build (offline apart fro
 
 test: lint typecheck security unit template build ## every check CI runs
 
-bench: $(VENV)/.installed ## benchmarks: ratios against baselines measured in the same run
+# The cold-start benchmark (bench/cold_start.py) measures the packages `sam build` made.
+bench: $(VENV)/.installed build ## benchmarks: ratios against baselines measured in the same run
 	$(PY) -m bench
 
 demo: $(VENV)/.installed ## send a signed demo sequence to a running `make run`

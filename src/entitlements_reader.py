@@ -2,8 +2,10 @@
 
 A single module that depends on boto3 only, for backend services to vendor (copy this file) or install
 with the project. It reads the published entitlements item (DESIGN.md, "The entitlements item") and the
-user lookup item; it never writes. IAM: dynamodb:GetItem on the table (the stack's
-EntitlementsReaderPolicy output).
+user lookup item; it never writes. IAM: the stack's EntitlementsReaderPolicy output, which allows
+GetItem of those two items and only of the attributes below (ENTITLEMENTS_ATTRIBUTES,
+LOOKUP_ATTRIBUTES): every read names them in a ProjectionExpression, so records holding customers'
+emails stay out of a reader's reach.
 
     reader = EntitlementsReader("stripe-sync-prod-SyncTable-…", livemode=True)
     access = reader.entitlements(reader.customer_for_user("user-42") or "")
@@ -18,6 +20,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+
+# What each read asks for; template.yaml's EntitlementsReaderPolicy allows exactly these (and the keys).
+ENTITLEMENTS_ATTRIBUTES = (
+    "customer_id",
+    "livemode",
+    "features",
+    "payment_issue",
+    "updated_at",
+    "version",
+    "deleted",
+)
+LOOKUP_ATTRIBUTES = ("customer_id",)
+
+
+def projection(attributes: tuple[str, ...]) -> dict[str, Any]:
+    """ProjectionExpression with every name as a placeholder (several are DynamoDB reserved words)."""
+    return {
+        "ProjectionExpression": ", ".join(f"#a{index}" for index in range(len(attributes))),
+        "ExpressionAttributeNames": {f"#a{index}": name for index, name in enumerate(attributes)},
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +83,7 @@ class EntitlementsReader:
             TableName=self._table,
             Key={"pk": {"S": f"CUSTOMER#{customer_id}"}, "sk": {"S": "ENTITLEMENTS"}},
             ConsistentRead=True,
+            **projection(ENTITLEMENTS_ATTRIBUTES),
         )
         item = response.get("Item")
         return None if item is None else parse_entitlements_item(item)
@@ -73,6 +96,7 @@ class EntitlementsReader:
             TableName=self._table,
             Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": "CUSTOMER"}},
             ConsistentRead=True,
+            **projection(LOOKUP_ATTRIBUTES),
         )
         item = response.get("Item")
         return None if item is None else str(item["customer_id"]["S"])

@@ -1,16 +1,26 @@
 """Stripe credentials at run time, for every function: parsed STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY.
 
 In AWS (STRIPE_SECRET_ID set) they come from that Secrets Manager secret, a JSON object with the
-same keys and syntax as the environment variables, read through Powertools Parameters and cached
-for SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the environment.
+same keys and syntax as the environment variables, read with one GetSecretValue and cached for
+SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the environment.
+
+Written against boto3 directly rather than Powertools Parameters: the webhook shares this module and
+its package carries no Powertools (7 MB unzipped, ~165 ms to import cold; bench/cold_start.py), and
+what it needs of Parameters is one call and a time-bound cache.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
 SECRET_ID_VARIABLE = "STRIPE_SECRET_ID"  # names of settings, not their values  # noqa: S105  # nosec B105
 WEBHOOK_SECRET_SETTING = "STRIPE_WEBHOOK_SECRET"  # noqa: S105  # nosec B105
@@ -52,22 +62,42 @@ def stripe_setting(name: str) -> str | None:
     return value
 
 
+# secret id -> (monotonic time read, parsed document); one process reads a secret at most once per max age.
+_documents: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def clear_cache() -> None:
+    """Forget the cached secret documents (tests; a process normally keeps them SECRET_MAX_AGE_SECONDS)."""
+    _documents.clear()
+    _secrets_manager.cache_clear()
+
+
+@functools.cache
+def _secrets_manager() -> SecretsManagerClient:
+    # Imported on first use: the webhook's 4xx answers and local runs never need boto3.
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("secretsmanager")
+
+
 def _secret_document(secret_id: str) -> dict[str, Any]:
-    # Imported here, only when STRIPE_SECRET_ID is set: Powertools Parameters costs ~165 ms to import
-    # in a fresh interpreter (~16 ms once boto3 is loaded), which local runs and tests need not pay.
-    from aws_lambda_powertools.utilities.parameters import get_secret  # noqa: PLC0415
-    from aws_lambda_powertools.utilities.parameters.exceptions import (  # noqa: PLC0415
-        GetParameterError,
-        TransformParameterError,
-    )
+    cached = _documents.get(secret_id)
+    if cached is not None and time.monotonic() - cached[0] < SECRET_MAX_AGE_SECONDS:
+        return cached[1]
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     try:
-        document = get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-    except TransformParameterError:
-        # The transform's message may quote the value: it is a secret.
-        raise CredentialsError(f"secret {secret_id} is not JSON") from None
-    except GetParameterError as error:
+        text = _secrets_manager().get_secret_value(SecretId=secret_id).get("SecretString")
+    except (BotoCoreError, ClientError) as error:
         raise SecretsUnavailable(f"secret {secret_id} could not be read: {error}") from error
+    if text is None:
+        raise CredentialsError(f"secret {secret_id} has no SecretString")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        # The parser's message may quote the value: it is a secret.
+        raise CredentialsError(f"secret {secret_id} is not JSON") from None
     if not isinstance(document, dict):
         raise CredentialsError(f"secret {secret_id} is not a JSON object")
+    _documents[secret_id] = (time.monotonic(), document)
     return document

@@ -35,13 +35,21 @@ class RejectedRequest(Exception):
     """A request answered with a 4xx: nothing is queued. `event_id`/`event_type` once they are known."""
 
     def __init__(
-        self, status: int, reason: str, *, event_id: str | None = None, event_type: str | None = None
+        self,
+        status: int,
+        reason: str,
+        *,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        unverified: bool = False,
     ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.event_id = event_id
         self.event_type = event_type
+        # No configured secret signed it for its mode: what a wrong or rolled secret looks like.
+        self.unverified = unverified
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,7 @@ def verified_event(
     try:
         signers = verify_signature(request.body, request.signature, secrets, now=now, tolerance=tolerance)
     except SignatureError as error:
-        raise RejectedRequest(400, str(error)) from None
+        raise RejectedRequest(400, str(error), unverified=True) from None
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -114,6 +122,7 @@ def verified_event(
             f"a {mode}-mode event signed by a secret for the other mode",
             event_id=event.id,
             event_type=event.type,
+            unverified=True,
         )
     return event
 

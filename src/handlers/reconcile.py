@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,7 +20,6 @@ from domain.credentials import CredentialsError
 from domain.reconcile import OUT_OF_TIME, InvalidRequest, ReconcileReport, options_from, run_request
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 COUNT_METRICS = {
@@ -45,11 +44,13 @@ def publish(report: ReconcileReport) -> None:
     if report.complete and report.scope == "everything":
         metrics.add_metric(name="ReconcilePassCompleted", unit=MetricUnit.Count, value=1)
     failed = report.counts.errors > 0 or report.stopped not in (None, OUT_OF_TIME)
+    # A run stopped by an error (a revoked key, Stripe or DynamoDB down) returns normally, so Lambda's
+    # Errors never counts it: this metric is what ReconcileFailedAlarm watches.
+    metrics.add_metric(name="ReconcileFailed", unit=MetricUnit.Count, value=1 if failed else 0)
     (logger.warning if failed else logger.info)("reconcile run", **report.as_dict())
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
@@ -59,6 +60,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         report = reconcile(request.scope, request.dry_run, time_budget_seconds=budget)
     except (InvalidRequest, SettingsError, CredentialsError, SecretsUnavailable) as error:
         metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="ReconcileFailed", unit=MetricUnit.Count, value=1)
         logger.error("reconcile cannot run", reason=str(error))
         raise
     publish(report)

@@ -4,15 +4,23 @@
 event; 5xx only when the event could not be queued or the function is misconfigured, so that Stripe
 retries. The rules live in domain.ingress; this module wires them to the environment and the queue.
 
-Cold start: this module imports json, os, time and the domain; boto3 is imported when the
-first event is queued (adapters.event_queue), Powertools Parameters only when STRIPE_SECRET_ID is
-set (adapters.stripe_credentials). bench/webhook.py measures it against a naive handler.
+Cold start: this module imports json, os, time and the domain; boto3 (the runtime's: the package
+bundles nothing else) is imported when the first secret is read or event queued
+(adapters.stripe_credentials, adapters.event_queue). bench/cold_start.py measures the built package
+against a naive handler; boto3/botocore are ~90% of the whole cold path.
 
 Logging: one JSON object per line on stdout, which CloudWatch Logs Insights parses as it does
 Powertools' output. Importing Powertools Logger costs ~47 ms and stdlib logging ~13 ms (median of 7
 fresh interpreters, dev machine), against ~37 ms for this whole module: neither earns its place here.
 Logged: request id, event id and type, mode, outcome, status, reason; never a secret, the
 signature header or anything from the payload beyond its ids.
+
+Metrics: the same line carries CloudWatch's embedded metric format (its `_aws` key), so CloudWatch
+turns each answer into a count without a PutMetricData call or Powertools Metrics' import:
+DeliveriesQueued, DeliveriesRejected (every 4xx), DeliveriesUnverified (the 4xx whose signature no
+configured secret made for the event's mode: a wrong or rolled secret) and DeliveriesFailed (5xx),
+in POWERTOOLS_METRICS_NAMESPACE (per stack, template.yaml) with the `service` dimension, as
+Powertools writes the worker's and the reconciler's.
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ from domain.ingress import RejectedRequest, queue_message, verified_event, webho
 from domain.signature import signature_tolerance
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+DEFAULT_NAMESPACE = "StripeSync"
+QUEUED = ("DeliveriesQueued",)
+REJECTED = ("DeliveriesRejected",)
+UNVERIFIED = ("DeliveriesRejected", "DeliveriesUnverified")
+FAILED = ("DeliveriesFailed",)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -53,6 +66,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             reason=rejection.reason,
             event_id=rejection.event_id,
             event_type=rejection.event_type,
+            metrics=UNVERIFIED if rejection.unverified else REJECTED,
         )
         return _response(rejection.status, {"error": rejection.reason})
     except MissingCredentials as error:
@@ -75,9 +89,25 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         message_id = enqueue(queue_url, message)
     except QueueUnavailable as error:
-        _log("ERROR", "webhook not queued", outcome="failed", status=503, error=str(error), **fields)
+        _log(
+            "ERROR",
+            "webhook not queued",
+            outcome="failed",
+            status=503,
+            error=str(error),
+            metrics=FAILED,
+            **fields,
+        )
         return _response(503, {"error": "event not queued"})
-    _log("INFO", "webhook queued", outcome="queued", status=200, message_id=message_id, **fields)
+    _log(
+        "INFO",
+        "webhook queued",
+        outcome="queued",
+        status=200,
+        message_id=message_id,
+        metrics=QUEUED,
+        **fields,
+    )
     return _response(200, {"received": True})
 
 
@@ -91,6 +121,7 @@ def _failed(status: int, reason: str, detail: str, request_id: str | None) -> di
         status=status,
         reason=reason,
         error=detail,
+        metrics=FAILED,
     )
     return _response(status, {"error": reason})
 
@@ -102,15 +133,28 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": headers, "body": json.dumps(body)}
 
 
-def _log(level: str, message: str, **fields: Any) -> None:
+def _log(level: str, message: str, *, metrics: tuple[str, ...] = (), **fields: Any) -> None:
+    """One JSON line: the log record when LOG_LEVEL lets it through, and the metrics in any case."""
     threshold = _LEVELS.get(os.environ.get("LOG_LEVEL", "INFO").upper(), 20)
-    if _LEVELS[level] < threshold:
+    logged = _LEVELS[level] >= threshold
+    if not logged and not metrics:
         return
-    record = {
-        "level": level,
-        "message": message,
-        "timestamp": round(time.time(), 3),
-        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", "webhook"),
-    }
-    record.update((key, value) for key, value in fields.items() if value is not None)
+    now = time.time()
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "webhook")
+    record: dict[str, Any] = {"service": service}
+    if metrics:
+        record["_aws"] = {
+            "Timestamp": int(now * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
+                    "Dimensions": [["service"]],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in metrics],
+                }
+            ],
+        }
+        record.update((name, 1) for name in metrics)
+    if logged:
+        record.update(level=level, message=message, timestamp=round(now, 3))
+        record.update((key, value) for key, value in fields.items() if value is not None)
     print(json.dumps(record, default=str), flush=True)

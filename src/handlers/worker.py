@@ -3,6 +3,17 @@
 Partial batch responses: a message that fails is retried alone (then parked in the DLQ) and never
 holds back the others. The plain `BatchProcessor` is used on purpose, not the FIFO one, which would
 fail every message after the first failure: order-safety comes from conditional writes, not the queue.
+
+Time budget: a slow Stripe API (each call may take ~24 s: a 5 s timeout, three retries with backoff)
+must not time out the whole batch, which would count a receive for every message in it and push
+healthy events towards the DLQ. A record is started only while at least RECORD_RESERVE_SECONDS of the
+invocation remain; the ones left are handed back unstarted as batch item failures (EventsDeferred) and
+come back after the queue's visibility timeout. The first record is always started, so every
+invocation makes progress.
+
+No Powertools Tracer: it imports the X-Ray SDK (~190 ms of a cold start) for subsegments only. With
+the template's Tracing parameter on, Lambda records each invocation itself, and botocore forwards the
+trace header, so one trace still follows an event from the webhook through SQS to here.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import time
 from functools import cache, lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -31,9 +42,17 @@ from domain.sync import EventApplier, Outcome, Result, RetryLater
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "StripeSync", service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS)
+# The longest one event may take (see the module docstring), with room for its writes. The worker's
+# Timeout (template.yaml) leaves room for several such records; EventQueue's visibility timeout is
+# six times that Timeout.
+DEFAULT_RECORD_RESERVE_SECONDS = 50
+
+
+class NotStarted(RuntimeError):
+    """Too little time left in this invocation to finish the record: handed back to the queue untouched."""
+
 
 OUTCOME_METRICS = {
     Outcome.APPLIED: "EventsApplied",
@@ -71,7 +90,16 @@ def event_applier() -> EventApplier:
     return _applier(tuple(sorted(api_keys().items())))
 
 
-@tracer.capture_method
+def record_reserve_ms() -> int:
+    text = os.environ.get("RECORD_RESERVE_SECONDS") or str(DEFAULT_RECORD_RESERVE_SECONDS)
+    try:
+        seconds = int(text)
+    except ValueError:
+        logger.warning("RECORD_RESERVE_SECONDS is not a whole number; using the default", value=text)
+        seconds = DEFAULT_RECORD_RESERVE_SECONDS
+    return max(seconds, 0) * 1000
+
+
 def apply_message(record: SQSRecord) -> Result:
     try:
         body = json.loads(record.body)
@@ -133,9 +161,26 @@ def _access(entitlements: Entitlements | None) -> dict[str, Any] | None:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    reserve_ms = record_reserve_ms()
+    started = 0
+
+    def within_budget(record: SQSRecord) -> Result:
+        nonlocal started
+        remaining_ms = context.get_remaining_time_in_millis()
+        if started and remaining_ms < reserve_ms:
+            metrics.add_metric(name="EventsDeferred", unit=MetricUnit.Count, value=1)
+            logger.info(
+                "event deferred",
+                message_id=record.message_id,
+                remaining_ms=remaining_ms,
+                receive_count=record.attributes.approximate_receive_count,
+            )
+            raise NotStarted(f"{remaining_ms} ms left, {reserve_ms} ms needed to start an event")
+        started += 1
+        return apply_message(record)
+
     return process_partial_response(
-        event=event, record_handler=apply_message, processor=processor, context=context
+        event=event, record_handler=within_budget, processor=processor, context=context
     )

@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from adapters import stripe_credentials
 from adapters.event_queue import sqs_client
 
 
@@ -48,13 +48,13 @@ def webhook_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    # The handler's client and Powertools' cached secrets are per process: start each test afresh.
+    # The handler's client and the cached secrets are per process: start each test afresh.
     sqs_client.cache_clear()
-    parameters.clear_caches()
+    stripe_credentials.clear_cache()
     with mock_aws():
         yield
     sqs_client.cache_clear()
-    parameters.clear_caches()
+    stripe_credentials.clear_cache()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from local_runtime.event_source import sqs_event
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources
 from local_runtime.scenarios import render
+from local_runtime.template import read_template
 
 # --------------------------------------------------------------------------------------------------
 # AWS: the wire between a botocore client and moto
@@ -397,7 +398,9 @@ class EventSourceMapping:
             [int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages],
             set(),
         )
-        context = LocalLambdaContext(self._function_name, 256, 30)
+        # The worker's Timeout from the template: its time budget starts records only while enough is left.
+        worker = read_template().worker
+        context = LocalLambdaContext(self._function_name, worker.memory_mb, worker.timeout)
         try:
             response = self._handler(event, context)
         except LambdaKilled:

@@ -21,10 +21,9 @@ from typing import Any
 import boto3
 import pytest
 import stripe._http_client
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from adapters import sync_table
+from adapters import stripe_credentials, sync_table
 from adapters.event_queue import MAX_ATTEMPTS, sqs_client
 from adapters.fetched_queue import FetchedQueue
 from adapters.reconcile_cursor import CursorStore
@@ -177,7 +176,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
     caches: list[Callable[[], None]] = [
         sqs_client.cache_clear,
-        parameters.clear_caches,
+        stripe_credentials.clear_cache,
         worker.settings.cache_clear,
         worker._applier.cache_clear,
     ]

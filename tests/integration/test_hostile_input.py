@@ -674,7 +674,7 @@ class WorkerContext:
     aws_request_id: str = "worker-hostile-input"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return 120_000  # the worker's Timeout (template.yaml)
 
 
 class _CurrentStdout(io.TextIOBase):

@@ -761,6 +761,7 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     assert metrics["DriftMissing"] == [1.0]
     assert metrics["DriftRepaired"] == [0.0]
     assert metrics["ReconcileErrors"] == [0.0]
+    assert metrics["ReconcileFailed"] == [0.0]
     assert metrics["ReconcilePassCompleted"] == [1.0]
     runs = _logged(caplog, "reconcile run")
     assert len(runs) == 1
@@ -819,7 +820,8 @@ def test_the_handler_refuses_a_bad_request_and_a_missing_key_clearly(
     capsys.readouterr()
     with pytest.raises(ReconcileNotConfigured, match="STRIPE_API_KEY"):
         handler.lambda_handler({}, LambdaContext())
-    assert _metrics(capsys.readouterr().out)["ReconcileErrors"] == [1.0]
+    failure = _metrics(capsys.readouterr().out)
+    assert (failure["ReconcileErrors"], failure["ReconcileFailed"]) == ([1.0], [1.0])
     assert _logged(caplog, "reconcile cannot run")[-1].reason.startswith("no STRIPE_API_KEY")
     monkeypatch.setenv("STRIPE_API_KEY", KEY)
     monkeypatch.delenv("QUEUE_URL")

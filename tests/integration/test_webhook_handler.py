@@ -737,3 +737,54 @@ def test_property_only_a_valid_signature_over_a_valid_event_is_queued(
             assert json.loads(messages[0]["Body"])["by_reference"] is True
         else:
             assert messages[0]["Body"].encode() == raw
+
+
+# --- metrics (embedded metric format in the log line) ---------------------------------------------
+
+
+def metric_counts(output: str) -> dict[str, int]:
+    """Metric name -> count over the EMF documents printed, after checking each is valid EMF."""
+    counts: dict[str, int] = {}
+    for document in log_lines(output):
+        if "_aws" not in document:
+            continue
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "StripeSync/dev/stripe-sync-test"
+        assert directive["Dimensions"] == [["service"]]
+        assert document["service"] == "stripe-sync-webhook"
+        assert isinstance(document["_aws"]["Timestamp"], int)
+        for metric in directive["Metrics"]:
+            assert metric["Unit"] == "Count"
+            counts[metric["Name"]] = counts.get(metric["Name"], 0) + document[metric["Name"]]
+    return counts
+
+
+@pytest.mark.parametrize("log_level", ["INFO", "CRITICAL"])
+def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
+    webhook_http_event_factory: RequestFactory,
+    stripe_event_factory: EventFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    log_level: str,
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync/dev/stripe-sync-test")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-webhook")
+    monkeypatch.setenv("LOG_LEVEL", log_level)
+    capsys.readouterr()
+
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 200
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_wrong"))[0] == 400
+    live = stripe_event_factory(livemode=True)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"test:{WEBHOOK_SECRET}")
+    assert invoke(webhook_http_event_factory(live, secret=WEBHOOK_SECRET))[0] == 400
+    not_json = webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET)
+    assert invoke({**not_json, "requestContext": {"http": {"method": "GET", "path": "/"}}})[0] >= 400
+    monkeypatch.setenv("QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/gone.fifo")
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 503
+
+    assert metric_counts(capsys.readouterr().out) == {
+        "DeliveriesQueued": 1,
+        "DeliveriesRejected": 3,
+        "DeliveriesUnverified": 2,
+        "DeliveriesFailed": 1,
+    }

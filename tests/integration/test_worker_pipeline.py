@@ -34,7 +34,7 @@ class LambdaContext:
     aws_request_id: str = "req-1"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return 120_000  # the worker's Timeout (template.yaml)
 
 
 @pytest.fixture

@@ -61,3 +61,54 @@ def test_each_read_is_one_strongly_consistent_get_item() -> None:
     assert len(dynamodb.requests) == 4
     assert all(r["ConsistentRead"] is True and r["TableName"] == "table" for r in dynamodb.requests)
     assert dynamodb.requests[1]["Key"]["pk"] == {"S": "USER#test#u-1"}
+
+
+def test_every_read_names_its_attributes_so_the_reader_policy_allows_it() -> None:
+    from entitlements_reader import ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES
+
+    dynamodb = RecordingDynamoDB({("CUSTOMER#cus_1", "ENTITLEMENTS"): ITEM})
+    reader = EntitlementsReader("table", client=dynamodb)
+    reader.entitlements("cus_1")
+    reader.customer_for_user("u-1")
+
+    for request, expected in zip(
+        dynamodb.requests, (ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES), strict=True
+    ):
+        names = request["ExpressionAttributeNames"]
+        projected = [names[part.strip()] for part in request["ProjectionExpression"].split(",")]
+        assert tuple(projected) == expected
+
+
+def test_a_projected_read_of_a_real_item_parses_under_moto() -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client(
+            "dynamodb",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName="sync",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="sync", Item={**ITEM, "records_version": {"N": "3"}})
+        client.put_item(
+            TableName="sync",
+            Item={"pk": {"S": "USER#live#u-1"}, "sk": {"S": "CUSTOMER"}, "customer_id": {"S": "cus_1"}},
+        )
+        reader = EntitlementsReader("sync", client=client)
+        access = reader.entitlements(reader.customer_for_user("u-1") or "")
+
+    assert access is not None
+    assert access.active_features(now=1999) == {"pro", "reports", "course"}

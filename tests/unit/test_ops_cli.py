@@ -125,10 +125,21 @@ class FakeDynamoDb:
     def __init__(self, items: dict[tuple[str, str], dict[str, Any]]) -> None:
         self.items = items
 
-    def get_item(self, TableName: str, Key: dict[str, Any], ConsistentRead: bool) -> dict:
+    def get_item(
+        self,
+        TableName: str,
+        Key: dict[str, Any],
+        ConsistentRead: bool,
+        ProjectionExpression: str | None = None,
+        ExpressionAttributeNames: dict[str, str] | None = None,
+    ) -> dict:
         assert TableName == TABLE
         assert ConsistentRead
         item = self.items.get((Key["pk"]["S"], Key["sk"]["S"]))
+        if item and ProjectionExpression is not None:  # as DynamoDB applies it
+            names = ExpressionAttributeNames or {}
+            wanted = {names.get(part.strip(), part.strip()) for part in ProjectionExpression.split(",")}
+            item = {name: value for name, value in item.items() if name in wanted}
         return {"Item": item} if item else {}
 
 

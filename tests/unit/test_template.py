@@ -8,8 +8,10 @@ breaks it. The template is read with a small YAML loader that turns CloudFormati
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,8 @@ FUNCTIONS = ("WebhookFunction", "WorkerFunction", "ReconcileFunction")
 SECRET_READ = ("secretsmanager:GetSecretValue", {"Ref": "StripeSecret"})
 EVENT_QUEUE = {"Fn::GetAtt": ["EventQueue", "Arn"]}
 TABLE = {"Fn::GetAtt": ["SyncTable", "Arn"]}
+# Every metric of the stack's own carries its stage and stack: two stacks in one account stay apart.
+NAMESPACE = {"Fn::Sub": "StripeSync/${Stage}/${AWS::StackName}"}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -224,6 +228,65 @@ def test_entitlements_reader_policy_allows_only_getitem_on_the_table() -> None:
     ]
 
 
+def reader_policy_allows(pk: str, attributes: list[str] | None) -> bool:
+    """IAM's verdict on a GetItem of `pk` projecting `attributes` (None: no ProjectionExpression),
+    evaluated from the policy's Condition block as IAM evaluates these operators."""
+    [statement] = props("EntitlementsReaderPolicy")["PolicyDocument"]["Statement"]
+    context: dict[str, list[str]] = {"dynamodb:LeadingKeys": [pk]}
+    if attributes is not None:
+        context["dynamodb:Attributes"] = attributes
+    for operator, keys in statement["Condition"].items():
+        for key, expected in keys.items():
+            allowed = expected if isinstance(expected, list) else [expected]
+            values = context.get(key)
+            if operator == "ForAllValues:StringLike":
+                ok = all(any(fnmatch.fnmatchcase(v, pattern) for pattern in allowed) for v in values or [])
+            elif operator == "ForAllValues:StringEquals":
+                ok = all(v in allowed for v in values or [])
+            elif operator == "StringEqualsIfExists":
+                ok = values is None or all(v in allowed for v in values)
+            elif operator == "Null":
+                ok = (values is None) == (allowed == ["true"])
+            else:
+                raise AssertionError(f"operator {operator} is not evaluated here")
+            if not ok:
+                return False
+    return True
+
+
+def test_reader_policy_allows_the_reads_of_the_reader_library() -> None:
+    from entitlements_reader import ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES
+
+    assert reader_policy_allows("CUSTOMER#cus_1", list(ENTITLEMENTS_ATTRIBUTES))
+    assert reader_policy_allows("USER#live#user-42", list(LOOKUP_ATTRIBUTES))
+
+
+@pytest.mark.parametrize(
+    ("pk", "attributes"),
+    [
+        ("CUSTOMER#cus_1", None),  # a whole item: a record's body holds emails and addresses
+        ("CUSTOMER#cus_1", ["customer_id", "body"]),
+        ("CUSTOMER#cus_1", ["stamp_event"]),
+        ("EVENT#evt_1", ["customer_id"]),
+        ("PAYMENT#pi_1", ["customer_id"]),
+        ("GUEST#cs_1", ["customer_id"]),
+        ("UNMATCHED#pi_1", ["customer_id"]),
+        ("RECONCILE", ["customer_id"]),
+    ],
+)
+def test_reader_policy_refuses_records_whole_items_and_other_partitions(
+    pk: str, attributes: list[str] | None
+) -> None:
+    assert not reader_policy_allows(pk, attributes)
+
+
+def test_reader_policy_allows_no_attribute_a_record_keeps_personal_data_in() -> None:
+    [statement] = props("EntitlementsReaderPolicy")["PolicyDocument"]["Statement"]
+    allowed = set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    assert "body" not in allowed
+    assert statement["Condition"]["StringEqualsIfExists"]["dynamodb:Select"] == "SPECIFIC_ATTRIBUTES"
+
+
 # ---------------------------------------------------------------- queues
 
 
@@ -301,7 +364,8 @@ def test_table_deletion_protection_in_prod_only(stage: str, protected: bool) -> 
 
 
 def test_table_is_retained_on_stack_delete_and_replacement() -> None:
-    assert RESOURCES["SyncTable"]["DeletionPolicy"] == "Retain"
+    # Except by the rollback of the deploy that created it (test_table_is_generated_named_...).
+    assert RESOURCES["SyncTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
     assert RESOURCES["SyncTable"]["UpdateReplacePolicy"] == "Retain"
 
 
@@ -328,6 +392,9 @@ def test_event_ledger_outlives_stripe_retries_and_the_dlq() -> None:
 def test_function_handler_code_and_runtime(function: str, handler: str) -> None:
     assert props(function)["Handler"] == handler
     assert function_setting(function, "CodeUri") == "src/"
+    # Built by src/Makefile (only what the function imports, compiled), not by SAM's pip builder.
+    assert RESOURCES[function]["Metadata"]["BuildMethod"] == "makefile"
+    assert f"build-{function}" in (ROOT / "src" / "Makefile").read_text()
     assert function_setting(function, "Runtime") == "python3.13"
     assert function_setting(function, "Architectures") == ["arm64"]
 
@@ -343,9 +410,27 @@ def test_worker_event_source_reports_partial_batch_failures_within_fifo_limits()
     assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
-def test_reconciler_runs_one_at_a_time_on_the_schedule() -> None:
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_function_reserves_concurrency_by_default(function: str) -> None:
+    """A new account's quota is 10 with 10 kept unreserved: any fixed reservation fails CreateFunction."""
+    reservation = props(function).get("ReservedConcurrentExecutions")
+    if function != "ReconcileFunction":
+        assert reservation is None
+        return
+    assert reservation == {
+        "Fn::If": [
+            "HasReconcileReservation",
+            {"Ref": "ReconcileReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert TEMPLATE["Parameters"]["ReconcileReservedConcurrency"]["Default"] == 0
+    assert resolve({"Condition": "HasReconcileReservation"}, {}) is False
+    assert resolve({"Condition": "HasReconcileReservation"}, {"ReconcileReservedConcurrency": 1}) is True
+
+
+def test_reconciler_runs_on_the_schedule() -> None:
     reconcile = props("ReconcileFunction")
-    assert reconcile["ReservedConcurrentExecutions"] == 1
     schedules = [
         e["Properties"] for e in reconcile["Events"].values() if e["Type"] in ("Schedule", "ScheduleV2")
     ]
@@ -381,10 +466,8 @@ def test_function_environment_follows_the_contract(function: str, variables: dic
 def test_function_has_powertools_settings(function: str) -> None:
     env = function_env(function)
     assert env["POWERTOOLS_SERVICE_NAME"]
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "StripeSync"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
     assert env["LOG_LEVEL"] in ("DEBUG", "INFO", "WARNING", "ERROR")
-    # Traced return values are Stripe objects with personal data.
-    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -396,9 +479,13 @@ def test_function_logs_to_its_own_log_group_with_retention(function: str) -> Non
     assert all(function_setting(f, "LoggingConfig")["LogGroup"]["Ref"] != log_group for f in others)
 
 
-@pytest.mark.parametrize("function", ["WorkerFunction", "ReconcileFunction"])
-def test_function_is_traced_with_xray(function: str) -> None:
-    assert function_setting(function, "Tracing") == "Active"
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_tracing_is_a_parameter_off_by_default(function: str) -> None:
+    """X-Ray bills per trace: on only when asked for (README, Operate, states its cost)."""
+    assert function_setting(function, "Tracing") == {"Ref": "Tracing"}
+    parameter = TEMPLATE["Parameters"]["Tracing"]
+    assert parameter["Default"] == "Disabled"
+    assert set(parameter["AllowedValues"]) == {"Disabled", "Active", "PassThrough"}
 
 
 # ---------------------------------------------------------------- secrets
@@ -470,8 +557,8 @@ def alarms_on(namespace: str, metric: str, dimension: Any) -> list[dict[str, Any
     return [
         body["Properties"]
         for body in resources_of_type("AWS::CloudWatch::Alarm").values()
-        if body["Properties"]["Namespace"] == namespace
-        and body["Properties"]["MetricName"] == metric
+        if body["Properties"].get("Namespace") == namespace
+        and body["Properties"].get("MetricName") == metric
         and dimension in [d["Value"] for d in body["Properties"]["Dimensions"]]
     ]
 
@@ -532,6 +619,7 @@ def test_parameters() -> None:
     assert parameters["AlarmEmail"]["Default"] == ""
     assert parameters["ReconcileSchedule"]["Default"] == "rate(1 hour)"
     assert parameters["LogRetentionDays"]["Type"] == "Number"
+    assert parameters["ReconcilePassMaxAgeHours"]["Default"] == 24
     assert resolve({"Condition": "IsProd"}, {"Stage": "prod"}) is True
     assert resolve({"Condition": "IsProd"}, {"Stage": "dev"}) is False
 
@@ -635,3 +723,218 @@ def test_worker_batch_records_follow_the_queue_contract() -> None:
 def test_reconcile_event_is_an_eventbridge_scheduled_event() -> None:
     event = read_event("reconcile_schedule.json")
     assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
+
+
+# ---------------------------------------------------------------- deployable on a fresh account
+
+
+def test_secret_is_not_hard_named_so_a_redeploy_after_a_rollback_never_collides() -> None:
+    assert "Name" not in props("StripeSecret")
+
+
+def test_table_is_generated_named_and_not_left_behind_by_a_failed_first_deploy() -> None:
+    assert "TableName" not in props("SyncTable")
+    assert RESOURCES["SyncTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert RESOURCES["SyncTable"]["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("environment", ["default", "dev", "prod"])
+def test_samconfig_sets_a_region_per_environment(environment: str) -> None:
+    config = samconfig()[environment]
+    assert config["deploy"]["parameters"]["region"]
+    assert config["global"]["parameters"]["region"] == config["deploy"]["parameters"]["region"]
+
+
+# ---------------------------------------------------------------- worker time budget
+
+
+def test_worker_starts_no_event_it_cannot_finish_before_its_timeout() -> None:
+    timeout = function_setting("WorkerFunction", "Timeout")
+    reserve = int(function_env("WorkerFunction")["RECORD_RESERVE_SECONDS"])
+    # Room for the longest event (a Stripe call: 5 s timeout x 4 tries + backoff) after the first one.
+    assert reserve >= 30
+    assert timeout >= 2 * reserve
+    assert props("EventQueue")["VisibilityTimeout"] >= 6 * timeout
+
+
+# ---------------------------------------------------------------- operator's view
+
+
+OWN_METRICS = {
+    "stripe-sync-webhook": {
+        "DeliveriesQueued",
+        "DeliveriesRejected",
+        "DeliveriesUnverified",
+        "DeliveriesFailed",
+    },
+    "stripe-sync-worker": {
+        "EventsApplied",
+        "EventsStale",
+        "EventsDuplicate",
+        "EventsIgnored",
+        "EventsUnknown",
+        "GuestPurchases",
+        "EventsFailed",
+        "EventsDeferred",
+        "TiesFetched",
+        "UnmatchedPayments",
+    },
+    "stripe-sync-reconcile": {
+        "DriftMissing",
+        "DriftStale",
+        "DriftExtra",
+        "DriftRepaired",
+        "ReconcileErrors",
+        "ReconcileFailed",
+        "ReconcilePassCompleted",
+        "StripeRateLimited",
+    },
+}
+SERVICES = {
+    "WebhookFunction": "stripe-sync-webhook",
+    "WorkerFunction": "stripe-sync-worker",
+    "ReconcileFunction": "stripe-sync-reconcile",
+}
+
+
+def alarm_metrics(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: its own, or those of its metric math."""
+    properties = body["Properties"]
+    if "Metrics" in properties:
+        return [query["MetricStat"]["Metric"] for query in properties["Metrics"] if "MetricStat" in query]
+    return [properties]
+
+
+def own_alarm(metric: str) -> dict[str, Any]:
+    found = [
+        body["Properties"]
+        for body in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if any(m["MetricName"] == metric and m["Namespace"] == NAMESPACE for m in alarm_metrics(body))
+    ]
+    assert len(found) == 1, f"one alarm on {metric}"
+    return found[0]
+
+
+def test_services_of_the_metrics_are_the_functions_service_names() -> None:
+    for function, service in SERVICES.items():
+        assert function_env(function)["POWERTOOLS_SERVICE_NAME"] == service
+
+
+def test_every_own_metric_an_alarm_reads_is_in_the_stack_namespace_with_its_service() -> None:
+    for name, body in resources_of_type("AWS::CloudWatch::Alarm").items():
+        for metric in alarm_metrics(body):
+            if isinstance(metric["Namespace"], str) and metric["Namespace"].startswith("AWS/"):
+                continue
+            assert metric["Namespace"] == NAMESPACE, name
+            [dimension] = metric["Dimensions"]
+            assert dimension["Name"] == "service"
+            assert metric["MetricName"] in OWN_METRICS[dimension["Value"]], name
+
+
+def test_every_alarm_notifies_the_alarm_topic_both_ways() -> None:
+    for name, body in resources_of_type("AWS::CloudWatch::Alarm").items():
+        assert body["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert body["Properties"]["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert body["Properties"]["AlarmDescription"], name
+
+
+def test_alarm_on_rejected_deliveries_while_nothing_is_queued() -> None:
+    """A wrong or rolled signing secret answers 400 to every delivery: that must page someone."""
+    alarm = props("RejectedDeliveriesAlarm")
+    metrics = {q["Id"]: q for q in alarm["Metrics"]}
+    assert metrics["unverified"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesUnverified"
+    assert metrics["queued"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesQueued"
+    expression = metrics["refused"]["Expression"]
+    assert "unverified" in expression
+    assert "queued" in expression
+    assert [q["Id"] for q in alarm["Metrics"] if q.get("ReturnData", True)] == ["refused"]
+    assert metrics["unverified"]["MetricStat"]["Period"] * alarm["EvaluationPeriods"] <= 1800
+
+
+def test_alarm_on_the_reconcilers_own_failures() -> None:
+    alarm = own_alarm("ReconcileFailed")
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+
+
+def test_alarm_when_no_reconcile_pass_completes_for_the_configured_hours() -> None:
+    alarm = own_alarm("ReconcilePassCompleted")
+    assert alarm["Period"] == 3600
+    assert alarm["EvaluationPeriods"] == {"Ref": "ReconcilePassMaxAgeHours"}
+    assert alarm["DatapointsToAlarm"] == {"Ref": "ReconcilePassMaxAgeHours"}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "LessThanThreshold")
+    assert alarm["TreatMissingData"] == "breaching", "an hour without a completed pass sends nothing"
+
+
+def test_alarm_on_worker_failed_events() -> None:
+    alarm = own_alarm("EventsFailed")
+    assert alarm["Threshold"] == 0
+    assert alarm["Period"] * alarm["EvaluationPeriods"] <= 1800
+
+
+def test_alarm_on_worker_throttles() -> None:
+    [alarm] = alarms_on("AWS/Lambda", "Throttles", {"Ref": "WorkerFunction"})
+    assert alarm["Threshold"] == 0
+
+
+def test_alarm_on_dynamodb_throttling_of_reads_and_writes() -> None:
+    alarm = props("TableThrottlingAlarm")
+    read = {q["MetricStat"]["Metric"]["MetricName"] for q in alarm["Metrics"] if "MetricStat" in q}
+    assert read == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            assert query["MetricStat"]["Metric"]["Dimensions"] == [
+                {"Name": "TableName", "Value": {"Ref": "SyncTable"}}
+            ]
+    assert alarm["Threshold"] == 0
+
+
+def test_alarm_on_reconciler_invocation_errors_is_kept() -> None:
+    [alarm] = alarms_on("AWS/Lambda", "Errors", {"Ref": "ReconcileFunction"})
+    assert alarm["Threshold"] == 0
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard body with Fn::Sub's variables filled in as CloudFormation would."""
+    body, variables = props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    assert variables == {"Namespace": NAMESPACE}
+    values = {"Namespace": "StripeSync/dev/stripe-sync-dev", "AWS::Region": "us-east-1"}
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in values:
+            return values[name]
+        assert name.split(".")[0] in RESOURCES, f"${{{name}}} names no resource"
+        return f"<{name}>"
+
+    document = json.loads(re.sub(r"\$\{([^}]+)\}", substitute, body))
+    assert isinstance(document, dict)
+    return document
+
+
+def dashboard_metrics() -> list[list[Any]]:
+    return [row for widget in dashboard()["widgets"] for row in widget["properties"]["metrics"]]
+
+
+def test_dashboard_shows_every_own_metric_in_the_stack_namespace() -> None:
+    shown = {(row[3], row[1]) for row in dashboard_metrics() if row[0] == "StripeSync/dev/stripe-sync-dev"}
+    expected = {(service, name) for service, names in OWN_METRICS.items() for name in names}
+    assert expected - {("stripe-sync-worker", "EventsUnknown")} <= shown
+    assert all(row[2] == "service" for row in dashboard_metrics() if row[0].startswith("StripeSync"))
+
+
+def test_dashboard_shows_queues_dlq_table_throttles_and_each_functions_health() -> None:
+    shown = {(row[0], row[1], row[3]) for row in dashboard_metrics()}
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "<EventQueue.QueueName>") in shown
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "<EventQueue.QueueName>") in shown
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "<DeadLetterQueue.QueueName>") in shown
+    assert ("AWS/DynamoDB", "ReadThrottleEvents", "<SyncTable>") in shown
+    assert ("AWS/DynamoDB", "WriteThrottleEvents", "<SyncTable>") in shown
+    for function in FUNCTIONS:
+        for metric in ("Errors", "Throttles", "Duration"):
+            assert ("AWS/Lambda", metric, f"<{function}>") in shown
+    regions = {widget["properties"]["region"] for widget in dashboard()["widgets"]}
+    assert regions == {"us-east-1"}

@@ -149,7 +149,11 @@ EVENTS_WITHOUT_ROLE_POLICY = {"HttpApi", "Schedule"}
 
 def sam_managed_grants(function: str) -> set[Grant]:
     actions = set(BASIC_EXECUTION_ROLE)
-    if function_setting(function, "Tracing") == "Active":
+    # Tracing is a parameter: the boundary must hold for the value that attaches X-Ray's policy too.
+    tracing = function_setting(function, "Tracing")
+    if isinstance(tracing, dict) and set(tracing) == {"Ref"}:
+        tracing = "Active" if "Active" in TEMPLATE["Parameters"][tracing["Ref"]]["AllowedValues"] else None
+    if tracing == "Active":
         actions |= XRAY_WRITE_ONLY_ACCESS
     for event in props(function).get("Events", {}).values():
         if event["Type"] == "SQS":

@@ -1,0 +1,65 @@
+"""The reconciler's handler turns a run's report into the metrics its alarms watch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools import Metrics
+
+from domain.reconcile import OUT_OF_TIME, Counts, ReconcileReport
+
+
+def report(*, errors: int = 0, complete: bool = True, stopped: str | None = None) -> ReconcileReport:
+    return ReconcileReport(
+        scope="everything",
+        dry_run=False,
+        counts=Counts(checked=3, errors=errors),
+        pages=1,
+        stripe_requests=1,
+        rate_limited=0,
+        drifts=(),
+        messages=(),
+        complete=complete,
+        stopped=stopped,
+    )
+
+
+def published(
+    run: ReconcileReport, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, list[float]]:
+    # Powertools reads these when the module is first imported: the values the pipeline tests use.
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
+    from handlers import reconcile as handler
+
+    metrics = Metrics(namespace="StripeSync/dev/stripe-sync-test", service="stripe-sync-reconcile")
+    monkeypatch.setattr(handler, "metrics", metrics)
+    capsys.readouterr()
+    handler.publish(run)
+    metrics.flush_metrics()
+    [document] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    return {name: document[name] for name in names}
+
+
+@pytest.mark.parametrize(
+    ("run", "failed", "completed"),
+    [
+        (report(), 0.0, [1.0]),
+        (report(complete=False, stopped=OUT_OF_TIME), 0.0, None),
+        # A revoked key, Stripe or DynamoDB down: the run returns normally, so Lambda's Errors stays 0.
+        (report(errors=1, complete=False, stopped="stripe: 401 Invalid API Key provided"), 1.0, None),
+        (report(errors=2), 1.0, [1.0]),
+    ],
+)
+def test_a_failed_run_is_a_metric_and_a_completed_pass_another(
+    run: ReconcileReport,
+    failed: float,
+    completed: list[float] | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metrics = published(run, capsys, monkeypatch)
+    assert metrics["ReconcileFailed"] == [failed]
+    assert metrics.get("ReconcilePassCompleted") == completed
