@@ -51,7 +51,6 @@ from typing import Any, Self
 from adapters.settings import DEFAULT_RULES_FILE, load_rules
 from adapters.sync_table import (
     EntitlementsItem,
-    LedgerItem,
     LookupItem,
     RecordItem,
     SyncItem,
@@ -283,7 +282,7 @@ def in_order_state(
 @dataclass(frozen=True, slots=True)
 class TableState:
     customers: dict[str, CustomerState]
-    ledger: frozenset[str]  # event ids with an EVENT# item
+    ledger: frozenset[str]  # event ids the records' stamps carry (a stamp replaced the EVENT# ledger)
     users: dict[str, str]  # USER#<mode>#<user id> -> customer id
     items: int
 
@@ -302,10 +301,10 @@ def table_state(dynamodb: Any, table_name: str) -> TableState:
             if isinstance(item, RecordItem) and item.pk.startswith("CUSTOMER#"):
                 snapshot = snapshot_of_item(item)
                 snapshots[item.pk.removeprefix("CUSTOMER#")][snapshot.key] = snapshot
+                if not item.stamp_event.startswith(("fetch_", "sync_")):
+                    ledger.add(item.stamp_event)
             elif isinstance(item, EntitlementsItem):
                 entitlements[item.pk.removeprefix("CUSTOMER#")] = item
-            elif isinstance(item, LedgerItem):
-                ledger.add(item.pk.removeprefix("EVENT#"))
             elif isinstance(item, LookupItem) and item.pk.startswith("USER#"):
                 users[item.pk] = item.customer_id
     customers: dict[str, CustomerState] = {}
@@ -779,7 +778,7 @@ class LoadResult:
             )
         lines.append("POST -> processed " + _percentiles(self.end_to_end_seconds()))
         lines.append(
-            f"table         {self.table.items} items, {len(self.table.ledger)} ledger entries; "
+            f"table         {self.table.items} items, {len(self.table.ledger)} stamps; "
             f"dead-letter queue {self.dead_letter_depth}"
         )
         before, after = self.memory_mb
@@ -885,20 +884,23 @@ def runtime_gone(runtime: RuntimeProcess, posted: int) -> str:
 
 
 def ledger_problems(result: LoadResult) -> list[str]:
-    """Events applied twice, or a ledger that disagrees with what the worker says it applied (empty:
-    none). The table is read before the log: a run stopped by its deadline may have applied more since,
-    so then only "every ledger entry was logged as applied" must hold."""
+    """Events applied twice, or stamps that disagree with what the worker says it applied (empty:
+    none). Every stamp in the table must be an event the worker logged as applied (or as unmatched,
+    for a dispute/refund adopted when its payment arrived); an applied event
+    whose snapshot a later one replaced leaves no stamp (the final records are checked against the
+    in-order result by `differences`)."""
     problems: list[str] = []
     applied = result.applied()
     twice = sorted(event for event, count in applied.items() if count > 1)
     if twice:
         problems.append(f"{len(twice)} event(s) applied more than once, e.g. {twice[:3]}")
-    unlogged = result.table.ledger - set(applied)
-    missing = set(applied) - result.table.ledger if result.complete else set()
-    if unlogged or missing:
+    # A dispute or refund stored unmatched, then adopted when its payment arrived, keeps its stamp.
+    adopted = {o.event_id for o in result.outcomes if o.outcome == "unmatched"}
+    unlogged = result.table.ledger - set(applied) - adopted
+    if unlogged:
         problems.append(
-            f"ledger holds {len(result.table.ledger)} event ids, the worker applied {len(applied)} "
-            f"(only in the ledger: {sorted(unlogged)[:3]}, not in the ledger: {sorted(missing)[:3]})"
+            f"the records carry {len(result.table.ledger)} event ids, the worker applied {len(applied)} "
+            f"(stamps never logged as applied: {sorted(unlogged)[:3]})"
         )
     unknown = result.table.ledger - result.workload.event_ids
     if unknown:

@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,20 +280,68 @@ def _error_response(url: str, fault: ServiceError, request: WireRequest) -> AWSR
     return AWSResponse(url, fault.status, headers, _Body(json.dumps(body).encode()))
 
 
-def transaction_of(event_id: str) -> Callable[[WireRequest], bool]:
-    """Matches the TransactWriteItems that applies `event_id` (its ledger entry names it)."""
-    return lambda request: request.mentions(f'"EVENT#{event_id}"')
+# The write that applies an event is the write of its record: a PutItem, or - when a user lookup
+# moves with it - a TransactWriteItems. The record's stamp names the event.
+RECORD_WRITES = ("PutItem", "TransactWriteItems")
+
+
+def _stamped_items(request: WireRequest) -> list[dict[str, Any]]:
+    document = request.document
+    items = [document.get("Item", {})]
+    items += [entry.get("Put", {}).get("Item", {}) for entry in document.get("TransactItems", [])]
+    return [item for item in items if "stamp_event" in item]
+
+
+def record_write_of(event_id: str) -> Callable[[WireRequest], bool]:
+    """Matches the write of the record that `event_id` produced (its stamp names the event)."""
+    return lambda request: any(item["stamp_event"].get("S") == event_id for item in _stamped_items(request))
+
+
+def state_write_of(customer_id: str) -> Callable[[WireRequest], bool]:
+    """Matches a write of the customer's state item (the one every writer of the customer conditions on)."""
+    return lambda request: (
+        request.document.get("Item", {}).get("sk", {}).get("S") == "STATE"
+        and (request.document["Item"]["pk"]["S"] == f"CUSTOMER#{customer_id}")
+    )
+
+
+def entitlements_write_of(customer_id: str) -> Callable[[WireRequest], bool]:
+    return lambda request: (
+        request.document.get("Item", {}).get("sk", {}).get("S") == "ENTITLEMENTS"
+        and (request.document["Item"]["pk"]["S"] == f"CUSTOMER#{customer_id}")
+    )
+
+
+def after(
+    first: Callable[[WireRequest], bool], then: Callable[[WireRequest], bool]
+) -> Callable[[WireRequest], bool]:
+    """Matches the first request matching `then` once a request matching `first` went by."""
+    seen = False
+
+    def matches(request: WireRequest) -> bool:
+        nonlocal seen
+        if first(request):
+            seen = True
+            return False
+        if seen and then(request):
+            seen = False
+            return True
+        return False
+
+    return matches
+
+
+STATE_CONFLICT = ServiceError("ConditionalCheckFailedException", message="The conditional request failed")
 
 
 def committed_events(wire: AwsWire) -> list[str]:
-    """The event ids of every transaction the table accepted, in order, repeats included."""
-    events = []
-    for request in wire.answered("TransactWriteItems"):
-        for item in request.document.get("TransactItems", []):
-            pk = item.get("Put", {}).get("Item", {}).get("pk", {}).get("S", "")
-            if pk.startswith("EVENT#"):
-                events.append(pk.removeprefix("EVENT#"))
-    return events
+    """The event ids of every record write the table accepted, in order, repeats included."""
+    return [
+        item["stamp_event"]["S"]
+        for answer in wire.answers
+        if answer.request.operation in RECORD_WRITES and answer.status == "200"
+        for item in _stamped_items(answer.request)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,15 +516,31 @@ def table_state(client: Any, table: str) -> dict[tuple[str, str], str]:
             if "as_of" in body:
                 body["as_of"] = "<fetched>"
             kept["body"] = {"S": json.dumps(body, sort_keys=True)}
+        if item["sk"]["S"] == "STATE":
+            kept["records"] = {"B": _state_records(item["records"]["B"])}
         state[(item["pk"]["S"], item["sk"]["S"])] = json.dumps(kept, sort_keys=True)
     return state
 
 
+def _state_records(compressed: bytes) -> list[Any]:
+    """The state item's live records, with fetched stamps normalised as record items' are."""
+    records = json.loads(zlib.decompress(compressed))
+    for record in records:
+        if str(record[5]).startswith(("fetch_", "sync_")):
+            record[3] = record[5] = "<fetched>"
+            if "as_of" in record[6]:
+                record[6]["as_of"] = "<fetched>"
+    return records
+
+
 def ledger(client: Any, table: str) -> list[str]:
+    """The events the table holds as applied to customers: the stamps of the customers' records (a
+    stamp replaced the EVENT# ledger, which only customer events wrote; a fetched snapshot's stamp
+    names the fetch time, `<fetched>` as in `table_state`)."""
     return sorted(
-        item["pk"]["S"].removeprefix("EVENT#")
+        "<fetched>" if stamp.startswith(("fetch_", "sync_")) else stamp
         for item in table_items(client, table)
-        if item["pk"]["S"].startswith("EVENT#")
+        if item["pk"]["S"].startswith("CUSTOMER#") and (stamp := item.get("stamp_event", {}).get("S"))
     )
 
 
