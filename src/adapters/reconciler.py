@@ -183,6 +183,9 @@ class StripePacer:
 
 type Key = tuple[str, str]
 
+# Objects that name no customer and are found through their payment (see key_of_payment_record).
+PAYMENT_REFERENCING_KINDS = frozenset({"dispute", "refund"})
+
 
 class TableRecords:
     """Every table read of the reconciler, in one place (so a change of the storage layout changes
@@ -216,8 +219,22 @@ class TableRecords:
                 keys.add((sync_table.customer_pk(customer), sync_table.record_sk("subscription", object_id)))
         return {snapshot.record.id: snapshot for snapshot in self.records(keys).values()}
 
+    @staticmethod
+    def key_of_payment_record(snapshot: Snapshot) -> Key:
+        """A dispute or refund names no customer: the worker files it under the customer its payment
+        intent or charge leads to (the PAYMENT# lookups), else apart as unmatched. The table has no
+        ledger since state items, so this record's stamp is what tells an applied event from a lost one."""
+        record = snapshot.record
+        customer = sync_table.DynamoCustomerStore().customer_of_payment(
+            getattr(record, "payment_intent_id", None), getattr(record, "charge_id", None)
+        )
+        if customer is not None:
+            return sync_table.customer_pk(customer), sync_table.record_sk(record.kind, record.id)
+        return sync_table.unmatched_pk(snapshot), sync_table.record_sk(record.kind, record.id)
+
     def applied(self, event_ids: Iterable[str]) -> set[str]:
-        """The events the ledger holds (BatchGetItem, 100 a request)."""
+        """The events the ledger of a table written before state items holds (BatchGetItem, 100 a
+        request); the worker writes no ledger now, so for newer events the records' stamps decide."""
         keys = {(f"EVENT#{event_id}", "EVENT") for event_id in event_ids}
         if not keys:
             return set()
@@ -722,6 +739,8 @@ class _Run:
         return self.r.records.key_of(kind, str(obj.get("id")), customer)
 
     def snapshot_key(self, snapshot: Snapshot) -> Key | None:
+        if snapshot.customer_id is None and snapshot.record.kind in PAYMENT_REFERENCING_KINDS:
+            return self.r.records.key_of_payment_record(snapshot)
         return self.r.records.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
 
     def compare(

@@ -1288,3 +1288,24 @@ def test_a_backfill_cut_by_the_time_budget_is_carried_on_by_the_scheduled_runs(w
     world.repair_all()
     for reference, old in pairs:
         assert _access(world, old) == _access(world, reference), old
+
+
+def test_an_applied_dispute_stripe_still_lists_as_undelivered_is_not_queued_again(world: World) -> None:
+    """A dispute names no customer and the worker keeps no event ledger: the reconciler finds the
+    dispute's record through its payment, as the worker filed it, and sees the event applied."""
+    scenario = build("purchase_dispute_lost", ScenarioParams(customer_id="cus_disputed"))
+    world.fake.load(scenario.api_objects, scenario.api_lists)
+    disputes = [e for e in scenario.events if e["type"].startswith("charge.dispute.")]
+    for event in scenario.events:  # Stripe never heard our 2xx for the dispute's events, say
+        world.fake.put_event(event, delivered=event not in disputes)
+    world.deliver(*scenario.events)
+    world.clock.now = disputes[-1]["created"] + 60
+    assert _access(world, "cus_disputed")["features"] == {}
+
+    report = world.run()
+
+    in_window = [e for e in disputes if e["created"] >= world.clock.now - 30 * DAY]
+    assert in_window
+    assert report.counts.failed_events == len(in_window)
+    assert report.counts.events_lost == 0
+    assert world.drain() == []
