@@ -366,14 +366,7 @@ class DynamoCustomerStore:
         return None
 
     def store_unmatched(self, snapshot: Snapshot) -> bool:
-        item = record_item(unmatched_pk(snapshot), snapshot)
-        try:
-            item.save(condition=newer_than_stored(snapshot.stamp))
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _save_if_newer(unmatched_pk(snapshot), snapshot)
 
     def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
         found: dict[tuple[RecordKind, str], Snapshot] = {}
@@ -385,14 +378,18 @@ class DynamoCustomerStore:
         return list(found.values())
 
     def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
-        item = record_item(f"GUEST#{snapshot.record.id}", snapshot)
-        try:
-            item.save(condition=newer_than_stored(snapshot.stamp))
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _save_if_newer(f"GUEST#{snapshot.record.id}", snapshot)
+
+
+def _save_if_newer(pk: str, snapshot: Snapshot) -> bool:
+    """A record kept outside any customer's partition; False when a newer snapshot is stored."""
+    try:
+        record_item(pk, snapshot).save(condition=newer_than_stored(snapshot.stamp))
+    except PutError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def _adopt(pk: str, adopted: Snapshot) -> None:
