@@ -19,13 +19,22 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The venv is rebuilt whenever the pinned requirements change.
-$(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
+# The venv is rebuilt whenever the pinned requirements change. `make run` installs only what it runs
+# (requirements-run.txt: runtime dependencies and moto's server; marker .run-installed); everything
+# else (marker .installed) adds the dev toolchain on top and covers `make run` too.
+$(VENV)/.run-installed: requirements-run.txt src/requirements.txt pyproject.toml
+	@test -n "$(PYTHON313)" || scripts/find-python313
+	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(VENV)/.installed: requirements-dev.txt requirements-run.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || scripts/find-python313
 	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $@
+	touch $(VENV)/.run-installed $@
 
 # SAM CLI pins its own boto3 and friends: it lives in a venv of its own.
 $(SAM_VENV)/.installed: requirements-sam.txt
@@ -43,7 +52,7 @@ $(SECURITY_VENV)/.installed: requirements-security.txt
 
 install: $(VENV)/.installed ## install everything into .venv
 
-run: $(VENV)/.installed ## run the whole pipeline locally (webhook on :3000, moto on :5000)
+run: $(VENV)/.run-installed ## run the whole pipeline locally (webhook on :3000, moto on :5000)
 	$(PY) -m local_runtime
 
 lint: $(VENV)/.installed ## ruff (lint and format check)
@@ -79,7 +88,7 @@ test: lint typecheck security unit template build ## every check CI runs
 bench: $(VENV)/.installed build ## benchmarks: ratios against baselines measured in the same run
 	$(PY) -m bench
 
-demo: $(VENV)/.installed ## send a signed demo sequence to a running `make run`
+demo: $(VENV)/.run-installed ## send a signed demo sequence to a running `make run`
 	$(PY) -m local_runtime.demo
 
 clean: ## remove the venvs and build output

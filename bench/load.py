@@ -7,16 +7,20 @@ throughput, and per distinct event the latency from its first POST to the worker
 (local_runtime.load explains what "processed" means). Then the final table is checked against the
 same histories applied in order: entitlements and records equal, no event lost, none applied twice.
 
-Baselines from the same run: GET /health through the same HTTP server and posters (the HTTP round
-trip without the function), and the domain alone applying the in-order histories in memory.
+Baselines from the same run: single `put_item` calls, one after another, on the same moto server
+(into a scratch table of the same key schema: what one DynamoDB request costs there, the least an
+event could cost); GET /health through the same HTTP server and posters (the HTTP round trip without
+the function); and the domain alone applying the in-order histories in memory.
+
+Targets (issue 13), each printed beside its measured value:
+* end to end (distinct events / first post to drained queue) >= 0.2x the raw put_item rate;
+* the worker's pace over the last tenth of its outcomes >= 0.8x the first tenth (flat in the table);
+* webhook p99 <= 150 ms with 8 concurrent posters;
+* the full run (10,000 events, 1,000 customers) finishes within LOAD_BENCH_SECONDS.
 
 Bounded: LOAD_BENCH_SECONDS (default 900) for posting and draining; the runtime is stopped in any
-case. moto is what limits the pace: its TransactWriteItems deep-copies the whole table (the cost
-of one event grows with the table) and its SQS walks every queued message on each call; the
-posters keep the backlog at LOAD_BENCH_BACKLOG (default 50) messages so the second stays small.
-
-Memory: moto keeps every model instance it creates, each table copy included; the runtime empties
-those trackers every few seconds (local_runtime.runtime), or the full size would exhaust memory.
+case. moto's SQS walks every queued message on each call: the posters keep the backlog under
+LOAD_BENCH_BACKLOG (default 50) messages so that this stays small.
 """
 
 from __future__ import annotations
@@ -33,9 +37,13 @@ from typing import Any
 
 CUSTOMERS = int(os.environ.get("LOAD_BENCH_CUSTOMERS", "1000"))
 EVENTS_PER_CUSTOMER = 10
-POSTERS = 4
+POSTERS = 8
 SECRET = "whsec_bench_load_0123456789abcdef"
 HEALTH_REQUESTS = 200
+RAW_PUTS = 1000
+TARGET_RATE_RATIO = 0.2
+TARGET_LAST_FIRST = 0.8
+TARGET_WEBHOOK_P99_SECONDS = 0.150
 
 
 def _progress(started: float) -> Callable[[str], None]:
@@ -64,6 +72,36 @@ def _health_latencies(port: int) -> list[float]:
     for thread in threads:
         thread.join()
     return seconds
+
+
+def _raw_put_rate(runtime: Any) -> float:
+    """Single put_item calls per second, one after another, on the runtime's moto server."""
+    dynamodb = runtime.aws("dynamodb")
+    table = "bench-raw-put"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for n in range(20):  # the client's connection and moto's first-call work, not measured
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"WARM#{n}"}, "sk": {"S": "A"}})
+    started = time.perf_counter()
+    for n in range(RAW_PUTS):
+        dynamodb.put_item(
+            TableName=table,
+            Item={"pk": {"S": f"CUSTOMER#cus_Raw{n:010d}"}, "sk": {"S": "ENTITLEMENTS"}, "n": {"N": str(n)}},
+        )
+    rate = RAW_PUTS / (time.perf_counter() - started)
+    dynamodb.delete_table(TableName=table)
+    return rate
+
+
+def _target(name: str, measured: str, target: str, met: bool) -> str:
+    return f"  target  {name:<38} {measured:>14}   {target:<16} {'met' if met else 'NOT MET'}"
 
 
 def run() -> None:
@@ -95,6 +133,8 @@ def run() -> None:
         runtime.start()
         say(f"runtime up on :{runtime.port} (moto :{runtime.aws_port}); log {runtime.log}")
         health = _health_latencies(runtime.port)
+        raw_rate = _raw_put_rate(runtime)
+        say(f"raw put_item on the same moto server: {raw_rate:.0f}/s")
         result = load.run_load(
             runtime,
             workload,
@@ -116,12 +156,54 @@ def run() -> None:
         f"  baseline GET /health p50 {health_p50 * 1000:.1f} ms: webhook POST p50 is "
         f"{webhook_p50 / health_p50:.1f}x the bare HTTP round trip"
     )
+    pipeline_rate = None
     if result.drained_at is not None:
         pipeline_rate = workload.distinct_events / (result.drained_at - result.started_at)
         print(
             f"  baseline domain alone (in-order, in memory) {domain_rate:,.0f} events/s: the pipeline on moto "
             f"runs at {pipeline_rate / domain_rate:.4f} of it"
         )
+    print(f"  baseline raw put_item on the same moto server, one after another: {raw_rate:.0f}/s")
+    ratio = pipeline_rate / raw_rate if pipeline_rate is not None else 0.0
+    print(
+        _target(
+            "end to end / raw put_item",
+            f"{ratio:.2f}x"
+            + (f" ({pipeline_rate:.0f}/s)" if pipeline_rate is not None else " (not drained)"),
+            f">= {TARGET_RATE_RATIO}x",
+            ratio >= TARGET_RATE_RATIO,
+        )
+    )
+    rates = result.tenth_rates()
+    last_first = rates[1] / rates[0] if rates is not None else 0.0
+    print(
+        _target(
+            "worker pace, last tenth / first tenth",
+            f"{last_first:.2f}x",
+            f">= {TARGET_LAST_FIRST}x",
+            last_first >= TARGET_LAST_FIRST,
+        )
+    )
+    p99 = load.percentile(result.webhook_seconds(), 99)
+    print(
+        _target(
+            f"webhook p99, {POSTERS} concurrent posters",
+            f"{p99 * 1000:.0f} ms",
+            f"<= {TARGET_WEBHOOK_P99_SECONDS * 1000:.0f} ms",
+            p99 <= TARGET_WEBHOOK_P99_SECONDS,
+        )
+    )
+    total = (
+        f"{result.drained_at - result.started_at:.0f} s" if result.drained_at is not None else "not drained"
+    )
+    print(
+        _target(
+            f"{workload.distinct_events:,} events / {len(workload.histories):,} customers finish",
+            total,
+            f"<= {time_limit:.0f} s",
+            result.complete,
+        )
+    )
 
     _verdict(result, expected, time_limit, runtime.log)
     shutil.rmtree(folder, ignore_errors=True)

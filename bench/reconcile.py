@@ -1,88 +1,279 @@
-"""Reconciler benchmark: Stripe and DynamoDB requests per 10,000 subscriptions when nothing drifted.
+"""Reconciler and backfill benchmark: Stripe and DynamoDB requests (counts, not times) for one account.
 
-One full pass (every subscription listed and compared, the table's records scanned for what the lists
-left out) against the fake Stripe API of the tests (requests counted at the server) and in-process
-moto (requests counted with botocore event hooks on the clients pynamodb uses). Targets (issue 5): at
-most 101 Stripe list requests and 100 DynamoDB batch reads per 10,000 subscriptions. The baseline,
-measured in the same run, is the least any reconcile can do: list every page with the same SDK call
-and read each page's records with one BatchGetItem, comparing nothing and saving nothing.
+The account, on the fake Stripe API of the tests (requests counted at the server) and in-process moto
+(requests counted with botocore hooks on the clients pynamodb and the queue use):
+* 10,000 subscriptions, each with its customer (with a user id) and records;
+* 10,000 one-time purchases (paid Checkout session, its PaymentIntent, their creation events, all in
+  the last 30 days: the worst case for the first pass), with their records and ledger entries;
+* 1,000 events Stripe lists as undelivered, already applied (in the ledger);
+* SUMMARIES customers with a stored Stripe Entitlements summary (equal to their active entitlements).
+
+1. A reconcile pass with nothing drifted (the first pass: 30 days of events). Targets (issue 11):
+   at most 1 Stripe request per 100 objects plus 1 per stored summary, at most 1 BatchGetItem per 100
+   objects; nothing queued.
+2. The backfill of the same account into an empty table: every object compared by lists and queued;
+   it must fit in consecutive reconcile runs within the Lambda's time limit. Stripe's pace is the
+   limit: runs are measured unpaced and the Stripe time added at the reconciler's default pace.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 SUBSCRIPTIONS = 10_000
+PURCHASES = 10_000
+FAILED_EVENTS = 1_000
+SUMMARIES = 100
 TABLE = "bench-reconcile"
-CUSTOMER_ITEMS = True  # an entitlements item per customer too, so the records scan also skips items
-T0 = 1_767_000_000
+LAMBDA_SECONDS = 900  # Lambda's limit; the reconciler's default budget is 780 s of it
+NOW = 1_767_000_000
+DAY = 86_400
 
 
-def _subscriptions() -> list[dict[str, Any]]:
-    """Copies of one sample subscription with their own ids, newest first as Stripe lists them."""
+def _sample_subscription() -> dict[str, Any]:
     from local_runtime import stripe_samples as s
 
-    sample = s.subscription(
+    return s.subscription(
         s.IdFactory("bench"),
         id="sub_bench",
         customer="cus_bench",
         items=[s.ItemSpec(s.PriceSpec("price_pro", "prod_pro"))],
         status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * 86_400,
+        created=NOW - 200 * DAY,
+        period_start=NOW - 10 * DAY,
+        period_end=NOW + 20 * DAY,
     )
-    objects = []
+
+
+@dataclass
+class _Account:
+    stripe: dict[str, list[dict[str, Any]]]  # objects by the fake's collection
+    events: list[tuple[dict[str, Any], bool]]  # (event, delivered)
+    summaries: list[tuple[str, list[str]]]
+    line_items: dict[str, list[dict[str, Any]]]
+
+
+def _account() -> _Account:
+    """Copies of sample objects with their own ids, as Stripe would hold them."""
+    from local_runtime import stripe_samples as s
+
+    sample = _sample_subscription()
+    book = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
+    subscriptions, customers, sessions, intents = [], [], [], []
+    events: list[tuple[dict[str, Any], bool]] = []
+    line_items: dict[str, list[dict[str, Any]]] = {}
     for n in range(SUBSCRIPTIONS):
         obj = copy.deepcopy(sample)
-        obj["id"], obj["customer"], obj["created"] = f"sub_bench{n:07d}", f"cus_bench{n:07d}", T0 + n
+        obj["id"], obj["customer"], obj["created"] = (
+            f"sub_bench{n:07d}",
+            f"cus_bench{n:07d}",
+            obj["created"] + n,
+        )
         for item in obj["items"]["data"]:
             item["subscription"] = obj["id"]
-        objects.append(obj)
-    return objects
+        subscriptions.append(obj)
+        customers.append(
+            s.customer(
+                s.IdFactory("c"), id=obj["customer"], created=NOW - 300 * DAY, metadata={"user_id": f"u{n}"}
+            )
+        )
+    lines = s.checkout_line_items(session_id="cs_bench", prices=[(book, 1)])["data"]
+    for n in range(PURCHASES):
+        created = NOW - 29 * DAY + n * 200  # all in the last 30 days
+        customer = f"cus_bench{n:07d}"  # the subscribers bought a book too
+        session = s.checkout_session(
+            s.IdFactory("cs"),
+            id=f"cs_bench{n:07d}",
+            mode="payment",
+            status="complete",
+            payment_status="paid",
+            customer=customer,
+            payment_intent=f"pi_bench{n:07d}",
+            amount_total=900,
+            created=created,
+        )
+        intent = s.payment_intent(
+            s.IdFactory("pi"),
+            id=f"pi_bench{n:07d}",
+            amount=900,
+            customer=customer,
+            status="succeeded",
+            created=created,
+        )
+        sessions.append(session)
+        intents.append(intent)
+        line_items[session["id"]] = lines
+        for event_type, obj in (
+            ("payment_intent.succeeded", intent),
+            ("checkout.session.completed", session),
+        ):
+            events.append((_event(f"evt_{obj['id']}", event_type, obj, created + 1), True))
+    for n in range(FAILED_EVENTS):
+        obj = subscriptions[n]
+        events.append(
+            (_event(f"evt_failed{n:05d}", "customer.subscription.updated", obj, NOW - 20 * DAY + n), False)
+        )
+    summaries = [(f"cus_bench{n:07d}", ["pro_reports", "priority_support"]) for n in range(SUMMARIES)]
+    return _Account(
+        {
+            "subscription": subscriptions,
+            "customer": customers,
+            "checkout.session": sessions,
+            "payment_intent": intents,
+        },
+        events,
+        summaries,
+        line_items,
+    )
 
 
-def _store(objects: list[dict[str, Any]]) -> None:
-    """The records a webhook per subscription would have left (written directly: seeding is not measured)."""
+def _event(event_id: str, event_type: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": created,
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def _serve(fake: Any, account: _Account) -> None:
+    for objects in account.stripe.values():
+        fake.put_many(objects)
+    for session_id, lines in account.line_items.items():
+        fake._line_items[session_id] = lines
+    for event, delivered in account.events:
+        fake.put_event(event, delivered=delivered)
+    for customer, keys in account.summaries:
+        fake.put_active_entitlements(customer, keys)
+
+
+def _store(account: _Account) -> None:
+    """What the webhooks left: every record, the ledger entries of every event, an entitlements item
+    per customer (written directly: seeding is not measured)."""
+    from datetime import UTC, datetime
+
     from adapters import sync_table
+    from domain.reconcile import summary_object
     from domain.records import Snapshot
     from domain.stripe_objects import parse_event, snapshot_of
 
+    def snapshots() -> list[Snapshot]:
+        found = []
+        for obj in account.stripe["subscription"] + account.stripe["customer"]:
+            found.append(_snapshot(obj, NOW - 30 * DAY))
+        for event, _ in account.events:
+            if event["type"] != "customer.subscription.updated":
+                found.append(_snapshot(event["data"]["object"], event["created"], event["id"]))
+        for customer, keys in account.summaries:
+            found.append(_snapshot(summary_object(customer, False, keys), NOW - 5 * DAY))
+        return found
+
+    def _snapshot(obj: dict[str, Any], created: int, event_id: str | None = None) -> Snapshot:
+        event = _event(event_id or f"evt_seed_{obj.get('id') or obj['customer']}", "seed", obj, created)
+        if obj.get("object") == "checkout.session":
+            event["data"]["object"] = {**obj, "line_items": {"data": account.line_items[obj["id"]]}}
+        snapshot = snapshot_of(parse_event(event))
+        assert isinstance(snapshot, Snapshot)
+        return snapshot
+
     with sync_table.RecordItem.batch_write() as batch:
-        for obj in objects:
-            event = {
-                "id": f"evt_{obj['id']}",
-                "object": "event",
-                "type": "customer.subscription.updated",
-                "created": T0 + 10**5,
-                "livemode": False,
-                "data": {"object": obj},
-            }
-            snapshot = snapshot_of(parse_event(event))
-            assert isinstance(snapshot, Snapshot)
-            batch.save(sync_table.record_item(sync_table.customer_pk(obj["customer"]), snapshot))
-    if CUSTOMER_ITEMS:
-        with sync_table.EntitlementsItem.batch_write() as batch:
-            for obj in objects:
-                batch.save(
-                    sync_table.EntitlementsItem(
-                        sync_table.customer_pk(obj["customer"]),
-                        sync_table.ENTITLEMENTS_SK,
-                        customer_id=obj["customer"],
-                        livemode=False,
-                        features={"prod_pro": {"source": obj["id"]}},
-                        payment_issue=False,
-                        updated_at=T0,
-                        version=1,
-                        deleted=False,
-                        records_version=1,
-                    )
+        for snapshot in snapshots():
+            batch.save(sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot))
+    with sync_table.LedgerItem.batch_write() as batch:
+        for event, _ in account.events:
+            batch.save(
+                sync_table.LedgerItem(
+                    f"EVENT#{event['id']}",
+                    "EVENT",
+                    event_type=event["type"],
+                    customer_id=None,
+                    record_key=None,
+                    applied_at=event["created"],
+                    expires_at=datetime.fromtimestamp(NOW + 45 * DAY, UTC),
                 )
+            )
+    with sync_table.EntitlementsItem.batch_write() as batch:
+        for obj in account.stripe["customer"]:
+            batch.save(
+                sync_table.EntitlementsItem(
+                    sync_table.customer_pk(obj["id"]),
+                    sync_table.ENTITLEMENTS_SK,
+                    customer_id=obj["id"],
+                    livemode=False,
+                    features={"prod_pro": {"source": "sub"}},
+                    payment_issue=False,
+                    updated_at=NOW,
+                    version=1,
+                    deleted=False,
+                    records_version=1,
+                )
+            )
+
+
+class _CountingQueue:
+    """The event queue as the reconciler sees it (SendMessageBatch), counted and accepted: what is
+    measured is how many requests a run makes, not moto's SQS (whose FIFO deduplication slows
+    down as tens of thousands of messages pile up)."""
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self._counts = counts
+        self.messages = 0
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:
+        self._counts.update(["SendMessageBatch"])
+        self.messages += len(Entries)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+
+@dataclass
+class _Measured:
+    reports: list[Any]
+    seconds: float
+    stripe: Counter[str]
+    dynamodb: Counter[str]
+    sqs: Counter[str]
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.dynamodb: Counter[str] = Counter()
+        self.sqs: Counter[str] = Counter()
+
+    def hook(self, into: Counter[str]) -> Callable[..., None]:
+        return lambda event_name, **_: into.update([event_name.rsplit(".", 1)[-1]])
+
+
+def _measure(fake: Any, counters: _Counters, *, scope: Any, budget: float) -> _Measured:
+    from adapters.fetched_queue import FetchedQueue
+    from adapters.reconciler import Reconciler
+    from adapters.stripe_api import StripeApi
+
+    counters.dynamodb.clear()
+    counters.sqs.clear()
+    # Unpaced (the fake answers at once); the Stripe time at the default pace is added when printed.
+    reconciler = Reconciler(
+        StripeApi({"test": "sk_test_bench"}, fake.url),
+        FetchedQueue("bench-events.fifo", client=_CountingQueue(counters.sqs)),  # type: ignore[arg-type]
+        max_requests_per_second=10_000,
+        clock=lambda: NOW + time.perf_counter(),
+    )
+    before = len(fake.requests)
+    started = time.perf_counter()
+    reports = [reconciler.run(scope, dry_run=False, time_budget_seconds=budget)]
+    while not reports[-1].complete and len(reports) < 50:
+        reports.append(reconciler.run(scope, dry_run=False, time_budget_seconds=budget))
+    seconds = time.perf_counter() - started
+    stripe = Counter(_kind(r.path, r.query) for r in fake.requests[before:])
+    return _Measured(reports, seconds, stripe, Counter(counters.dynamodb), Counter(counters.sqs))
 
 
 def run() -> None:
@@ -96,130 +287,126 @@ def run() -> None:
     import boto3
     from moto import mock_aws
 
+    from adapters import reconcile_cursor, sync_table
     from adapters.reconciler import bind_table
+    from domain.reconcile import Backfill, Everything
     from tests.fake_stripe import FakeStripe
     from tests.sync_table_fixture import create_sync_table
 
     started = time.perf_counter()
-    objects = _subscriptions()
+    account = _account()
+    objects = SUBSCRIPTIONS + PURCHASES + FAILED_EVENTS
     with mock_aws(), FakeStripe() as fake:
         dynamodb = boto3.client("dynamodb")
+        counters = _Counters()
+        _serve(fake, account)
+        print(f"  (account built and served in {time.perf_counter() - started:.0f} s)", flush=True)
+
         create_sync_table(dynamodb, TABLE)
         bind_table(TABLE)
-        fake.put_subscriptions(objects)
-        _store(objects)
+        for model in (
+            sync_table.SyncItem,
+            sync_table.RecordItem,
+            sync_table.LedgerItem,
+            *reconcile_cursor.MODELS,
+        ):
+            model._get_connection().connection.client.meta.events.register(
+                "before-call.dynamodb", counters.hook(counters.dynamodb)
+            )
+        _store(account)
         seeded = time.perf_counter() - started
-        ours = _reconcile(fake)
-        baseline_seconds, baseline_pages = _baseline(fake)
-    _print(ours, seeded, baseline_seconds, baseline_pages)
+        print(f"  (table seeded at {seeded:.0f} s)", flush=True)
+        reconciled = _measure(fake, counters, scope=Everything(), budget=780)
+        print(f"  (reconciled at {time.perf_counter() - started:.0f} s)", flush=True)
+
+        dynamodb.delete_table(TableName=TABLE)
+        create_sync_table(dynamodb, "bench-backfill")
+        bind_table("bench-backfill")
+        for model in (
+            sync_table.SyncItem,
+            sync_table.RecordItem,
+            sync_table.LedgerItem,
+            *reconcile_cursor.MODELS,
+        ):
+            model._get_connection().connection.client.meta.events.register(
+                "before-call.dynamodb", counters.hook(counters.dynamodb)
+            )
+        backfilled = _measure(fake, counters, scope=Backfill(), budget=780)
+    _print(reconciled, backfilled, seeded, objects)
 
 
-@dataclass
-class _Measured:
-    report: Any
-    seconds: float
-    stripe: Counter[str]
-    dynamodb: Counter[str]
-    sqs: Counter[str]
+def _print(ours: _Measured, backfill: _Measured, seeded: float, objects: int) -> None:
+    from domain.reconcile import DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_TIME_BUDGET_SECONDS
 
-
-def _reconcile(fake: Any) -> _Measured:
-    import boto3
-
-    from adapters import reconcile_cursor, sync_table
-    from adapters.fetched_queue import FetchedQueue
-    from adapters.reconciler import Reconciler
-    from adapters.stripe_api import StripeApi
-    from domain.reconcile import Everything
-
-    dynamodb: Counter[str] = Counter()
-    sqs_requests: Counter[str] = Counter()
-
-    def count(into: Counter[str]) -> Any:
-        return lambda event_name, **_: into.update([event_name.rsplit(".", 1)[-1]])
-
-    for model in (sync_table.RecordItem, *reconcile_cursor.MODELS):
-        model._get_connection().connection.client.meta.events.register(
-            "before-call.dynamodb", count(dynamodb)
-        )
-    sqs = boto3.client("sqs")
-    sqs.meta.events.register("before-call.sqs", count(sqs_requests))
-    queue_url = sqs.create_queue(QueueName="bench-reconcile.fifo", Attributes={"FifoQueue": "true"})[
-        "QueueUrl"
-    ]
-    sqs_requests.clear()
-    reconciler = Reconciler(
-        StripeApi({"test": "sk_test_bench"}, fake.url), FetchedQueue(queue_url, client=sqs)
-    )
-    before = len(fake.requests)
-    started = time.perf_counter()
-    report = reconciler.run(Everything(), dry_run=False, time_budget_seconds=780)
-    seconds = time.perf_counter() - started
-    stripe = Counter(_kind(r.path) for r in fake.requests[before:])
-    return _Measured(report, seconds, stripe, Counter(dynamodb), Counter(sqs_requests))  # before the baseline
-
-
-def _baseline(fake: Any) -> tuple[float, int]:
-    """The same list pages and one BatchGetItem per page, comparing and saving nothing, at the same pace."""
-    from adapters import sync_table
-    from adapters.stripe_api import StripeApi
-    from domain.reconcile import DEFAULT_MAX_REQUESTS_PER_SECOND
-
-    api = StripeApi({"test": "sk_test_bench"}, fake.url)
-    started = time.perf_counter()
-    after: str | None = None
-    pages = 0
-    while True:
-        page = api.list_subscriptions(False, starting_after=after)
-        keys = {(sync_table.customer_pk(o["customer"]), f"SUBSCRIPTION#{o['id']}") for o in page.data}
-        list(sync_table.RecordItem.batch_get(keys))
-        pages += 1
-        if not page.has_more:
-            return time.perf_counter() - started, pages
-        after = page.data[-1]["id"]
-        time.sleep(max(0.0, pages / DEFAULT_MAX_REQUESTS_PER_SECOND - (time.perf_counter() - started)))
-
-
-def _print(ours: _Measured, seeded: float, baseline: float, minimum: int) -> None:
-    from domain.reconcile import DEFAULT_MAX_REQUESTS_PER_SECOND
-
-    per = 10_000 / SUBSCRIPTIONS
-    counts = ours.report.counts
-    lists = ours.stripe["list subscriptions"] * per
-    batch_reads = ours.dynamodb["BatchGetItem"] * per
+    [report] = ours.reports
+    counts = report.counts
+    stripe_total = sum(ours.stripe.values())
+    summaries = ours.stripe["active entitlements (per customer with a summary)"]
+    lists = stripe_total - summaries
+    batch_reads = ours.dynamodb["BatchGetItem"]
     print(
-        f"reconcile: one full pass over {SUBSCRIPTIONS} subscriptions, nothing drifted (seeded in {seeded:.1f} s)"
+        f"reconcile: one pass over {SUBSCRIPTIONS} subscriptions + {PURCHASES} one-time purchases + "
+        f"{FAILED_EVENTS} undelivered events + {SUMMARIES} Entitlements summaries, nothing drifted"
+        f" (seeded in {seeded:.0f} s)"
     )
     print(
-        f"  report                        checked {counts.checked}, drift {counts.drift}, queued {counts.repaired},"
-        f" errors {counts.errors}, complete {ours.report.complete}"
+        f"  report                       checked {counts.checked}, events checked {counts.events_checked}"
+        f" ({counts.events_applied} already applied), summaries {counts.summaries_checked}, drift {counts.drift},"
+        f" lost events {counts.events_lost}, queued {counts.repaired + counts.events_requeued},"
+        f" errors {counts.errors}, complete {report.complete}"
     )
-    print(f"  Stripe requests               {dict(ours.stripe)}")
+    print(f"  Stripe requests              {dict(ours.stripe)}")
     print(
-        f"  Stripe list requests /10k     {lists:.0f}   target <= 101, ratio to minimum {lists / (minimum * per):.2f}"
-    )
-    print(f"  Stripe requests /10k (all)    {sum(ours.stripe.values()) * per:.0f}")
-    print(f"  DynamoDB requests             {dict(ours.dynamodb)}")
-    print(
-        f"  DynamoDB batch reads /10k     {batch_reads:.0f}   target <= 100, ratio to minimum"
-        f" {batch_reads / (minimum * per):.2f}"
-    )
-    print(f"  DynamoDB requests /10k (all)  {sum(ours.dynamodb.values()) * per:.0f}")
-    print(f"  SQS requests                  {dict(ours.sqs) or 0}")
-    print(
-        f"  wall time                     {ours.seconds:.1f} s, paced at {DEFAULT_MAX_REQUESTS_PER_SECOND:.0f} Stripe requests/s"
+        f"  Stripe list requests         {lists:>5}   target <= {objects // 100} (1 per 100 of {objects} objects)"
+        f"   {lists / (objects / 100):.2f} per 100"
     )
     print(
-        f"  baseline (list + BatchGet)    {baseline:.1f} s   ratio ours/baseline {ours.seconds / baseline:.2f}"
+        f"  + active entitlements        {summaries:>5}   target <= {SUMMARIES} (1 per customer with a summary)"
+    )
+    print(f"  DynamoDB requests            {dict(ours.dynamodb)}")
+    print(
+        f"  DynamoDB BatchGetItem        {batch_reads:>5}   target <= {objects // 100}"
+        f"   {batch_reads / (objects / 100):.2f} per 100 objects"
+    )
+    print(f"  SQS requests                 {dict(ours.sqs) or 0}   target 0 (nothing drifted)")
+    paced = stripe_total / DEFAULT_MAX_REQUESTS_PER_SECOND
+    print(
+        f"  time                         {ours.seconds:.1f} s unpaced + {paced:.1f} s of Stripe requests at"
+        f" {DEFAULT_MAX_REQUESTS_PER_SECOND:.0f}/s = {ours.seconds + paced:.0f} s of a {DEFAULT_TIME_BUDGET_SECONDS:.0f} s run"
+    )
+
+    total = sum(r.counts.checked for r in backfill.reports)
+    queued = sum(r.counts.repaired for r in backfill.reports)
+    stripe_total = sum(backfill.stripe.values())
+    paced = stripe_total / DEFAULT_MAX_REQUESTS_PER_SECOND
+    run_seconds = backfill.seconds + paced
+    runs = max(1, math.ceil(run_seconds / DEFAULT_TIME_BUDGET_SECONDS))
+    print("backfill: the same account into an empty table")
+    print(
+        f"  report                       checked {total}, queued {queued}, complete {backfill.reports[-1].complete}"
+    )
+    print(f"  Stripe requests              {dict(backfill.stripe)}")
+    print(
+        f"  Stripe requests /100 objects {stripe_total / (total / 100):.2f} (lists of 100, nothing fetched by id)"
+    )
+    print(f"  DynamoDB requests            {dict(backfill.dynamodb)}")
+    print(f"  SQS requests                 {dict(backfill.sqs)}")
+    print(
+        f"  time                         {backfill.seconds:.1f} s unpaced + {paced:.1f} s of Stripe"
+        f" requests at {DEFAULT_MAX_REQUESTS_PER_SECOND:.0f}/s = {run_seconds:.0f} s: {runs} run(s) of"
+        f" {DEFAULT_TIME_BUDGET_SECONDS:.0f} s (Lambda limit {LAMBDA_SECONDS} s)   target: consecutive runs, each within the limit"
     )
 
 
-def _kind(path: str) -> str:
-    if path == "/v1/subscriptions":
-        return "list subscriptions"
+def _kind(path: str, query: Any) -> str:
     if path == "/v1/events":
-        return "list events"
-    return "retrieve " + path.split("/")[2]
+        return "list undelivered events" if query.get("delivery_success") == "false" else "list change events"
+    if path == "/v1/entitlements/active_entitlements":
+        return "active entitlements (per customer with a summary)"
+    parts = path.split("/")
+    if len(parts) == 3 or path == "/v1/checkout/sessions":
+        return "list " + path.removeprefix("/v1/")
+    return "retrieve " + parts[2]
 
 
 if __name__ == "__main__":

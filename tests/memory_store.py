@@ -1,5 +1,6 @@
 """Test doubles for the applier's ports: an in-memory table that enforces the same conditions as the
-DynamoDB store (newer stamp, per-customer records_version, ledger), and a scripted Stripe API."""
+DynamoDB store (newer stamp on the record, per-customer state version, entitlements computed from a
+newer state), and a scripted Stripe API."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.live_records import LiveRecords
 from domain.records import RecordKind, Snapshot
 from domain.sync import (
     ConcurrentChange,
     CustomerChange,
     CustomerState,
     DuplicateEvent,
+    EventView,
     StaleWrite,
     StoredEntitlements,
 )
@@ -22,8 +25,9 @@ from domain.sync import (
 class MemoryStore:
     records: dict[str, dict[tuple[RecordKind, str], Snapshot]] = field(default_factory=dict)
     entitlements: dict[str, StoredEntitlements] = field(default_factory=dict)
-    records_versions: dict[str, int] = field(default_factory=dict)
-    ledger: set[str] = field(default_factory=set)
+    records_versions: dict[str, int] = field(default_factory=dict)  # the state item's version
+    states: dict[str, LiveRecords] = field(default_factory=dict)
+    computed_from: dict[str, int] = field(default_factory=dict)  # entitlements' records_version
     users: dict[tuple[str, bool], str] = field(default_factory=dict)
     payments: dict[str, str] = field(default_factory=dict)
     guests: dict[str, Snapshot] = field(default_factory=dict)
@@ -40,38 +44,56 @@ class MemoryStore:
             self.records_versions.get(customer_id, 0),
         )
 
+    def read(self, customer_id: str, key: tuple[RecordKind, str]) -> EventView:
+        return EventView(
+            customer_id,
+            self.records.get(customer_id, {}).get(key),
+            self.states.get(customer_id),
+            self.entitlements.get(customer_id),
+            self.records_versions.get(customer_id, 0),
+            has_history=customer_id in self.entitlements and customer_id not in self.states,
+        )
+
     def commit(self, change: CustomerChange) -> None:
         if self.before_commit is not None:
             hook, self.before_commit = self.before_commit, None
             hook(change)
-        if change.event_id in self.ledger:
-            raise DuplicateEvent(change.event_id)
-        stored = self.records.get(change.customer_id, {}).get(change.snapshot.key)
-        if stored is not None and not change.snapshot.stamp > stored.stamp:
-            raise StaleWrite(change.event_id)
-        if self.records_versions.get(change.customer_id, 0) != change.expected_records_version:
-            raise ConcurrentChange(change.customer_id)
-        self.commits += 1
-        self.ledger.add(change.event_id)
-        self.records.setdefault(change.customer_id, {})[change.snapshot.key] = change.snapshot
-        self.records_versions[change.customer_id] = change.expected_records_version + 1
-        self.entitlements[change.customer_id] = StoredEntitlements(
-            change.entitlements, change.entitlements_version, change.updated_at
-        )
-        for link in change.link_users:
-            self.users[(link.user_id, link.livemode)] = change.customer_id
-        for link in change.unlink_users:
-            if self.users.get((link.user_id, link.livemode)) == change.customer_id:
-                del self.users[(link.user_id, link.livemode)]
-        for intent in change.link_payment_intents:
-            self.payments[intent] = change.customer_id
+        customer = change.customer_id
         for adopted in change.adopted:
-            held = self.records[change.customer_id].get(adopted.key)
+            held = self.records.setdefault(customer, {}).get(adopted.key)
             if held is None or adopted.stamp > held.stamp:
-                self.records[change.customer_id][adopted.key] = adopted
+                self.records[customer][adopted.key] = adopted
             for group in self.unmatched.values():
-                group.pop(adopted.key, None)
+                if (stored := group.get(adopted.key)) is not None and stored.stamp == adopted.stamp:
+                    del group[adopted.key]
         self.unmatched = {ref: group for ref, group in self.unmatched.items() if group}
+        if change.snapshot is not None:
+            stored = self.records.get(customer, {}).get(change.snapshot.key)
+            if stored is not None and stored.stamp.event_id == change.snapshot.stamp.event_id:
+                raise DuplicateEvent(change.event_id)
+            if stored is not None and not change.snapshot.stamp > stored.stamp:
+                raise StaleWrite(change.event_id)
+            self.commits += 1
+            self.records.setdefault(customer, {})[change.snapshot.key] = change.snapshot
+            for link in change.link_users:
+                self.users[(link.user_id, link.livemode)] = customer
+            for link in change.unlink_users:
+                if self.users.get((link.user_id, link.livemode)) == customer:
+                    del self.users[(link.user_id, link.livemode)]
+            for intent in change.link_payment_intents:
+                self.payments[intent] = customer
+        if change.live is not None:
+            if (customer in self.states) != change.state_exists or self.records_versions.get(
+                customer, 0
+            ) != change.expected_version:
+                raise ConcurrentChange(customer)
+            self.states[customer] = change.live
+            self.records_versions[customer] = change.new_version
+        if change.entitlements is not None and self.computed_from.get(customer, -1) < change.new_version:
+            self.entitlements[customer] = StoredEntitlements(
+                change.entitlements, change.entitlements_version, change.updated_at
+            )
+            self.computed_from[customer] = change.new_version
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
         return self.payments.get(payment_intent_id or "") or self.payments.get(charge_id or "")

@@ -2,6 +2,8 @@
 
     pk                          sk                  what
     RECONCILE                   CURSOR              where the pass stands (DRY_RUN_CURSOR: dry runs')
+    RECONCILE                   BACKFILL            where the backfill stands (DRY_RUN_BACKFILL)
+    RECONCILE                   ACCOUNTS            the Connect accounts that have records, per mode
     RECONCILE#SEEN#<pass id>    <page number>       the ids one listed page held; expire after SEEN_DAYS
 
 The cursor is written with an optimistic lock (pynamodb's VersionAttribute): two runs that overlap
@@ -22,11 +24,15 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute,
 from pynamodb.exceptions import PutError
 
 from adapters.sync_table import SyncItem
-from domain.reconcile import Counts, PassCursor
+from domain.credentials import MODES
+from domain.reconcile import Account, Counts, PassCursor
 
 CURSOR_PK = "RECONCILE"
 CURSOR_SK = "CURSOR"
 DRY_RUN_CURSOR_SK = "DRY_RUN_CURSOR"
+BACKFILL_SK = "BACKFILL"
+DRY_RUN_BACKFILL_SK = "DRY_RUN_BACKFILL"
+ACCOUNTS_SK = "ACCOUNTS"
 SEEN_DAYS = 35  # longer than any pass runs: a pass of a million subscriptions takes hours, not weeks
 
 
@@ -44,7 +50,13 @@ class CursorItem(SyncItem, discriminator="cursor"):
     updated_at = NumberAttribute()
     completed_at = NumberAttribute(null=True)
     counts = UnicodeAttribute()  # JSON: counter name -> number
+    checkpoint = NumberAttribute(null=True)
+    new_accounts = UnicodeAttribute(null=True)  # space-separated "<mode>:<acct_…>"
     version = VersionAttribute()
+
+
+class AccountsItem(SyncItem, discriminator="reconcile_accounts"):
+    accounts = UnicodeAttribute()  # space-separated "<mode>:<acct_…>"
 
 
 class SeenPageItem(SyncItem, discriminator="reconcile_seen"):
@@ -56,9 +68,15 @@ def seen_pk(pass_id: str) -> str:
     return f"RECONCILE#SEEN#{pass_id}"
 
 
+MODELS: tuple[type[SyncItem], ...] = (CursorItem, AccountsItem, SeenPageItem)
+
+
 class CursorStore:
-    def __init__(self, *, dry_run: bool = False) -> None:
-        self._sk = DRY_RUN_CURSOR_SK if dry_run else CURSOR_SK
+    def __init__(self, *, dry_run: bool = False, backfill: bool = False) -> None:
+        if backfill:
+            self._sk = DRY_RUN_BACKFILL_SK if dry_run else BACKFILL_SK
+        else:
+            self._sk = DRY_RUN_CURSOR_SK if dry_run else CURSOR_SK
 
     def load(self) -> PassCursor | None:
         try:
@@ -76,6 +94,8 @@ class CursorStore:
             completed_at=None if item.completed_at is None else int(item.completed_at),
             counts=Counts.from_dict(json.loads(item.counts)),
             version=item.version,
+            checkpoint=None if item.checkpoint is None else int(item.checkpoint),
+            new_accounts=tuple((item.new_accounts or "").split()),
         )
 
     def save(self, cursor: PassCursor) -> PassCursor:
@@ -92,6 +112,8 @@ class CursorStore:
             updated_at=cursor.updated_at,
             completed_at=cursor.completed_at,
             counts=json.dumps(cursor.counts.as_dict(), sort_keys=True),
+            checkpoint=cursor.checkpoint,
+            new_accounts=" ".join(cursor.new_accounts) or None,
         )
         if cursor.version is not None:
             item.version = cursor.version
@@ -118,3 +140,26 @@ class CursorStore:
         for item in SeenPageItem.query(seen_pk(pass_id), consistent_read=True):
             found.update(item.ids.split())
         return found
+
+    def accounts(self) -> set[Account]:
+        """The Connect accounts found with records so far (by the records phase of earlier passes)."""
+        try:
+            item = AccountsItem.get(CURSOR_PK, ACCOUNTS_SK, consistent_read=True)
+        except AccountsItem.DoesNotExist:
+            return set()
+        found: set[Account] = set()
+        for entry in item.accounts.split():
+            mode, _, account = entry.partition(":")
+            if mode in MODES and account:
+                found.add((mode, account))
+        return found
+
+    def add_accounts(self, accounts: Iterable[Account]) -> None:
+        """Remember more accounts (the union: two runs adding at once lose nothing but a retry's worth,
+        and an account left out now is added by the next records page that holds it)."""
+        known = self.accounts()
+        merged = known | set(accounts)
+        if merged != known:
+            AccountsItem(
+                CURSOR_PK, ACCOUNTS_SK, accounts=" ".join(sorted(f"{mode}:{acct}" for mode, acct in merged))
+            ).save()

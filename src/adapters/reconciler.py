@@ -1,13 +1,18 @@
 """A reconcile run against Stripe and the table (DESIGN.md, Reconciler), for the Lambda, the local
 runtime and the ops CLI.
 
-A full pass has phases (domain.reconcile.pass_phases): each mode's subscription list, page by page,
-compared with the records read in one BatchGetItem per page; then a scan of the table's records for the
-subscriptions the lists left out (test clocks, objects Stripe no longer has), fetched by id, and for
-one-time purchases and payments that have not settled; then, when enabled, the events Stripe could not
-deliver. The cursor is saved after every page, so a pass over any number of subscriptions spreads over
-as many runs as it needs. Repairs go to the event queue (adapters.fetched_queue); nothing here writes a
-record.
+A full pass has phases (domain.reconcile.pass_phases). For each mode, and in it for the platform and
+each Connect account that has records (with its Stripe-Account): the subscription list, page by page,
+compared with the records read in one BatchGetItem per page; the events Stripe could not deliver since
+the pass's checkpoint; the events of every other kind of record since the checkpoint (purchases,
+payments, refunds, disputes, customers, Entitlements summaries), each checked against the ledger and
+its record, and queued again as Stripe sent it when the table lacks its effect. Then a scan of the
+table's records: subscriptions the lists left out (test clocks, objects Stripe no longer has) and
+unsettled purchases, payments and open disputes are fetched by id, Stripe Entitlements summaries are
+compared with the customer's active entitlements. A backfill (domain.reconcile.backfill_phases) lists
+every object that can grant access and compares it the same way. The cursor is saved after every page,
+so a pass of any size spreads over as many runs as it needs. Repairs go to the event queue
+(adapters.fetched_queue); nothing here writes a record.
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ from adapters.event_queue import QueueUnavailable
 from adapters.fetched_queue import FetchedQueue, event_message, fetched_message
 from adapters.reconcile_cursor import CursorConflict, CursorStore
 from adapters.settings import SettingsError, load_settings
-from adapters.stripe_api import StripeApi, StripePage
+from adapters.stripe_api import LIST_LIMIT, StripeApi, StripePage
 from adapters.stripe_credentials import api_keys
 from domain.credentials import MODES, Mode
 from domain.ingress import QueueMessage, RejectedRequest
 from domain.reconcile import (
+    BACKFILL_KINDS,
+    CHANGE_EVENT_TYPES,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     MAX_REPORTED_DRIFTS,
     MAX_REPORTED_MESSAGES,
     OUT_OF_TIME,
     RATE_LIMIT_MAX_RETRIES,
+    Account,
+    Backfill,
     Counts,
     Drift,
     DriftKind,
@@ -48,18 +57,34 @@ from domain.reconcile import (
     PassCursor,
     ReconcileReport,
     Scope,
+    backfill_object,
+    backfill_phases,
     backoff_seconds,
     customer_of_object,
     drift_of,
+    event_drift,
+    new_accounts,
+    next_checkpoint,
     object_to_verify,
     options_from,
     pass_phases,
     phase_parts,
+    same_summary,
+    summary_object,
 )
-from domain.records import RecordKind, Snapshot, SubscriptionRecord
+from domain.records import EntitlementSummaryRecord, RecordKind, Snapshot, SubscriptionRecord
+from domain.stripe_objects import Ignored, parse_event, snapshot_of
 
 SCAN_PAGE_ITEMS = 1000  # items a records page examines: bounds the fetches one page can need
-VERIFIED_KINDS = ("subscription", "purchase", "payment")
+VERIFIED_KINDS = ("subscription", "purchase", "payment", "dispute", "entitlement_summary")
+# What each backfill phase lists (domain.reconcile.backfill_object picks what can grant access).
+BACKFILL_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sessions": ("/v1/checkout/sessions", {"status": "complete", "expand": ["data.line_items"]}),
+    "payments": ("/v1/payment_intents", {}),
+    "refunds": ("/v1/refunds", {"expand": ["data.charge"]}),
+    "disputes": ("/v1/disputes", {"expand": ["data.charge"]}),
+    "customers": ("/v1/customers", {}),
+}
 # A Lambda context's remaining time keeps this much back (at most a tenth) for the last save and report.
 CONTEXT_RESERVE_SECONDS = 60.0
 
@@ -156,19 +181,64 @@ class StripePacer:
 
 # -- the table ------------------------------------------------------------------------------------
 
+type Key = tuple[str, str]
+
+# Objects that name no customer and are found through their payment (see key_of_payment_record).
+PAYMENT_REFERENCING_KINDS = frozenset({"dispute", "refund"})
+
 
 class TableRecords:
-    """Records as the reconciler reads them: by key in batches, a customer's, or a scan page."""
+    """Every table read of the reconciler, in one place (so a change of the storage layout changes
+    only this class): records by key in batches, ledger entries in batches, a customer's records,
+    and a page of the records scan."""
+
+    @staticmethod
+    def key_of(kind: RecordKind, object_id: str, customer: str | None) -> Key | None:
+        """Where the worker stores the record of an object: in its customer's partition, or for a
+        purchase without a customer apart as a guest; None when the object names no customer."""
+        if customer is not None:
+            return sync_table.customer_pk(customer), sync_table.record_sk(kind, object_id)
+        if kind == "purchase":
+            return f"GUEST#{object_id}", sync_table.record_sk(kind, object_id)
+        return None
+
+    def records(self, keys: Iterable[Key]) -> dict[Key, Snapshot]:
+        """The stored snapshots at these keys (BatchGetItem, 100 keys a request)."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        found = sync_table.RecordItem.batch_get(wanted)
+        return {(item.pk, item.sk): sync_table.snapshot_of_item(item) for item in found}
 
     def subscriptions(self, objects: Iterable[Mapping[str, Any]]) -> dict[str, Snapshot]:
-        """The stored snapshots of these subscriptions (BatchGetItem, 100 keys a request), by id."""
+        """The stored snapshots of these subscriptions, by id."""
         keys = set()
         for obj in objects:
             customer, object_id = customer_of_object(obj), obj.get("id")
             if customer is not None and isinstance(object_id, str):
                 keys.add((sync_table.customer_pk(customer), sync_table.record_sk("subscription", object_id)))
-        found = (sync_table.snapshot_of_item(item) for item in sync_table.RecordItem.batch_get(keys))
-        return {snapshot.record.id: snapshot for snapshot in found}
+        return {snapshot.record.id: snapshot for snapshot in self.records(keys).values()}
+
+    @staticmethod
+    def key_of_payment_record(snapshot: Snapshot) -> Key:
+        """A dispute or refund names no customer: the worker files it under the customer its payment
+        intent or charge leads to (the PAYMENT# lookups), else apart as unmatched. The table has no
+        ledger since state items, so this record's stamp is what tells an applied event from a lost one."""
+        record = snapshot.record
+        customer = sync_table.DynamoCustomerStore().customer_of_payment(
+            getattr(record, "payment_intent_id", None), getattr(record, "charge_id", None)
+        )
+        if customer is not None:
+            return sync_table.customer_pk(customer), sync_table.record_sk(record.kind, record.id)
+        return sync_table.unmatched_pk(snapshot), sync_table.record_sk(record.kind, record.id)
+
+    def applied(self, event_ids: Iterable[str]) -> set[str]:
+        """The events the ledger of a table written before state items holds (BatchGetItem, 100 a
+        request); the worker writes no ledger now, so for newer events the records' stamps decide."""
+        keys = {(f"EVENT#{event_id}", "EVENT") for event_id in event_ids}
+        if not keys:
+            return set()
+        return {item.pk.removeprefix("EVENT#") for item in sync_table.LedgerItem.batch_get(keys)}
 
     def of_customer(self, customer_id: str) -> list[Snapshot]:
         query = sync_table.RecordItem.query(sync_table.customer_pk(customer_id), consistent_read=True)
@@ -199,6 +269,7 @@ class _Page:
     drifts: list[Drift] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
+    accounts: set[Account] = field(default_factory=set)
     position: str | None = None
 
     def add(self, counts: Counts) -> None:
@@ -209,6 +280,14 @@ class _Page:
         self.messages.append(message)
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """The mode and Connect account a list phase reads, with `Stripe-Account` when an account."""
+
+    livemode: bool
+    account: str | None
+
+
 class Reconciler:
     def __init__(
         self,
@@ -216,12 +295,13 @@ class Reconciler:
         queue: FetchedQueue | None,
         *,
         max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND,
-        requeue_failed_events: bool = False,
+        requeue_failed_events: bool = True,
         records: TableRecords | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         scan_page_items: int = SCAN_PAGE_ITEMS,
+        user_id_key: str = "user_id",
     ) -> None:
         self.stripe = stripe_api
         self.queue = queue
@@ -232,6 +312,7 @@ class Reconciler:
         self.sleep = sleep
         self.jitter = jitter
         self.scan_page_items = scan_page_items
+        self.user_id_key = user_id_key
 
     @property
     def modes(self) -> tuple[Mode, ...]:
@@ -252,6 +333,8 @@ class Reconciler:
         run = _Run(self, dry_run, Deadline(self.clock, time_budget_seconds), progress)
         if isinstance(scope, OneCustomer):
             return run.customer(scope.customer_id)
+        if isinstance(scope, Backfill):
+            return run.backfill(scope.since)
         return run.everything()
 
 
@@ -281,20 +364,50 @@ class _Run:
         self.slowest_page = 0.0
         self.scope = "everything"
         self.cursor: PassCursor | None = None
+        self.requeued: set[str] = set()  # events this run queued (the failed list and the changes overlap)
+        self.known_accounts: set[Account] | None = None
 
     # -- scopes ---------------------------------------------------------------------------------
 
     def everything(self) -> ReconcileReport:
-        store = CursorStore(dry_run=self.dry_run)
+        """A full pass, resumed where the last run left it. A backfill started earlier and not
+        finished goes first: the scheduled runs carry it to its end."""
+        if not self.dry_run:
+            try:
+                backfill = CursorStore(backfill=True).load()
+            except STOPPING_ERRORS as error:
+                return self.report(complete=False, stopped=self.stop_error(error))
+            if backfill is not None and not backfill.done:
+                report = self.backfill(backfill.checkpoint)
+                if not report.complete:
+                    return report
+                self.scope = "everything"
+        return self.full_pass(CursorStore(dry_run=self.dry_run), backfill=False, since=None)
+
+    def backfill(self, since: int | None) -> ReconcileReport:
+        self.scope = "backfill"
+        return self.full_pass(CursorStore(dry_run=self.dry_run, backfill=True), backfill=True, since=since)
+
+    def full_pass(self, store: CursorStore, *, backfill: bool, since: int | None) -> ReconcileReport:
         try:
             cursor = store.load()
             if cursor is None or cursor.done:
-                pass_id = f"{int(self.r.clock())}-{uuid.uuid4().hex[:8]}"
+                now = int(self.r.clock())
+                accounts = sorted(self.accounts(store))
+                fresh_accounts: tuple[str, ...] = ()
+                if backfill:
+                    phases, checkpoint = backfill_phases(self.r.modes, accounts), since
+                else:
+                    phases = pass_phases(self.r.modes, accounts)
+                    checkpoint = next_checkpoint(cursor, now)
+                    fresh_accounts = new_accounts(cursor, accounts)
                 fresh = PassCursor.start(
-                    pass_id,
-                    pass_phases(self.r.modes),
-                    int(self.r.clock()),
+                    f"{now}-{uuid.uuid4().hex[:8]}",
+                    phases,
+                    now,
                     cursor.version if cursor else None,
+                    checkpoint=checkpoint,
+                    new_accounts=fresh_accounts,
                 )
                 cursor = store.save(fresh)
         except CursorConflict as error:
@@ -308,24 +421,29 @@ class _Run:
                 return self.report(complete=False, stopped=OUT_OF_TIME)
             started = self.r.clock()
             try:
-                kind, mode = phase_parts(cursor.phase)
+                kind, mode, account = phase_parts(cursor.phase)
+                where = _Where(mode == "live", account)
                 if kind == "records":
                     if seen is None:
                         seen = store.seen(cursor.pass_id)
-                    page = self.records_page(cursor.position, seen)
-                elif kind == "events" and not self.r.requeue_failed_events:
-                    page = _Page()  # re-queueing failed events is switched off
+                    page = self.records_page(cursor.position, seen, store)
                 elif mode not in self.r.modes:
                     page = _Page()
                     page.problem(
                         f"phase {cursor.phase} skipped: no {mode}-mode API key now", Counts(errors=1)
                     )
                 elif kind == "subscriptions":
-                    page = self.subscriptions_page(mode == "live", cursor.position)
+                    page = self.subscriptions_page(
+                        where, cursor.position, since=cursor.checkpoint if backfill else None
+                    )
+                elif kind == "events" and not self.r.requeue_failed_events:
+                    page = _Page()  # re-queueing failed events is switched off
+                elif kind in ("events", "changes"):
+                    page = self.events_page(kind, where, cursor.position, cursor.since(mode, account))
                 else:
-                    page = self.events_page(mode == "live", cursor.position)
+                    page = self.objects_page(kind, where, cursor.position, cursor.checkpoint)
                 self.send(page)
-                if page.listed:
+                if page.listed and not backfill:
                     store.add_seen(cursor.pass_id, cursor.pages, page.listed, int(self.r.clock()))
                 cursor = store.save(cursor.after_page(page.position, page.counts, int(self.r.clock())))
             except TimeBudgetSpent:
@@ -338,26 +456,38 @@ class _Run:
             self.finished(page, started)
         return self.report(complete=True)
 
+    def accounts(self, store: CursorStore) -> set[Account]:
+        if self.known_accounts is None:
+            self.known_accounts = store.accounts()
+        return self.known_accounts
+
     def customer(self, customer_id: str) -> ReconcileReport:
         """One customer: their subscriptions in every mode, against their records; no cursor."""
         self.scope = customer_id
         try:
             stored = self.r.records.of_customer(customer_id)
             subscriptions = {s.record.id: s for s in stored if isinstance(s.record, SubscriptionRecord)}
+            accounts = {None} | {s.account for s in stored}
             listed: set[str] = set()
             for mode in self.r.modes:
-                position: str | None = None
-                while True:
-                    if not self.deadline.allows(self.slowest_page):
-                        return self.report(complete=False, stopped=OUT_OF_TIME)
-                    started = self.r.clock()
-                    page = self.subscriptions_page(mode == "live", position, customer_id, subscriptions)
-                    listed.update(page.listed)
-                    self.send(page)
-                    self.finished(page, started)
-                    if page.position is None:
-                        break
-                    position = page.position
+                for account in sorted(accounts, key=lambda a: a or ""):
+                    position: str | None = None
+                    while True:
+                        if not self.deadline.allows(self.slowest_page):
+                            return self.report(complete=False, stopped=OUT_OF_TIME)
+                        started = self.r.clock()
+                        page = self.subscriptions_page(
+                            _Where(mode == "live", account),
+                            position,
+                            customer=customer_id,
+                            known=subscriptions,
+                        )
+                        listed.update(page.listed)
+                        self.send(page)
+                        self.finished(page, started)
+                        if page.position is None:
+                            break
+                        position = page.position
             started = self.r.clock()
             page = _Page()
             for snapshot in stored:
@@ -371,23 +501,41 @@ class _Run:
             return self.report(complete=False, stopped=self.stop_error(error))
         return self.report(complete=True)
 
+    # -- Stripe ---------------------------------------------------------------------------------
+
+    def list_page(self, where: _Where, path: str, params: Mapping[str, Any]) -> tuple[int, StripePage]:
+        """One page of a Stripe list (the SDK's raw request: same auth, retries and typed errors,
+        without a StripeObject per field), and the time it was read (epoch ms)."""
+        raw_request: Any = self.r.stripe.client(where.livemode).raw_request
+        options = {"stripe_account": where.account} if where.account else {}
+
+        def request() -> tuple[int, StripePage]:
+            fetched_ms = self.now_ms()
+            answer = raw_request("get", path, limit=LIST_LIMIT, **params, **options).data
+            return fetched_ms, StripePage(list(answer["data"]), bool(answer["has_more"]))
+
+        return self.pacer.call(request)
+
     # -- pages ----------------------------------------------------------------------------------
 
     def subscriptions_page(
         self,
-        livemode: bool,
+        where: _Where,
         position: str | None,
         customer: str | None = None,
         known: Mapping[str, Snapshot] | None = None,
+        since: int | None = None,
     ) -> _Page:
         """One list page compared with its records: read in one BatchGetItem, or `known` already."""
+        params: dict[str, Any] = {"status": "all"}
+        if position is not None:
+            params["starting_after"] = position
+        if customer is not None:
+            params["customer" if customer.startswith("cus_") else "customer_account"] = customer
+        if since is not None:
+            params["created"] = {"gte": since}
         try:
-            fetched_ms, listing = self.pacer.call(
-                lambda: (
-                    self.now_ms(),
-                    self.r.stripe.list_subscriptions(livemode, starting_after=position, customer=customer),
-                )
-            )
+            fetched_ms, listing = self.list_page(where, "/v1/subscriptions", params)
         except stripe.InvalidRequestError as error:
             if customer is not None and error.code == "resource_missing":
                 return _Page()  # a customer of the other mode
@@ -395,14 +543,100 @@ class _Run:
         stored = self.r.records.subscriptions(listing.data) if known is None else known
         page = _Page(position=_next_position(listing))
         for obj in listing.data:
-            self.compare(page, "subscription", obj, stored.get(str(obj.get("id"))), fetched_ms)
+            self.compare(
+                page, "subscription", obj, stored.get(str(obj.get("id"))), fetched_ms, account=where.account
+            )
         page.listed = [str(obj["id"]) for obj in listing.data if obj.get("id")]
         return page
 
-    def records_page(self, position: str | None, seen: set[str]) -> _Page:
+    def objects_page(self, kind: str, where: _Where, position: str | None, since: int | None) -> _Page:
+        """A backfill page: the objects that can grant access, compared with their records."""
+        path, params = BACKFILL_LISTS[kind]
+        query: dict[str, Any] = dict(params)
+        if position is not None:
+            query["starting_after"] = position
+        if since is not None:
+            query["created"] = {"gte": since}
+        fetched_ms, listing = self.list_page(where, path, query)
+        page = _Page(position=_next_position(listing))
+        record_kind = BACKFILL_KINDS[kind]
+        chosen: list[tuple[Mapping[str, Any], Key | None]] = []
+        for listed in listing.data:
+            obj = backfill_object(kind, listed, self.r.user_id_key)
+            if obj is None:
+                continue
+            chosen.append((obj, self.key_of(record_kind, obj)))
+        stored = self.r.records.records(key for _, key in chosen if key is not None)
+        for obj, key in chosen:
+            if key is None:
+                page.add(Counts(skipped=1))  # names no customer: grants nobody anything
+                continue
+            self.compare(page, record_kind, obj, stored.get(key), fetched_ms, account=where.account)
+        return page
+
+    def events_page(self, kind: str, where: _Where, position: str | None, since: int | None) -> _Page:
+        """Events since the checkpoint (those Stripe could not deliver, or those of the records the
+        subscription list does not cover), queued again when the table lacks their effect."""
+        params: dict[str, Any] = (
+            {"delivery_success": False} if kind == "events" else {"types": list(CHANGE_EVENT_TYPES)}
+        )
+        if position is not None:
+            params["starting_after"] = position
+        if since is not None:
+            params["created"] = {"gte": since}
+        _fetched_ms, listing = self.list_page(where, "/v1/events", params)
+        page = _Page(position=_next_position(listing))
+        if kind == "events":
+            page.add(Counts(failed_events=len(listing.data)))
+        candidates: list[tuple[Mapping[str, Any], Snapshot | None]] = []
+        for event in listing.data:
+            event_id = str(event.get("id"))
+            if event_id in self.requeued:
+                continue  # queued by this run's other event list
+            try:
+                found = snapshot_of(parse_event(event), self.r.user_id_key)
+            except ValueError as error:  # MalformedEvent
+                page.problem(f"event {event_id} not re-queued: {error}", Counts(errors=1))
+                continue
+            if isinstance(found, Ignored):
+                continue  # the worker would acknowledge it and change nothing
+            candidates.append((event, found if isinstance(found, Snapshot) else None))
+        applied = self.r.records.applied(str(e["id"]) for e, _ in candidates)
+        pending = [(e, s) for e, s in candidates if str(e["id"]) not in applied]
+        keys = {id(e): self.snapshot_key(s) for e, s in pending if s is not None}
+        stored = self.r.records.records(k for k in keys.values() if k is not None)
+        for candidate, snapshot in candidates:
+            page.add(Counts(events_checked=1))
+            event_id = str(candidate["id"])
+            key = keys.get(id(candidate))
+            if not event_drift(candidate, event_id in applied, stored.get(key) if key else None):
+                page.add(Counts(events_applied=1))
+                continue
+            try:
+                message = event_message(candidate)
+            except RejectedRequest as error:
+                page.problem(f"event {event_id} not re-queued: {error.reason}", Counts(errors=1))
+                continue
+            page.requeues.append(message)
+            self.requeued.add(event_id)
+            page.add(Counts(events_lost=1, drift_event=1))
+            page.drifts.append(
+                Drift(
+                    DriftKind.MISSING,
+                    f"event {candidate.get('type')}",
+                    event_id,
+                    snapshot.customer_id if snapshot is not None else None,
+                    bool(candidate.get("livemode")),
+                )
+            )
+        return page
+
+    def records_page(self, position: str | None, seen: set[str], store: CursorStore) -> _Page:
         items, following = self.r.records.scan_page(position, self.r.scan_page_items)
         page = _Page(position=following)
         for item in items:
+            if item.account:
+                page.accounts.add(("live" if item.livemode else "test", item.account))
             if item.kind == "subscription" and item.sk.partition("#")[2] in seen:
                 continue  # compared when its list page was
             try:
@@ -410,19 +644,13 @@ class _Run:
             except (ValueError, TypeError, KeyError) as error:
                 page.problem(f"record {item.pk} {item.sk} unreadable: {error}", Counts(errors=1))
                 continue
-            self.verify(page, snapshot)
-        return page
-
-    def events_page(self, livemode: bool, position: str | None) -> _Page:
-        listing = self.pacer.call(lambda: self.r.stripe.list_failed_events(livemode, starting_after=position))
-        page = _Page(position=_next_position(listing))
-        for event in listing.data:
-            try:
-                page.requeues.append(event_message(event))
-            except RejectedRequest as error:
-                page.problem(f"event {event.get('id')} not re-queued: {error.reason}", Counts(errors=1))
-                continue
-            page.add(Counts(failed_events=1))
+            if isinstance(snapshot.record, EntitlementSummaryRecord):
+                self.verify_summary(page, snapshot)
+            else:
+                self.verify(page, snapshot)
+        if page.accounts - self.accounts(store):
+            store.add_accounts(page.accounts)  # listed with their Stripe-Account from the next pass on
+            self.known_accounts = self.accounts(store) | page.accounts
         return page
 
     # -- objects --------------------------------------------------------------------------------
@@ -454,7 +682,66 @@ class _Run:
                 Counts(not_found=1),
             )
             return
-        self.compare(page, record.kind, obj, snapshot, fetched_ms, unlisted=unlisted_subscription)
+        self.compare(
+            page,
+            record.kind,
+            obj,
+            snapshot,
+            fetched_ms,
+            account=snapshot.account,
+            unlisted=unlisted_subscription,
+        )
+
+    def verify_summary(self, page: _Page, snapshot: Snapshot) -> None:
+        """A Stripe Entitlements summary against the customer's active entitlements (one list each:
+        Stripe has no account-wide list of them)."""
+        record = snapshot.record
+        assert isinstance(record, EntitlementSummaryRecord)
+        if not self.r.stripe.can_fetch(record.livemode):
+            page.add(Counts(skipped=1))
+            return
+        if not self.deadline.allows(0):
+            raise TimeBudgetSpent
+        fetched_ms, keys = self.pacer.call(
+            lambda: (
+                self.now_ms(),
+                self.r.stripe.active_entitlement_keys(record.customer_id, record.livemode, snapshot.account),
+            )
+        )
+        page.add(Counts(summaries_checked=1))
+        if snapshot.stamp.created > fetched_ms // 1000 or same_summary(record, keys):
+            return
+        obj = summary_object(record.customer_id, record.livemode, keys)
+        try:
+            repair = fetched_message(obj, fetched_ms, snapshot.account)
+        except ValueError as error:
+            page.problem(f"summary of {record.customer_id}: {error}", Counts(errors=1))
+            return
+        page.add(Counts.of_drift(DriftKind.STALE, "entitlement_summary"))
+        page.repairs.append(repair)
+        page.drifts.append(
+            Drift(
+                DriftKind.STALE,
+                "entitlements.active_entitlement_summary",
+                record.customer_id,
+                record.customer_id,
+                record.livemode,
+            )
+        )
+
+    def key_of(self, kind: RecordKind, obj: Mapping[str, Any]) -> Key | None:
+        customer = customer_of_object(obj)
+        if kind == "profile":
+            customer = str(obj.get("id"))
+        elif kind == "dispute" and customer is None:
+            charge = obj.get("charge")
+            customer = customer_of_object(charge) if isinstance(charge, Mapping) else None
+        return self.r.records.key_of(kind, str(obj.get("id")), customer)
+
+    def snapshot_key(self, snapshot: Snapshot) -> Key | None:
+        if snapshot.customer_id is None and snapshot.record.kind in PAYMENT_REFERENCING_KINDS:
+            return self.r.records.key_of_payment_record(snapshot)
+        return self.r.records.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
 
     def compare(
         self,
@@ -464,11 +751,11 @@ class _Run:
         stored: Snapshot | None,
         fetched_ms: int,
         *,
+        account: str | None,
         unlisted: bool = False,
     ) -> None:
         try:
-            drift = drift_of(kind, obj, stored, fetched_ms // 1000)
-            account = stored.account if stored is not None else None
+            drift = drift_of(kind, obj, stored, fetched_ms // 1000, self.r.user_id_key)
             repair = fetched_message(obj, fetched_ms, account) if drift is not None else None
         except ValueError as error:  # MalformedEvent, ObjectTooLarge
             page.problem(f"{obj.get('object')} {obj.get('id')}: {error}", Counts(errors=1))
@@ -478,16 +765,11 @@ class _Run:
             return
         if unlisted and drift is DriftKind.STALE:
             drift = DriftKind.EXTRA
-        page.add(Counts.of_drift(drift))
+        page.add(Counts.of_drift(drift, kind))
         page.repairs.append(repair)
+        customer = str(obj.get("id")) if kind == "profile" else customer_of_object(obj)
         page.drifts.append(
-            Drift(
-                drift,
-                str(obj.get("object")),
-                str(obj["id"]),
-                customer_of_object(obj),
-                bool(obj.get("livemode")),
-            )
+            Drift(drift, str(obj.get("object")), str(obj["id"]), customer, bool(obj.get("livemode")))
         )
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -534,6 +816,9 @@ class _Run:
             pass_id=cursor.pass_id if cursor else None,
             phase=cursor.phase if cursor else None,
             pass_counts=cursor.counts if cursor else None,
+            checkpoint=cursor.checkpoint if cursor else None,
+            phases_done=cursor.phases_done if cursor else 0,
+            phase_count=len(cursor.phases) if cursor else 0,
         )
 
 
@@ -557,8 +842,8 @@ def reconcile(
     QUEUE_URL (not needed for a dry run), STRIPE_API_KEY or STRIPE_SECRET_ID, STRIPE_API_BASE,
     AWS_ENDPOINT_URL, and RECONCILE_* (domain.reconcile.options_from).
 
-    `scope`: Everything() (the default; resumes the pass where the last run left it) or
-    OneCustomer("cus_…"). `dry_run`: report drift without queueing repairs (a full dry run keeps a
+    `scope`: Everything() (the default; resumes the pass where the last run left it, after an
+    unfinished backfill), OneCustomer("cus_…"), or Backfill(since) (resumes the backfill). `dry_run`: report drift without queueing repairs (a full dry run keeps a
     cursor of its own). `progress` is called with the report so far after every page.
     Raises, when it cannot run at all: ReconcileNotConfigured or another SettingsError (no key, no
     queue, no TABLE_NAME), InvalidRequest (a RECONCILE_* setting), CredentialsError or
@@ -577,6 +862,7 @@ def reconcile(
         FetchedQueue(settings.queue_url) if settings.queue_url else None,
         max_requests_per_second=options.max_requests_per_second,
         requeue_failed_events=options.requeue_failed_events,
+        user_id_key=settings.rules.user_id_metadata_key,
     )
     return reconciler.run(
         scope or Everything(),

@@ -4,12 +4,14 @@ Item layout (only the entitlements item is a published contract, see DESIGN.md):
 
     pk                          sk                      what
     CUSTOMER#<customer>         ENTITLEMENTS            the answer backend services read (contract)
+    CUSTOMER#<customer>         STATE                   the live records (domain.live_records) + version
     CUSTOMER#<customer>         <KIND>#<object id>      one record per Stripe object (snapshot + stamp)
     USER#<test|live>#<user id>  CUSTOMER                application user -> customer (consistent read)
     PAYMENT#<payment intent>    CUSTOMER                payment -> customer, for disputes
     GUEST#<object id>           <KIND>#<object id>      purchases without a customer
     UNMATCHED#<intent|charge>   <KIND>#<object id>      disputes/refunds of a payment no customer knows
-    EVENT#<event id>            EVENT                   ledger: applied events, expires after the TTL
+    EVENT#<event id>            EVENT                   ledger of tables written before state items
+                                                        (read by nothing now, expires by its TTL)
     RECONCILE                   CURSOR                  the reconciler's resume point
 """
 
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     DiscriminatorAttribute,
     MapAttribute,
@@ -30,23 +33,26 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from domain.entitlements import Entitlements, Grant
+from domain.live_records import LiveRecords
 from domain.records import RecordKind, Snapshot, Stamp, record_from_dict, record_to_dict
 from domain.sync import (
     ConcurrentChange,
     CustomerChange,
     CustomerState,
     DuplicateEvent,
+    EventView,
     StaleWrite,
     StoredEntitlements,
 )
 
 DAY = 86_400
 ENTITLEMENTS_SK = "ENTITLEMENTS"
+STATE_SK = "STATE"
 
 
 class SyncItem(Model):
@@ -82,6 +88,17 @@ class EntitlementsItem(SyncItem, discriminator="entitlements"):
     version = NumberAttribute()
     deleted = BooleanAttribute()
     records_version = NumberAttribute()  # internal: one higher at every write to the customer
+
+
+class StateItem(SyncItem, discriminator="state"):
+    """One per customer: the live records, compressed (they are rewritten at most events, and DynamoDB
+    bills writes per started KB), and the version every writer of the customer conditions on."""
+
+    version = NumberAttribute()
+    rules = UnicodeAttribute()
+    livemode = BooleanAttribute(null=True)
+    spilled = BooleanAttribute()
+    records = BinaryAttribute(legacy_encoding=False)  # zlib(JSON list of stored snapshots)
 
 
 class LookupItem(SyncItem, discriminator="lookup"):
@@ -170,39 +187,157 @@ class DynamoCustomerStore:
         self._clock = clock
 
     def load(self, customer_id: str) -> CustomerState:
+        """The customer's whole partition (one consistent Query): for the ops CLI, and for building the
+        live records once (a table written before state items, new rules, a spilled purchase)."""
         snapshots: dict[tuple[RecordKind, str], Snapshot] = {}
         stored: StoredEntitlements | None = None
-        records_version = 0
+        version = 0
+        state_version: int | None = None
         for item in self._partition(customer_id):
             if isinstance(item, RecordItem):
                 snapshot = snapshot_of_item(item)
                 snapshots[snapshot.key] = snapshot
             elif isinstance(item, EntitlementsItem):
                 stored = entitlements_of(item)
-                records_version = int(item.records_version or 0)
-        return CustomerState(customer_id, snapshots, stored, records_version)
+                version = int(item.records_version or 0)
+            elif isinstance(item, StateItem):
+                state_version = int(item.version)
+        return CustomerState(
+            customer_id, snapshots, stored, state_version if state_version is not None else version
+        )
 
     def _partition(self, customer_id: str) -> Iterator[SyncItem]:
         yield from SyncItem.query(customer_pk(customer_id), consistent_read=True)
 
-    def commit(self, change: CustomerChange) -> None:
-        snapshot = change.snapshot
-        record = snapshot.record
-        stamp = snapshot.stamp
-        pk = customer_pk(change.customer_id)
-        now = int(self._clock()) if self._clock else change.updated_at
-        ledger = LedgerItem(
-            f"EVENT#{change.event_id}",
-            "EVENT",
-            event_type=change.event_type,
-            customer_id=change.customer_id,
-            record_key=record_sk(record.kind, record.id),
-            applied_at=now,
-            expires_at=datetime.fromtimestamp(now + self._ledger_seconds, UTC),
+    def read(self, customer_id: str, key: tuple[RecordKind, str]) -> EventView:
+        """One consistent BatchGetItem: the state, the event's record, the entitlements item."""
+        pk = customer_pk(customer_id)
+        record_key = record_sk(key[0], key[1])
+        found = {
+            item.sk: item
+            for item in SyncItem.batch_get(
+                [(pk, STATE_SK), (pk, record_key), (pk, ENTITLEMENTS_SK)], consistent_read=True
+            )
+        }
+        state = found.get(STATE_SK)
+        record = found.get(record_key)
+        entitlements = found.get(ENTITLEMENTS_SK)
+        stored = entitlements_of(entitlements) if isinstance(entitlements, EntitlementsItem) else None
+        if isinstance(state, StateItem):
+            return EventView(
+                customer_id,
+                snapshot_of_item(record) if isinstance(record, RecordItem) else None,
+                live_of_item(state),
+                stored,
+                int(state.version),
+                has_history=True,
+            )
+        # No state item: a new customer, or one written before state items (its entitlements item was
+        # written with every record, so it tells): the applier builds the state from the partition.
+        legacy_version = (
+            int(entitlements.records_version or 0) if isinstance(entitlements, EntitlementsItem) else 0
         )
-        stored_record = record_item(pk, snapshot)
-        entitlements = change.entitlements
-        entitlements_item = EntitlementsItem(
+        return EventView(
+            customer_id,
+            snapshot_of_item(record) if isinstance(record, RecordItem) else None,
+            None,
+            stored,
+            legacy_version,
+            has_history=stored is not None,
+        )
+
+    def commit(self, change: CustomerChange) -> None:
+        """Ordered writes, each conditional, none in a transaction (a transaction bills twice):
+        lookups that only ever add, the record (stamp), the state (version), the entitlements (computed
+        from a newer state). A user lookup that moves goes in one transaction with the record."""
+        pk = customer_pk(change.customer_id)
+        for adopted in change.adopted:
+            _adopt(pk, adopted)
+        if change.snapshot is not None:
+            self._write_record(pk, change)
+        if change.live is not None:
+            state = state_item(pk, change.live, change.new_version)
+            condition = (
+                StateItem.version == change.expected_version
+                if change.state_exists
+                else StateItem.pk.does_not_exist()
+            )
+            try:
+                state.save(condition=condition)
+            except PutError as error:
+                if error.cause_response_code == "ConditionalCheckFailedException":
+                    raise ConcurrentChange(change.customer_id) from error
+                raise
+        if change.entitlements is not None:
+            self._write_entitlements(pk, change, change.entitlements)
+
+    def _write_record(self, pk: str, change: CustomerChange) -> None:
+        snapshot = change.snapshot
+        assert snapshot is not None
+        record = snapshot.record
+        for intent in change.link_payment_intents:  # a PaymentIntent's customer never changes
+            LookupItem(
+                f"PAYMENT#{intent}", "CUSTOMER", customer_id=change.customer_id, livemode=record.livemode
+            ).save()
+        links = [
+            LookupItem(
+                user_pk(link.user_id, link.livemode),
+                "CUSTOMER",
+                customer_id=change.customer_id,
+                livemode=link.livemode,
+            )
+            for link in change.link_users
+        ]
+        # A lookup of a user the customer no longer names is deleted with the record, and only if it
+        # still points at this customer (the user may have moved to another one meanwhile).
+        unlinks = [
+            lookup
+            for link in change.unlink_users
+            if (lookup := _lookup(user_pk(link.user_id, link.livemode))) is not None
+            and lookup.customer_id == change.customer_id
+        ]
+        item = record_item(pk, snapshot)
+        if not unlinks:
+            for link_item in links:  # only adds: harmless even if the record then proves stale
+                link_item.save()
+            try:
+                item.save(condition=newer_than_stored(snapshot.stamp))
+            except PutError as error:
+                if error.cause_response_code == "ConditionalCheckFailedException":
+                    raise self._refused(pk, change) from error
+                raise
+            return
+        try:
+            with TransactWrite(connection=_connection()) as transaction:
+                transaction.save(item, condition=newer_than_stored(snapshot.stamp))
+                for link_item in links:
+                    transaction.save(link_item)
+                for lookup in unlinks:
+                    transaction.delete(lookup, condition=LookupItem.customer_id == change.customer_id)
+        except TransactWriteError as error:
+            reasons = [r.code if r is not None else None for r in error.cancellation_reasons]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise self._refused(pk, change) from error
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
+                raise ConcurrentChange(change.customer_id) from error
+            raise
+
+    @staticmethod
+    def _refused(pk: str, change: CustomerChange) -> Exception:
+        """The record's condition failed: it already holds this event (a resent write), or newer."""
+        assert change.snapshot is not None
+        try:
+            stored = RecordItem.get(
+                pk, record_sk(change.snapshot.record.kind, change.snapshot.record.id), consistent_read=True
+            )
+        except DoesNotExist:
+            return ConcurrentChange(change.customer_id)
+        if stored.stamp_event == change.snapshot.stamp.event_id:
+            return DuplicateEvent(change.event_id)
+        return StaleWrite(change.event_id)
+
+    def _write_entitlements(self, pk: str, change: CustomerChange, entitlements: Entitlements) -> None:
+        item = EntitlementsItem(
             pk,
             ENTITLEMENTS_SK,
             customer_id=change.customer_id,
@@ -212,55 +347,17 @@ class DynamoCustomerStore:
             updated_at=change.updated_at,
             version=change.entitlements_version,
             deleted=entitlements.deleted,
-            records_version=change.expected_records_version + 1,
+            records_version=change.new_version,
         )
-        version_condition = (
-            EntitlementsItem.pk.does_not_exist()
-            if change.expected_records_version == 0
-            else EntitlementsItem.records_version == change.expected_records_version
-        )
-        # A lookup of a user the customer no longer names goes in the same transaction, and only if
-        # it still points at this customer (the user may have moved to another one meanwhile).
-        unlinks = [
-            lookup
-            for link in change.unlink_users
-            if (lookup := _lookup(user_pk(link.user_id, link.livemode))) is not None
-            and lookup.customer_id == change.customer_id
-        ]
         try:
-            with TransactWrite(connection=_connection()) as transaction:
-                transaction.save(ledger, condition=LedgerItem.pk.does_not_exist())
-                transaction.save(stored_record, condition=newer_than_stored(stamp))
-                transaction.save(entitlements_item, condition=version_condition)
-                for link in change.link_users:
-                    transaction.save(
-                        LookupItem(
-                            user_pk(link.user_id, link.livemode),
-                            "CUSTOMER",
-                            customer_id=change.customer_id,
-                            livemode=link.livemode,
-                        )
-                    )
-                for lookup in unlinks:
-                    transaction.delete(lookup, condition=LookupItem.customer_id == change.customer_id)
-                for intent in change.link_payment_intents:
-                    transaction.save(
-                        LookupItem(
-                            f"PAYMENT#{intent}",
-                            "CUSTOMER",
-                            customer_id=change.customer_id,
-                            livemode=record.livemode,
-                        )
-                    )
-                for adopted in change.adopted:
-                    # Moved into the customer's records; its unmatched copy goes, unless it changed.
-                    transaction.save(record_item(pk, adopted), condition=newer_than_stored(adopted.stamp))
-                    transaction.delete(
-                        record_item(unmatched_pk(adopted), adopted),
-                        condition=RecordItem.stamp_event == adopted.stamp.event_id,
-                    )
-        except TransactWriteError as error:
-            raise _condition_failure(error, change) from error
+            item.save(
+                condition=EntitlementsItem.pk.does_not_exist()
+                | (EntitlementsItem.records_version < change.new_version)
+            )
+        except PutError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            # Computed from an older state than the stored one: a later writer already published.
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
         for ref in (payment_intent_id, charge_id):
@@ -296,6 +393,59 @@ class DynamoCustomerStore:
                 return False
             raise
         return True
+
+
+def _adopt(pk: str, adopted: Snapshot) -> None:
+    """Move an unmatched dispute/refund into the customer's records, then delete its unmatched copy
+    unless it changed meanwhile. Both writes are idempotent: a retry after a crash repeats them."""
+    try:
+        record_item(pk, adopted).save(condition=newer_than_stored(adopted.stamp))
+    except PutError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise  # else: the customer already holds it (or newer)
+    try:
+        record_item(unmatched_pk(adopted), adopted).delete(
+            condition=RecordItem.stamp_event == adopted.stamp.event_id
+        )
+    except DeleteError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise  # else: gone already, or a newer copy arrived (the next purchase event adopts it)
+
+
+def state_item(pk: str, live: LiveRecords, version: int) -> StateItem:
+    records = [
+        [
+            s.record.kind,
+            s.customer_id,
+            s.account,
+            s.stamp.created,
+            s.stamp.rank,
+            s.stamp.event_id,
+            record_to_dict(s.record),
+        ]
+        for _, s in sorted(live.snapshots.items())
+    ]
+    body = json.dumps(records, separators=(",", ":"), sort_keys=True).encode()
+    return StateItem(
+        pk,
+        STATE_SK,
+        version=version,
+        rules=live.rules,
+        livemode=live.livemode,
+        spilled=live.spilled,
+        records=zlib.compress(body, 9),
+    )
+
+
+def live_of_item(item: StateItem) -> LiveRecords:
+    snapshots = {}
+    for kind, customer_id, account, created, rank, event_id, data in json.loads(
+        zlib.decompress(item.records)
+    ):
+        record = record_from_dict(kind, data)
+        snapshot = Snapshot(record, Stamp(int(created), int(rank), event_id), customer_id, account)
+        snapshots[snapshot.key] = snapshot
+    return LiveRecords(snapshots, item.livemode, bool(item.spilled), item.rules)
 
 
 def _lookup(pk: str) -> LookupItem | None:
@@ -340,21 +490,6 @@ def record_item(pk: str, snapshot: Snapshot) -> RecordItem:
         stamp_event=snapshot.stamp.event_id,
         body=json.dumps(record_to_dict(record), separators=(",", ":"), sort_keys=True),
     )
-
-
-def _condition_failure(error: TransactWriteError, change: CustomerChange) -> Exception:
-    """Which condition failed, by position: ledger, record, entitlements, then lookups (a lookup that
-    changed since it was read is a concurrent change: the retry reads it again)."""
-    reasons = [r.code if r is not None else None for r in error.cancellation_reasons]
-    if not reasons:
-        return error
-    if reasons[0] == "ConditionalCheckFailed":
-        return DuplicateEvent(change.event_id)
-    if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-        return StaleWrite(change.event_id)
-    if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
-        return ConcurrentChange(change.customer_id)
-    return error
 
 
 def _connection() -> Connection:

@@ -4,10 +4,13 @@ The rules of the worker (DESIGN.md, Worker) in one place, against two ports the 
 `CustomerStore` (the table) and `StripeObjects` (the Stripe API, optional). The reconciler and the ops
 CLI queue what they fetch and so reach the table through this same code.
 
-Per event: one consistent read of the customer's partition, then one transaction that writes the
-ledger entry, the record (conditional on its stamp being newer) and the entitlements item
-(conditional on the customer's `records_version` being what was read, so two writers of one customer
-never interleave). Stale and duplicate events write nothing.
+Per event (see `domain.live_records`): one read of three items — the customer's state (the few records
+entitlements depend on, and a version), the event's own record, the entitlements item — then ordered
+conditional writes: the record (conditional on its stamp being older: order-safety and idempotency),
+the state (conditional on the version read: one writer per customer at a time), the entitlements item
+only when what readers see changes. A crash between two writes leaves a derived item behind its source;
+the retry finds its own record already stored, repairs the state and the entitlements and changes
+nothing else. Stale and duplicate events write nothing (except such a repair).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from domain.entitlements import EntitlementRules, Entitlements, compute_entitlements, purchase_is_unresolved
+from domain import live_records
+from domain.entitlements import EntitlementRules, Entitlements, purchase_is_unresolved
+from domain.live_records import LiveRecords
 from domain.records import (
     ChargeRecord,
     DisputeRecord,
@@ -73,7 +78,7 @@ class StaleWrite(Exception):
 
 
 class DuplicateEvent(Exception):
-    """The ledger already holds this event id."""
+    """The stored record already carries this event's stamp."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +90,25 @@ class StoredEntitlements:
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
-    """Everything stored about one customer, as read in one consistent query."""
+    """Everything stored about one customer, as read in one consistent query (the whole history: for
+    the ops CLI, and to build the live records once)."""
 
     customer_id: str
     snapshots: Mapping[tuple[RecordKind, str], Snapshot]
     entitlements: StoredEntitlements | None
-    records_version: int  # 0 when the customer has no entitlements item yet
+    records_version: int  # the state item's version (before state items: the entitlements item's)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """What one event reads: O(1) items whatever the customer's history."""
+
+    customer_id: str
+    stored: Snapshot | None  # the event's record as stored
+    live: LiveRecords | None  # None: no state item yet
+    entitlements: StoredEntitlements | None
+    version: int  # the state item's version; without one, the entitlements item's records_version
+    has_history: bool  # records may exist without a state item (a table written before state items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +121,40 @@ class UserLink:
 
 @dataclass(frozen=True, slots=True)
 class CustomerChange:
+    """The writes of one event, in order: lookups, the record (`snapshot`; None when only repairing),
+    the state (`live`; None when unchanged), the entitlements (None when readers would see nothing new)."""
+
     customer_id: str
     event_id: str
     event_type: str
-    snapshot: Snapshot
-    entitlements: Entitlements
+    snapshot: Snapshot | None
+    live: LiveRecords | None
+    expected_version: int  # the state version read
+    state_exists: bool
+    entitlements: Entitlements | None
     entitlements_version: int  # the version to write (unchanged when access did not change)
-    expected_records_version: int
     updated_at: int
     link_users: tuple[UserLink, ...] = ()
     unlink_users: tuple[UserLink, ...] = ()
     link_payment_intents: tuple[str, ...] = ()  # payment intent or charge ids -> this customer
     # Unmatched disputes/refunds this change moves into the customer's records: each is written if
-    # newer than what the customer holds, and its unmatched copy deleted, in the same transaction.
+    # newer than what the customer holds, then its unmatched copy deleted (both before the record).
     adopted: tuple[Snapshot, ...] = ()
+
+    @property
+    def new_version(self) -> int:
+        """The state version once written (what the entitlements item records it was computed from)."""
+        return self.expected_version + (1 if self.live is not None else 0)
 
 
 class CustomerStore(Protocol):
     def load(self, customer_id: str) -> CustomerState: ...
 
+    def read(self, customer_id: str, key: tuple[RecordKind, str]) -> EventView:
+        """The customer's state item, the record `key` and the entitlements item, consistently."""
+
     def commit(self, change: CustomerChange) -> None:
-        """Write atomically; raise StaleWrite, DuplicateEvent or ConcurrentChange when a condition fails."""
+        """Write in order; raise StaleWrite or DuplicateEvent (record), ConcurrentChange (state)."""
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None: ...
 
@@ -227,11 +258,29 @@ class EventApplier:
             )
 
         tie_fetched = False
+        written = False  # this call's record write landed (a retry of the loop then repairs the rest)
         for _attempt in range(MAX_CONFLICT_RETRIES):
-            state = self._store.load(customer)
-            existing = state.snapshots.get(snapshot.key)
+            view = self._store.read(customer, snapshot.key)
+            live = self._live(view)
+            existing = view.stored
+            if existing is not None:
+                # A crash (or a concurrent writer) may have left the state behind the stored record.
+                live = self._advanced(live, existing, customer)
             if existing is not None and existing.stamp.event_id == snapshot.stamp.event_id:
-                return Result(Outcome.DUPLICATE, event.id, event.type, customer, api_calls=calls.count)
+                repaired = self._repair(event, view, live)
+                outcome = Outcome.APPLIED if written else Outcome.DUPLICATE
+                if repaired is None:
+                    continue
+                return Result(
+                    outcome,
+                    event.id,
+                    event.type,
+                    customer,
+                    before=view.entitlements.entitlements if view.entitlements and written else None,
+                    after=repaired if written else None,
+                    tie_fetched=tie_fetched,
+                    api_calls=calls.count,
+                )
             if (
                 existing is not None
                 and existing.stamp.is_tie_with(snapshot.stamp)
@@ -242,6 +291,8 @@ class EventApplier:
                 snapshot = self._fetched_snapshot(snapshot, event, customer, calls)
                 tie_fetched = True
             if existing is not None and not snapshot.stamp > existing.stamp:
+                if self._repair(event, view, live) is None:
+                    continue
                 return Result(
                     Outcome.STALE,
                     event.id,
@@ -255,23 +306,24 @@ class EventApplier:
                 notes.append(
                     "paid purchase with unknown products: set STRIPE_API_KEY, or metadata product_id / features"
                 )
-            change = self._change(event, state, snapshot, self._adoptable(snapshot, state, customer))
+            change = self._change(event, view, live, snapshot, self._adoptable(snapshot, live, customer))
             try:
                 self._store.commit(change)
             except StaleWrite:
                 return Result(Outcome.STALE, event.id, event.type, customer, api_calls=calls.count)
             except DuplicateEvent:
-                return Result(Outcome.DUPLICATE, event.id, event.type, customer, api_calls=calls.count)
+                continue  # our own write landed before (its answer was lost): repair and report it
             except ConcurrentChange:
+                written = True  # the record is stored; the next read sees it and writes the state
                 continue
-            before = state.entitlements.entitlements if state.entitlements else None
+            before = view.entitlements.entitlements if view.entitlements else None
             return Result(
                 Outcome.APPLIED,
                 event.id,
                 event.type,
                 customer,
                 before=before,
-                after=change.entitlements,
+                after=change.entitlements or before,
                 tie_fetched=tie_fetched,
                 api_calls=calls.count,
                 notes=tuple(notes),
@@ -280,7 +332,7 @@ class EventApplier:
 
     # -- the pieces ---------------------------------------------------------------------------------
 
-    def _adoptable(self, snapshot: Snapshot, state: CustomerState, customer: str) -> tuple[Snapshot, ...]:
+    def _adoptable(self, snapshot: Snapshot, live: LiveRecords, customer: str) -> tuple[Snapshot, ...]:
         """Unmatched disputes and refunds of the payment this snapshot brings, newer than the customer's
         own copy: the purchase's arrival applies a dispute that came first."""
         record = snapshot.record
@@ -299,7 +351,7 @@ class EventApplier:
             return ()
         adopted: list[Snapshot] = []
         for found in self._store.unmatched_for(intent, charge):
-            held = state.snapshots.get(found.key)
+            held = live.get(found.key)  # disputes and refunds are always live records
             if held is not None and not found.stamp > held.stamp:
                 continue
             if isinstance(found.record, DisputeRecord | RefundRecord):
@@ -307,37 +359,91 @@ class EventApplier:
                 adopted.append(replace(found, record=moved, customer_id=customer))
         return tuple(sorted(adopted, key=lambda s: s.key))
 
+    def _live(self, view: EventView) -> LiveRecords:
+        """The customer's live records: from its state item, or built once from its whole partition
+        (a table written before state items, or rules changed since the state was built)."""
+        rules = live_records.fingerprint(self._rules)
+        if view.live is not None and view.live.rules == rules:
+            return view.live
+        if view.live is None and not view.has_history:
+            return live_records.empty(self._rules)
+        history = self._store.load(view.customer_id)
+        return live_records.build(history.snapshots.values(), self._rules)
+
+    def _advanced(self, live: LiveRecords, snapshot: Snapshot, customer: str) -> LiveRecords:
+        advanced = live_records.advance(live, snapshot, self._rules)
+        if advanced is not None:
+            return advanced
+        # A spilled purchase may matter again (a refund, a weakened winner): read the history once.
+        history = dict(self._store.load(customer).snapshots)
+        current = history.get(snapshot.key)
+        if current is None or snapshot.stamp > current.stamp:
+            history[snapshot.key] = snapshot
+        return live_records.build(history.values(), self._rules)
+
+    def _repair(self, event: StripeEvent, view: EventView, live: LiveRecords) -> Entitlements | None:
+        """Finish what a crash or a concurrent writer left undone: the state and the entitlements
+        derived from the stored records. Returns the entitlements as they now stand, None on a
+        conflict (the caller reads again)."""
+        change = self._derived_change(event, view, live, live)
+        if change.live is not None or change.entitlements is not None:
+            try:
+                self._store.commit(change)
+            except ConcurrentChange:
+                return None
+        if change.entitlements is not None:
+            return change.entitlements
+        return live_records.entitlements_of(view.customer_id, live, self._rules)
+
     def _change(
         self,
         event: StripeEvent,
-        state: CustomerState,
+        view: EventView,
+        live: LiveRecords,
         snapshot: Snapshot,
         adopted: tuple[Snapshot, ...] = (),
     ) -> CustomerChange:
-        records = dict(state.snapshots)
-        for found in adopted:
-            records[found.key] = found
-        records[snapshot.key] = snapshot
-        customer = state.customer_id
-        entitlements = compute_entitlements(customer, (s.record for s in records.values()), self._rules)
-        stored = state.entitlements
-        changed = stored is None or not entitlements.same_access(stored.entitlements)
-        version = (stored.version if stored else 0) + (1 if changed else 0)
-        updated_at = self._clock() if changed or stored is None else stored.updated_at
-        link, unlink = self._user_links(snapshot, state.snapshots.get(snapshot.key))
+        advanced = live
+        for found in (*adopted, snapshot):
+            advanced = self._advanced(advanced, found, view.customer_id)
+        link, unlink = self._user_links(snapshot, view.stored)
+        return replace(
+            self._derived_change(event, view, live, advanced),
+            snapshot=snapshot,
+            link_users=link,
+            unlink_users=unlink,
+            link_payment_intents=self._payment_links(snapshot, view.stored),
+            adopted=adopted,
+        )
+
+    def _derived_change(
+        self, event: StripeEvent, view: EventView, before: LiveRecords, after: LiveRecords
+    ) -> CustomerChange:
+        """The state and entitlements writes that take the stored items from `view` to `after`.
+
+        The entitlements item is written when readers would see something new, and also when it lags
+        the state read (`before`): a writer that crashed, or one still to write it. Its write is then
+        conditional on having been computed from a newer state (`records_version`), so that a late
+        write computed from an older state never lands over it."""
+        customer = view.customer_id
+        stored = view.entitlements
+        computed = live_records.entitlements_of(customer, after, self._rules)
+        lagging = stored is not None and not live_records.entitlements_of(
+            customer, before, self._rules
+        ).same_access(stored.entitlements)
+        changed = stored is None or not computed.same_access(stored.entitlements)
+        state_changed = view.live is None or after != view.live
         return CustomerChange(
             customer_id=customer,
             event_id=event.id,
             event_type=event.type,
-            snapshot=snapshot,
-            entitlements=entitlements,
-            entitlements_version=version,
-            expected_records_version=state.records_version,
-            updated_at=updated_at,
-            link_users=link,
-            unlink_users=unlink,
-            link_payment_intents=self._payment_links(snapshot, state.snapshots.get(snapshot.key)),
-            adopted=adopted,
+            snapshot=None,
+            live=after if state_changed else None,
+            expected_version=view.version,
+            state_exists=view.live is not None,
+            entitlements=computed if changed or lagging else None,
+            entitlements_version=(stored.version if stored else 0) + (1 if changed else 0),
+            updated_at=self._clock() if changed or stored is None else stored.updated_at,
         )
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Reconcile Lambda: runs on a schedule (or by hand) and reports each run as metrics and one log line.
 
-Events: the schedule's (a full run, resuming the pass), `{"dry_run": true}` (report without queueing),
-`{"customer": "cus_…"}` (that customer only), or both keys.
+Events: the schedule's (a full run, resuming the pass, after an unfinished backfill), `{"dry_run": true}`
+(report without queueing), `{"customer": "cus_…"}` (that customer only), `{"backfill": true}` (walk the
+account once after the first deploy; `"since": "2024-01-31"` optional), with or without dry_run.
 """
 
 from __future__ import annotations
@@ -32,17 +33,39 @@ COUNT_METRICS = {
     "skipped": "ReconcileSkipped",
     "errors": "ReconcileErrors",
     "failed_events": "FailedEventsFound",
-    "events_requeued": "FailedEventsRequeued",
+    "events_checked": "EventsChecked",
+    "events_applied": "EventsAlreadyApplied",
+    "events_lost": "EventsLost",
+    "events_requeued": "EventsRequeued",
+    "summaries_checked": "EntitlementSummariesChecked",
+}
+# Drift per record kind (and events whose effect the table lacked): DriftBy<Kind>.
+KIND_METRICS = {
+    "profile": "DriftByCustomer",
+    "subscription": "DriftBySubscription",
+    "invoice": "DriftByInvoice",
+    "purchase": "DriftByPurchase",
+    "payment": "DriftByPayment",
+    "charge": "DriftByCharge",
+    "refund": "DriftByRefund",
+    "dispute": "DriftByDispute",
+    "entitlement_summary": "DriftByEntitlementSummary",
+    "event": "DriftByEvent",
 }
 
 
 def publish(report: ReconcileReport) -> None:
     """Every counter, zeros included (an alarm then sees a data point each run), and one log line."""
     for name, value in report.counts.as_dict().items():
-        metrics.add_metric(name=COUNT_METRICS[name], unit=MetricUnit.Count, value=value)
+        if name in COUNT_METRICS:
+            metrics.add_metric(name=COUNT_METRICS[name], unit=MetricUnit.Count, value=value)
+    for kind, value in report.counts.by_kind().items():
+        metrics.add_metric(name=KIND_METRICS[kind], unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="StripeRateLimited", unit=MetricUnit.Count, value=report.rate_limited)
     if report.complete and report.scope == "everything":
         metrics.add_metric(name="ReconcilePassCompleted", unit=MetricUnit.Count, value=1)
+    if report.complete and report.scope == "backfill":
+        metrics.add_metric(name="BackfillCompleted", unit=MetricUnit.Count, value=1)
     failed = report.counts.errors > 0 or report.stopped not in (None, OUT_OF_TIME)
     # A run stopped by an error (a revoked key, Stripe or DynamoDB down) returns normally, so Lambda's
     # Errors never counts it: this metric is what ReconcileFailedAlarm watches.

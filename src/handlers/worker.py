@@ -133,6 +133,7 @@ def report(result: Result) -> None:
         metrics.add_metric(name="TiesFetched", unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.IGNORED:
         metrics.add_metric(name="EventsUnknown", unit=MetricUnit.Count, value=1)
+    changed = result.entitlements_changed  # access is logged when it changes (log bytes are billed)
     logger.info(
         f"event {result.outcome}",
         event_id=result.event_id,
@@ -141,8 +142,8 @@ def report(result: Result) -> None:
         outcome=str(result.outcome),
         reason=result.reason or None,
         entitlements_changed=result.entitlements_changed,
-        entitlements_before=_access(result.before),
-        entitlements_after=_access(result.after) if result.outcome is Outcome.APPLIED else None,
+        entitlements_before=_access(result.before) if changed else None,
+        entitlements_after=_access(result.after) if changed else None,
         api_calls=result.api_calls,
         notes=list(result.notes) or None,
     )

@@ -8,6 +8,10 @@ moto's own emulation ignores `batchItemFailures` (DESIGN.md, pitfalls), so the l
   body, attributes, messageAttributes, md5OfBody, eventSource, eventSourceARN, awsRegion);
 * delete the messages the response does not list in `batchItemFailures` (ReportBatchItemFailures);
   a handler that raises, or answers something Lambda would refuse, fails the whole batch;
+* run several of these pollers at once (the event source's MaximumConcurrency, at most
+  runtime.MAX_LOCAL_POLLERS), as Lambda runs concurrent batches: SQS FIFO hands a message group to one
+  receiver at a time (their ReceiveMessage calls take turns: moto's is not atomic across threads),
+  so one customer's events are still applied one batch after another;
 * leave failures in the queue: they come back after the visibility timeout, and SQS moves a
   message to the DLQ once it has been received maxReceiveCount times. moto 5 does that itself on
   receive; a message that arrives with a higher receive count (a moto that did not) is moved here.
@@ -122,6 +126,8 @@ class EventSourceMapping:
         observer: EventSourceObserver,
         *,
         wait_seconds: int = IDLE_WAIT_SECONDS,
+        watch_dead_letter_queue: bool = True,
+        receiving: threading.Lock | None = None,
     ) -> None:
         self._sqs = sqs
         self._binding = binding
@@ -131,6 +137,10 @@ class EventSourceMapping:
         self._wait_seconds = wait_seconds
         self._dlq_depth = 0
         self._dlq_checked = 0.0
+        self._watch_dlq = watch_dead_letter_queue
+        # Shared by the pollers of one queue: moto's FIFO ReceiveMessage is not atomic across threads
+        # (two at once can take one message group), where SQS's is.
+        self._receiving = receiving or threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -144,13 +154,14 @@ class EventSourceMapping:
     def poll_once(self) -> int:
         """One ReceiveMessage and, when it returned messages, one invocation. Returns their number."""
         binding = self._binding
-        response = self._sqs.receive_message(
-            QueueUrl=binding.queue_url,
-            MaxNumberOfMessages=binding.batch_size,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-            WaitTimeSeconds=self._wait_seconds,
-        )
+        with self._receiving:
+            response = self._sqs.receive_message(
+                QueueUrl=binding.queue_url,
+                MaxNumberOfMessages=binding.batch_size,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=self._wait_seconds,
+            )
         messages: list[dict[str, Any]] = response.get("Messages") or []
         if not messages:
             return 0
@@ -205,6 +216,8 @@ class EventSourceMapping:
         self._sqs.delete_message(QueueUrl=self._binding.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _watch_dead_letter_queue(self) -> None:
+        if not self._watch_dlq:
+            return
         now = time.monotonic()
         if now - self._dlq_checked < DLQ_CHECK_EVERY_SECONDS:
             return

@@ -2,17 +2,19 @@
 
     moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
     HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)
-    poller thread                 ->  handlers.worker.lambda_handler (SQS event source mapping)
+    poller threads                ->  handlers.worker.lambda_handler (SQS event source mapping)
     timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
 
 The handlers run in this process, imported after the environment points every AWS client at moto
-with dummy credentials. Everything stops on Ctrl-C or SIGTERM, and the data (in moto's memory) with it.
+with dummy credentials; moto's server runs in a child process of its own (local_runtime.aws_server),
+so that the two share no interpreter lock. Everything stops on Ctrl-C or SIGTERM, and the data (in
+moto's memory) with it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -26,6 +28,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from local_runtime import console as console_module
+from local_runtime.aws_server import AwsPortTaken, AwsServerFailed, AwsServerProcess
 from local_runtime.config import (
     DEFAULT_AWS_PORT,
     LOOPBACK,
@@ -53,8 +56,10 @@ from local_runtime.template import (
     read_template,
 )
 
-MOTO_RELEASE_EVERY_SECONDS = 5
 MOTO_START_TIMEOUT_SECONDS = 20
+# Concurrent batches (within the event source's MaximumConcurrency): two keep moto's core busy while
+# the worker computes; more only queue inside moto and slow the webhook (measured by bench/load.py).
+MAX_LOCAL_POLLERS = 2
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
 LOCAL_FUNCTION_DEFAULTS = {
@@ -77,7 +82,7 @@ class LocalRuntime:
         self._out = out
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: AwsServerProcess | None = None
         self._server: Any = None
         self._stdout: TextIO | None = None
         self._webhook: Callable[..., Any] | None = None
@@ -92,7 +97,6 @@ class LocalRuntime:
         check_port_free("AWS_PORT", config.aws_port)
         check_port_free("PORT", config.port)
         sandbox_environment(os.environ, config)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
 
         from local_runtime.webhook_server import WebhookServer  # noqa: PLC0415 - after the sandbox
 
@@ -143,15 +147,18 @@ class LocalRuntime:
             max_receive_count=resources.max_receive_count,
             visibility_timeout=resources.visibility_timeout,
         )
-        mapping = EventSourceMapping(
-            boto3.client("sqs"),
-            binding,
-            _as_source("worker", worker),
-            lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
-            self.console,
-        )
-        self._spawn("poller", lambda: mapping.run(self._stop))
-        self._spawn("moto-memory", self._release_moto_copies)
+        receiving = threading.Lock()
+        for number in range(self._pollers()):
+            mapping = EventSourceMapping(
+                boto3.client("sqs"),
+                binding,
+                _as_source("worker", worker),
+                lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
+                self.console,
+                watch_dead_letter_queue=number == 0,
+                receiving=receiving,
+            )
+            self._spawn(f"poller-{number + 1}", functools.partial(mapping.run, self._stop))
         if reconcile is not None:
             self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
         self._banner(reconcile is not None)
@@ -183,26 +190,23 @@ class LocalRuntime:
 
     # -- pieces -------------------------------------------------------------------------------------
 
-    def _release_moto_copies(self) -> None:
-        """moto keeps a reference to every model instance it creates (for its dashboard), among them
-        the copy of the whole table each TransactWriteItems takes: memory would grow with events x
-        table size until the kernel stops `make run`. Dropping those references loses no data."""
-        from moto.core.model_instances import reset_model_data  # noqa: PLC0415 - moto is started above
-
-        while not self._stop.wait(MOTO_RELEASE_EVERY_SECONDS):
-            reset_model_data()
-
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only here
-
-        server = ThreadedMotoServer(ip_address=LOOPBACK, port=self.config.aws_port, verbose=False)
-        # start() waits for the server forever if its socket cannot be bound: wait here with a limit.
-        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
-        starter.start()
-        starter.join(MOTO_START_TIMEOUT_SECONDS)
-        if starter.is_alive():
-            raise StartupError(f"moto did not start: {port_taken_hint('AWS_PORT', self.config.aws_port)}")
+        # Its own process (local_runtime.aws_server): moto's Python does not share this GIL with the
+        # webhook and the worker, and its TransactWriteItems is patched there to stay flat.
+        server = AwsServerProcess(LOOPBACK, self.config.aws_port)
         self._moto = server
+        try:
+            server.start(MOTO_START_TIMEOUT_SECONDS)
+        except AwsPortTaken as error:
+            raise PortTaken(error.errno, port_taken_hint("AWS_PORT", self.config.aws_port)) from None
+        except AwsServerFailed as error:
+            raise StartupError(f"moto did not start: {error}") from None
+
+    def _pollers(self) -> int:
+        """Concurrent batches, as the event source's MaximumConcurrency allows; at most
+        MAX_LOCAL_POLLERS: past that, threads of one process only wait for each other."""
+        allowed = self.stack.max_concurrency
+        return max(1, min(allowed if allowed is not None else MAX_LOCAL_POLLERS, MAX_LOCAL_POLLERS))
 
     def _function_environment(self, resources: LocalResources) -> None:
         """The template's function environment (the user's environment wins), resources resolved."""
@@ -297,9 +301,14 @@ class LocalRuntime:
         lines = [
             "stripe-sync local runtime: the whole pipeline on this machine (moto; no Docker, no AWS)",
             f"  webhook     {config.webhook_base}{route.path}  ({route.method}; GET /health)",
-            f"  AWS (moto)  {config.aws_endpoint}  region {LOCAL_REGION}, dummy credentials",
+            f"  AWS (moto)  {config.aws_endpoint}  region {LOCAL_REGION}, dummy credentials"
+            + (
+                ""
+                if self._moto is not None and self._moto.patched
+                else " (unpatched: slows as the table grows)"
+            ),
             f"  table       {resources.table_name}",
-            f"  queue       {stack.event_queue.name}  (batch {resources.batch_size}, "
+            f"  queue       {stack.event_queue.name}  (batch {resources.batch_size} x {self._pollers()} at once, "
             f"visibility {resources.visibility_timeout} s, DLQ after {resources.max_receive_count} tries)",
             f"  DLQ         {stack.dead_letter_queue.name}",
         ]

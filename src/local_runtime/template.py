@@ -119,6 +119,8 @@ class LocalStack:
     table: TableSpec
     stack_name: str = LOCAL_STACK_NAME
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # The event source's ScalingConfig.MaximumConcurrency (None: not set, Lambda's own limits).
+    max_concurrency: int | None = None
 
 
 class CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]
@@ -180,7 +182,7 @@ def local_stack(
     assert webhook_id is not None
     assert worker_id is not None
 
-    queue_ref, batch_size = _sqs_event_source(resources, worker_id, resolver)
+    queue_ref, batch_size, max_concurrency = _sqs_event_source(resources, worker_id, resolver)
     event_queue = _queue(resources, queue_ref.logical_id, resolver)
     if event_queue.dead_letter_queue is None or event_queue.max_receive_count is None:
         raise TemplateError(f"{event_queue.logical_id} has no RedrivePolicy with a deadLetterTargetArn")
@@ -201,6 +203,7 @@ def local_stack(
         table=_table(resources, table_ref.logical_id, resolver),
         stack_name=stack_name,
         parameters=dict(parameters),
+        max_concurrency=max_concurrency,
     )
 
 
@@ -261,7 +264,7 @@ def _events(resources: Mapping[str, Any], function_id: str, kind: str) -> list[M
 
 def _sqs_event_source(
     resources: Mapping[str, Any], worker_id: str, resolver: _Resolver
-) -> tuple[ResourceRef, int]:
+) -> tuple[ResourceRef, int, int | None]:
     sources = _events(resources, worker_id, "SQS")
     if len(sources) != 1:
         raise TemplateError(f"{worker_id} must have exactly one SQS event source, has {len(sources)}")
@@ -269,7 +272,13 @@ def _sqs_event_source(
     queue = source.get("Queue")
     if not isinstance(queue, ResourceRef):
         raise TemplateError(f"{worker_id}'s SQS event source must name its queue with !GetAtt <queue>.Arn")
-    return queue, _integer(source.get("BatchSize", DEFAULT_BATCH_SIZE), f"{worker_id} BatchSize")
+    scaling = source.get("ScalingConfig")
+    concurrency = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
+    return (
+        queue,
+        _integer(source.get("BatchSize", DEFAULT_BATCH_SIZE), f"{worker_id} BatchSize"),
+        None if concurrency is None else _integer(concurrency, f"{worker_id} MaximumConcurrency"),
+    )
 
 
 def _http_route(resources: Mapping[str, Any], webhook_id: str, resolver: _Resolver) -> HttpRoute:

@@ -36,6 +36,9 @@ class WebhookServer(ThreadingHTTPServer):
     # Request threads are joined on server_close(): a request in progress completes on shutdown.
     daemon_threads = False
     block_on_close = True
+    # socketserver's default listen backlog is 5: with more concurrent senders than that the kernel
+    # drops their connection attempts, which the clients retry only a second later.
+    request_queue_size = 128
 
     def __init__(
         self,

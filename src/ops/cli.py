@@ -109,7 +109,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after about this long; the next run resumes (default RECONCILE_TIME_BUDGET_SECONDS or 780)",
     )
+    backfill = _leaf(
+        commands,
+        "backfill",
+        "walk the Stripe account once (after the first deploy) and queue every subscription, paid "
+        "purchase, granting payment, refund, lost dispute and customer with a user id that the table lacks",
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="report what would be queued, queue nothing")
+    backfill.add_argument(
+        "--since",
+        metavar="DATE",
+        type=_since,
+        help="only objects created on or after this date (YYYY-MM-DD, UTC; default: all)",
+    )
+    backfill.add_argument(
+        "--time-budget",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="length of each run; runs follow each other until the backfill is done, each resuming "
+        "from the backfill's cursor (default RECONCILE_TIME_BUDGET_SECONDS or 780)",
+    )
     return parser
+
+
+def _since(text: str) -> int:
+    from domain.reconcile import InvalidRequest, parse_since  # noqa: PLC0415
+
+    try:
+        return parse_since(text)
+    except InvalidRequest as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _leaf(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -414,6 +443,24 @@ class Commands:
         if report.counts.errors or report.stopped not in (None, "time budget"):
             raise CommandFailed(f"reconcile stopped: {report.stopped or f'{report.counts.errors} error(s)'}")
 
+    def backfill(self, args: argparse.Namespace) -> None:
+        from ops.backfill import run_backfill  # noqa: PLC0415
+
+        report = run_backfill(
+            self.target,
+            self.env,
+            since=args.since,
+            dry_run=args.dry_run,
+            time_budget_seconds=args.time_budget,
+            progress_stream=self.output.err,
+        )
+        data = report.as_dict()
+        self.output.result(data, lambda: _report_text(data))
+        if not report.complete:
+            raise CommandFailed(
+                f"backfill stopped: {report.stopped or 'not complete'}; run it again to resume"
+            )
+
 
 def _customer_text(data: dict[str, Any], now: float) -> str:
     lines = [
@@ -476,7 +523,9 @@ def _record_state(record: dict[str, Any]) -> str:
 
 
 def _report_text(data: dict[str, Any]) -> str:
-    scope = "every subscription" if data["scope"] == "everything" else f"customer {data['scope']}"
+    scope = {"everything": "every subscription", "backfill": "backfill of the account"}.get(
+        data["scope"], f"customer {data['scope']}"
+    )
     lines = [
         f"reconcile {scope}{' (dry run)' if data['dry_run'] else ''}: "
         f"{'complete' if data['complete'] else 'not complete'}"
@@ -487,6 +536,14 @@ def _report_text(data: dict[str, Any]) -> str:
         f"  {data['pages']} page(s), {data['stripe_requests']} Stripe request(s), "
         f"{data['rate_limited']} rate-limited",
     ]
+    by_kind = {kind: n for kind, n in (data.get("drift_by_kind") or {}).items() if n}
+    if by_kind:
+        lines.append("  drift by kind: " + ", ".join(f"{kind} {n}" for kind, n in by_kind.items()))
+    if data.get("events_checked") or data.get("failed_events"):
+        lines.append(
+            f"  events: {data['failed_events']} undelivered by Stripe, {data['events_checked']} checked, "
+            f"{data['events_applied']} already applied, {data['events_lost']} lost and queued again"
+        )
     lines += [
         f"  {d['kind']}: {d['object']} {d['id']}"
         + (f" (customer {d['customer']})" if d.get("customer") else "")
@@ -514,6 +571,7 @@ DISPATCH: dict[tuple[str, str | None], Callable[[Commands, argparse.Namespace], 
     ("refetch", "object"): Commands.refetch_object,
     ("refetch", "event"): Commands.refetch_event,
     ("reconcile", None): Commands.reconcile,
+    ("backfill", None): Commands.backfill,
 }
 
 

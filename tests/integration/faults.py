@@ -9,8 +9,8 @@
   transport: its own retry policy sees the same faults.
 * `moto_transport` is aws_json's transport under mock_aws: moto's in-process handler (the one botocore
   clients reach through moto's `botocore_stubber`), where the network would be.
-* `StripeApiFake` is the Stripe API for one scenario on 127.0.0.1 (the SDK reaches it through
-  STRIPE_API_BASE) that can answer 429 or 5xx, or drop the connection, for the next requests.
+* Stripe's side is `tests.fake_stripe.FakeStripe` (the one fake Stripe API: 429, 5xx and dropped
+  connections on demand).
 * `EventSourceMapping` is Lambda's SQS poller over moto, as tests need it: batches of up to 10 with
   every system attribute, delete what succeeded, and make what failed visible again at once (the
   visibility timeout passing), so that SQS counts receives and moves a message to the DLQ after
@@ -25,10 +25,10 @@ import dataclasses
 import io
 import json
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
@@ -354,20 +354,68 @@ def _error_response(url: str, fault: ServiceError, request: WireRequest) -> AWSR
     return AWSResponse(url, fault.status, headers, _Body(json.dumps(body).encode()))
 
 
-def transaction_of(event_id: str) -> Callable[[WireRequest], bool]:
-    """Matches the TransactWriteItems that applies `event_id` (its ledger entry names it)."""
-    return lambda request: request.mentions(f'"EVENT#{event_id}"')
+# The write that applies an event is the write of its record: a PutItem, or - when a user lookup
+# moves with it - a TransactWriteItems. The record's stamp names the event.
+RECORD_WRITES = ("PutItem", "TransactWriteItems")
+
+
+def _stamped_items(request: WireRequest) -> list[dict[str, Any]]:
+    document = request.document
+    items = [document.get("Item", {})]
+    items += [entry.get("Put", {}).get("Item", {}) for entry in document.get("TransactItems", [])]
+    return [item for item in items if "stamp_event" in item]
+
+
+def record_write_of(event_id: str) -> Callable[[WireRequest], bool]:
+    """Matches the write of the record that `event_id` produced (its stamp names the event)."""
+    return lambda request: any(item["stamp_event"].get("S") == event_id for item in _stamped_items(request))
+
+
+def state_write_of(customer_id: str) -> Callable[[WireRequest], bool]:
+    """Matches a write of the customer's state item (the one every writer of the customer conditions on)."""
+    return lambda request: (
+        request.document.get("Item", {}).get("sk", {}).get("S") == "STATE"
+        and (request.document["Item"]["pk"]["S"] == f"CUSTOMER#{customer_id}")
+    )
+
+
+def entitlements_write_of(customer_id: str) -> Callable[[WireRequest], bool]:
+    return lambda request: (
+        request.document.get("Item", {}).get("sk", {}).get("S") == "ENTITLEMENTS"
+        and (request.document["Item"]["pk"]["S"] == f"CUSTOMER#{customer_id}")
+    )
+
+
+def after(
+    first: Callable[[WireRequest], bool], then: Callable[[WireRequest], bool]
+) -> Callable[[WireRequest], bool]:
+    """Matches the first request matching `then` once a request matching `first` went by."""
+    seen = False
+
+    def matches(request: WireRequest) -> bool:
+        nonlocal seen
+        if first(request):
+            seen = True
+            return False
+        if seen and then(request):
+            seen = False
+            return True
+        return False
+
+    return matches
+
+
+STATE_CONFLICT = ServiceError("ConditionalCheckFailedException", message="The conditional request failed")
 
 
 def committed_events(wire: AwsWire) -> list[str]:
-    """The event ids of every transaction the table accepted, in order, repeats included."""
-    events = []
-    for request in wire.answered("TransactWriteItems"):
-        for item in request.document.get("TransactItems", []):
-            pk = item.get("Put", {}).get("Item", {}).get("pk", {}).get("S", "")
-            if pk.startswith("EVENT#"):
-                events.append(pk.removeprefix("EVENT#"))
-    return events
+    """The event ids of every record write the table accepted, in order, repeats included."""
+    return [
+        item["stamp_event"]["S"]
+        for answer in wire.answers
+        if answer.request.operation in RECORD_WRITES and answer.status == "200"
+        for item in _stamped_items(answer.request)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -542,15 +590,31 @@ def table_state(client: Any, table: str) -> dict[tuple[str, str], str]:
             if "as_of" in body:
                 body["as_of"] = "<fetched>"
             kept["body"] = {"S": json.dumps(body, sort_keys=True)}
+        if item["sk"]["S"] == "STATE":
+            kept["records"] = {"B": _state_records(item["records"]["B"])}
         state[(item["pk"]["S"], item["sk"]["S"])] = json.dumps(kept, sort_keys=True)
     return state
 
 
+def _state_records(compressed: bytes) -> list[Any]:
+    """The state item's live records, with fetched stamps normalised as record items' are."""
+    records = json.loads(zlib.decompress(compressed))
+    for record in records:
+        if str(record[5]).startswith(("fetch_", "sync_")):
+            record[3] = record[5] = "<fetched>"
+            if "as_of" in record[6]:
+                record[6]["as_of"] = "<fetched>"
+    return records
+
+
 def ledger(client: Any, table: str) -> list[str]:
+    """The events the table holds as applied to customers: the stamps of the customers' records (a
+    stamp replaced the EVENT# ledger, which only customer events wrote; a fetched snapshot's stamp
+    names the fetch time, `<fetched>` as in `table_state`)."""
     return sorted(
-        item["pk"]["S"].removeprefix("EVENT#")
+        "<fetched>" if stamp.startswith(("fetch_", "sync_")) else stamp
         for item in table_items(client, table)
-        if item["pk"]["S"].startswith("EVENT#")
+        if item["pk"]["S"].startswith("CUSTOMER#") and (stamp := item.get("stamp_event", {}).get("S"))
     )
 
 
@@ -560,115 +624,3 @@ def entitlement_versions(client: Any, table: str) -> dict[str, int]:
         for item in table_items(client, table)
         if item["sk"]["S"] == "ENTITLEMENTS"
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# Stripe: the API of one scenario, with faults
-# --------------------------------------------------------------------------------------------------
-
-type StripeFault = Literal[429, 500, 502, 503, "drop"]
-
-STRIPE_ERRORS: dict[int, dict[str, Any]] = {
-    429: {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
-    500: {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end"}},
-    502: {"error": {"type": "api_error", "message": "Bad gateway"}},
-    503: {"error": {"type": "api_error", "message": "Service unavailable"}},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class StripeRequest:
-    path: str
-    outcome: str  # the status sent, or "drop"
-
-
-class StripeApiFake:
-    """GET /v1/<…>/<id> answers the object with that id; a path in `lists` answers that list.
-
-    `fail(fault, times)` makes the next matching requests answer 429/5xx, or drop the connection
-    without an answer (the SDK treats that as it treats a timeout: a retryable connection error)."""
-
-    def __init__(self, objects: Mapping[str, Mapping[str, Any]], lists: Mapping[str, Any]) -> None:
-        self._objects = dict(objects)
-        self._lists = dict(lists)
-        self._faults: list[tuple[StripeFault, str]] = []
-        self._lock = threading.Lock()
-        self.requests: list[StripeRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _stripe_handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> StripeApiFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def fail(self, fault: StripeFault, times: int = 1, *, path: str = "/v1/") -> None:
-        with self._lock:
-            self._faults.extend([(fault, path)] * times)
-
-    def recover(self) -> None:
-        """Stripe answers again: the faults not yet met are dropped."""
-        with self._lock:
-            self._faults.clear()
-
-    def pending(self) -> int:
-        return len(self._faults)
-
-    def outcomes(self, path: str = "/v1/") -> list[str]:
-        return [r.outcome for r in self.requests if r.path.startswith(path)]
-
-    def answer(self, path: str) -> tuple[StripeFault | int, str]:
-        with self._lock:
-            for index, (fault, prefix) in enumerate(self._faults):
-                if path.startswith(prefix):
-                    del self._faults[index]
-                    self.requests.append(StripeRequest(path, str(fault)))
-                    return fault, json.dumps(STRIPE_ERRORS.get(fault if isinstance(fault, int) else 500))
-            status, body = self._route(path)
-            self.requests.append(StripeRequest(path, str(status)))
-            return status, body
-
-    def _route(self, path: str) -> tuple[int, str]:
-        if path in self._lists:
-            return 200, json.dumps(self._lists[path])
-        object_id = path.rstrip("/").rsplit("/", 1)[-1]
-        if object_id in self._objects:
-            return 200, json.dumps(self._objects[object_id])
-        error = {
-            "type": "invalid_request_error",
-            "code": "resource_missing",
-            "message": f"No such object: '{object_id}'",
-        }
-        return 404, json.dumps({"error": error})
-
-
-def _stripe_handler(fake: StripeApiFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            status, body = fake.answer(self.path.split("?", 1)[0])
-            if status == "drop":
-                self.close_connection = True  # no status line: the client's read fails
-                return
-            data = body.encode()
-            self.send_response(int(status))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", f"req_fault{len(fake.requests)}")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler

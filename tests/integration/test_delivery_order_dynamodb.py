@@ -54,7 +54,10 @@ def table_state(client: Any, table: str) -> dict[str, Any]:
         if item["pk"]["S"].startswith("EVENT#"):
             continue
         key = (item["pk"]["S"], item["sk"]["S"])
-        state[key] = json.dumps({k: v for k, v in item.items() if k not in volatile}, sort_keys=True)
+        # The state item's records are compressed bytes: compared as hex.
+        state[key] = json.dumps(
+            {k: v for k, v in item.items() if k not in volatile}, sort_keys=True, default=bytes.hex
+        )
     return state
 
 

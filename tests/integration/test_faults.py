@@ -38,8 +38,10 @@ from local_runtime.scenarios import Scenario, ScenarioParams, build, render
 from local_runtime.template import read_template
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS, DeadLetterQueue
 from tests.fake_stripe import FakeStripe
+from tests.fake_stripe import Fault as StripeFault
 from tests.integration.faults import (
     REQUEST_THROTTLED_EXHAUSTED,
+    STATE_CONFLICT,
     THROTTLED,
     THROTTLED_EXHAUSTED,
     AwsWire,
@@ -48,19 +50,19 @@ from tests.integration.faults import (
     KilledAfterApplied,
     ResponseLost,
     ServiceError,
-    StripeApiFake,
-    StripeFault,
     Unreachable,
     WireRequest,
+    after,
     committed_events,
     entitlement_versions,
+    entitlements_write_of,
     ledger,
     moto_transport,
     queue_depth,
+    record_write_of,
     send_events,
+    state_write_of,
     table_state,
-    transaction_conflict,
-    transaction_of,
 )
 
 WEBHOOK_SECRET = "whsec_faults_0123456789abcdef"
@@ -346,21 +348,22 @@ def test_throttles_and_conflicts_in_a_batch_fail_only_their_messages_and_redeliv
     throttled_write = scenarios[2].events[0]["id"]
     throttled_read = scenarios[5].events[0]["id"]
     conflicted = scenarios[7].events[0]["id"]
-    conflicted_once = scenarios[8].events[0]["id"]
 
     with stack.wire() as wire:
         # As botocore raises them once its attempts are spent (the next test spends them for real).
-        wire.inject("TransactWriteItems", THROTTLED_EXHAUSTED, when=transaction_of(throttled_write))
-        wire.inject("Query", REQUEST_THROTTLED_EXHAUSTED, when=lambda r: r.mentions('"CUSTOMER#cus_Fault05"'))
-        # Another writer holds the customer's items at every try the worker makes in this delivery.
+        wire.inject("PutItem", THROTTLED_EXHAUSTED, when=record_write_of(throttled_write))
         wire.inject(
-            "TransactWriteItems",
-            transaction_conflict(item=2),
-            when=transaction_of(conflicted),
+            "BatchGetItem", REQUEST_THROTTLED_EXHAUSTED, when=lambda r: r.mentions('"CUSTOMER#cus_Fault05"')
+        )
+        # Another writer moves the customer's state at every try the worker makes in this delivery.
+        wire.inject(
+            "PutItem",
+            STATE_CONFLICT,
+            when=state_write_of(str(scenarios[7].customer_id)),
             times=MAX_CONFLICT_RETRIES,
         )
         # ... and once only: the worker reloads the customer and writes again in the same delivery.
-        wire.inject("TransactWriteItems", transaction_conflict(item=2), when=transaction_of(conflicted_once))
+        wire.inject("PutItem", STATE_CONFLICT, when=state_write_of(str(scenarios[8].customer_id)))
 
         first = stack.esm.poll()
         assert first is not None
@@ -394,15 +397,15 @@ def test_a_throttle_is_retried_by_botocore_and_fails_the_message_only_once_its_a
     pynamodb_attempts = 1 + 3  # pynamodb's default max_retry_attempts, as botocore's total_max_attempts
 
     with stack.wire() as wire:
-        wire.inject("TransactWriteItems", THROTTLED, when=transaction_of(once))
-        wire.inject("TransactWriteItems", THROTTLED, when=transaction_of(always), times=pynamodb_attempts)
+        wire.inject("PutItem", THROTTLED, when=record_write_of(once))
+        wire.inject("PutItem", THROTTLED, when=record_write_of(always), times=pynamodb_attempts)
         first = stack.esm.poll()
         assert first is not None
         assert first.failed_events() == [always]
         stack.esm.drain()
         assert wire.pending() == 0
 
-    tries = {event: wire.statuses("TransactWriteItems", transaction_of(event)) for event in (once, always)}
+    tries = {event: wire.statuses("PutItem", record_write_of(event)) for event in (once, always)}
     throttled = "400 ProvisionedThroughputExceededException"
     assert tries == {once: [throttled, "200"], always: [throttled] * pynamodb_attempts + ["200"]}
     assert_nothing_applied_twice(wire)
@@ -421,7 +424,7 @@ def test_a_message_retried_after_its_customers_later_events_ends_stale_never_ove
     finalized = next(e["id"] for e in events if e["type"] == "invoice.finalized")
 
     with stack.wire() as wire:
-        wire.inject("TransactWriteItems", THROTTLED_EXHAUSTED, when=transaction_of(finalized))
+        wire.inject("PutItem", THROTTLED_EXHAUSTED, when=record_write_of(finalized))
         invocations = stack.esm.drain()
         assert wire.pending() == 0
 
@@ -440,17 +443,38 @@ def test_a_message_retried_after_its_customers_later_events_ends_stale_never_ove
 # --------------------------------------------------------------------------------------------------
 
 
+# An event's writes come in order (record, state, entitlements); the invocation may die after any.
+KILL_POINTS = {
+    "record": lambda event, customer: record_write_of(event),
+    "state": lambda event, customer: after(record_write_of(event), state_write_of(customer)),
+    "entitlements": lambda event, customer: after(record_write_of(event), entitlements_write_of(customer)),
+}
+
+
+def _index_of(events: Sequence[dict[str, Any]], event_type: str) -> int:
+    return next(i for i, event in enumerate(events) if event["type"] == event_type)
+
+
+@pytest.mark.parametrize("written", sorted(KILL_POINTS))
 def test_an_invocation_killed_after_a_write_is_redelivered_whole_and_the_retry_changes_nothing(
-    aws: Aws, outcomes: Callable[[], list[tuple[str, str]]]
+    aws: Aws, outcomes: Callable[[], list[tuple[str, str]]], written: str
 ) -> None:
-    events = build("signup_paid").events
+    scenario = build("signup_paid")
+    events = scenario.events
     reference = aws.fault_free(events)
     stack = aws.stack()
     stack.send(events)
-    killed_at = 4
+    # The state is written only when a live record changes (here the invoice being paid), the
+    # entitlements item only when access changes (here the subscription turning active).
+    killed_at = {
+        "record": 4,
+        "state": _index_of(events, "invoice.paid"),
+        "entitlements": _index_of(events, "customer.subscription.updated"),
+    }[written]
 
     with stack.wire() as wire:
-        wire.inject("TransactWriteItems", KilledAfterApplied(), when=transaction_of(events[killed_at]["id"]))
+        killed = KILL_POINTS[written](events[killed_at]["id"], str(scenario.customer_id))
+        wire.inject("PutItem", KilledAfterApplied(), when=killed)
         invocations = stack.esm.drain()
         assert wire.pending() == 0
         state_after_kill_and_retry = stack.run()
@@ -483,12 +507,14 @@ def test_a_write_whose_answer_is_lost_is_resent_by_botocore_and_cancelled_as_a_d
     lost = events[5]["id"]
 
     with stack.wire() as wire:
-        wire.inject("TransactWriteItems", ResponseLost(), when=transaction_of(lost))
+        wire.inject("PutItem", ResponseLost(), when=record_write_of(lost))
         invocations = stack.esm.drain()
 
     assert [i.failed for i in invocations] == [set()]
-    resent = wire.statuses("TransactWriteItems", transaction_of(lost))
-    assert resent == ["200 (lost)", "400"], "applied, answer lost; the resend is cancelled by the ledger"
+    resent = wire.statuses("PutItem", record_write_of(lost))
+    assert resent == ["200 (lost)", "400"], (
+        "applied, answer lost; the resend is refused by the record's stamp"
+    )
     assert (lost, "duplicate") in outcomes()
     assert_nothing_applied_twice(wire)
     run = stack.run()
@@ -529,7 +555,7 @@ def test_a_user_id_change_interrupted_after_its_write_still_unlinks_the_old_user
     stack = aws.stack()
     stack.send(events)
     matches: Callable[[WireRequest], bool] = (
-        transaction_of(events[1]["id"]) if operation == "TransactWriteItems" else lambda _: True
+        record_write_of(events[1]["id"]) if operation == "TransactWriteItems" else lambda _: True
     )
 
     with stack.wire() as wire:
@@ -557,13 +583,14 @@ def fast_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def signup_burst(fast_sdk_retries: None) -> Iterator[tuple[Scenario, StripeApiFake]]:
+def signup_burst(fast_sdk_retries: None) -> Iterator[tuple[Scenario, FakeStripe]]:
     scenario = build("signup_burst")
-    with StripeApiFake(scenario.api_objects, scenario.api_lists) as stripe_api:
+    with FakeStripe() as stripe_api:
+        stripe_api.load(scenario.api_objects, scenario.api_lists)
         yield scenario, stripe_api
 
 
-def use_stripe(aws: Aws, stripe_api: StripeApiFake) -> None:
+def use_stripe(aws: Aws, stripe_api: FakeStripe) -> None:
     aws.monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
     aws.monkeypatch.setenv("STRIPE_API_BASE", stripe_api.url)
 
@@ -594,7 +621,7 @@ def assert_the_truth_won(run: Run) -> None:
 )
 def test_stripe_failing_during_a_tie_is_retried_and_never_settles_on_a_guess(
     aws: Aws,
-    signup_burst: tuple[Scenario, StripeApiFake],
+    signup_burst: tuple[Scenario, FakeStripe],
     outcomes: Callable[[], list[tuple[str, str]]],
     faults: list[StripeFault],
     message_fails: bool,
@@ -625,7 +652,7 @@ def test_stripe_failing_during_a_tie_is_retried_and_never_settles_on_a_guess(
 
 
 def test_stripe_rate_limiting_for_long_parks_the_ties_in_the_dlq_and_their_redrive_lands_right(
-    aws: Aws, signup_burst: tuple[Scenario, StripeApiFake]
+    aws: Aws, signup_burst: tuple[Scenario, FakeStripe]
 ) -> None:
     scenario, stripe_api = signup_burst
     use_stripe(aws, stripe_api)
@@ -734,8 +761,9 @@ def test_a_dispute_before_its_payment_is_stored_never_dead_lettered_and_applied_
     stack.esm.drain()
     assert stack.dlq_depth() == 0
     run = stack.run()
-    # An unmatched dispute writes no ledger entry: a redelivery is stale against the stored copy.
-    assert sorted(run.ledger) == sorted(set(reference.ledger) - {e["id"] for e in disputes})
+    # The adopted dispute carries its own event's stamp, as when applied in order (stamps replaced
+    # the ledger; a redelivery is stale against the stored copy either way).
+    assert sorted(run.ledger) == sorted(reference.ledger)
     assert run.state == reference.state
 
 
@@ -848,15 +876,15 @@ def test_the_reconciler_survives_stripe_and_aws_failures_keeps_its_cursor_and_re
             second = run()
             assert not second.complete
             assert "another reconcile run" in str(second.stopped)
-            assert cursor() == (pass_id, "records", 1)
+            assert cursor() == (pass_id, "events:test", 1)
             assert stack.queue_depth() == 4
 
             # 3. DynamoDB throttles the records phase's scan past botocore's retries: the run stops
-            #    where it stands.
+            #    where it stands (after the two event lists).
             wire.inject("Scan", THROTTLED_EXHAUSTED)
             third = run()
             assert not third.complete
-            assert cursor() == (pass_id, "records", 1)
+            assert cursor() == (pass_id, "records", 3)
 
             # 4. Healthy again: the same pass finishes.
             last = run()

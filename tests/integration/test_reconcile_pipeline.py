@@ -3,9 +3,10 @@ DynamoDB and SQS FIFO; repairs are applied by the worker Lambda from the message
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,13 @@ from adapters.reconcile_cursor import CursorItem, CursorStore
 from adapters.reconciler import Reconciler, bind_table
 from adapters.stripe_api import StripeApi
 from domain.credentials import Mode
-from domain.reconcile import Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
+from domain.reconcile import Backfill, Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
 from domain.records import Snapshot
 from domain.stripe_objects import parse_event, record_of, snapshot_of
 from handlers import worker
 from local_runtime import stripe_samples as s
 from local_runtime.event_source import sqs_record
+from local_runtime.scenarios import Scenario, ScenarioParams, build
 from tests.fake_stripe import FakeStripe
 from tests.sync_table_fixture import create_sync_table
 
@@ -203,6 +205,14 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         worker._applier.cache_clear()
 
 
+def core(counts: Counts | None) -> Counts:
+    """The object counters (what the subscription list and the records sweep found), without the
+    event and per-kind counters the tests below look at on their own."""
+    assert counts is not None
+    names = ("checked", "missing", "stale", "extra", "repaired", "not_found", "skipped", "errors")
+    return Counts(**{name: getattr(counts, name) for name in names})
+
+
 def synthetic(message: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(message["Body"]))
 
@@ -275,7 +285,7 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
+    assert core(report.counts) == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
     assert {(d.kind, d.object_id) for d in report.drifts} == {
         (DriftKind.MISSING, "sub_cus_missing"),
         (DriftKind.STALE, "sub_cus_stale"),
@@ -284,7 +294,7 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
         (DriftKind.STALE, "pi_buyer"),
     }
     assert any("sub_cus_gone" in m and "404" in m for m in report.messages)
-    fetched = {r.path for r in fake.requests[before:]} - {"/v1/subscriptions"}
+    fetched = {r.path for r in fake.requests[before:]} - {"/v1/subscriptions", "/v1/events"}
     # Listed subscriptions were compared, never fetched by id; the settled purchase was left alone.
     assert fetched == {
         "/v1/subscriptions/sub_cus_clock",
@@ -343,10 +353,11 @@ def test_nothing_is_queued_when_nothing_drifted(world: World) -> None:
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=30)
+    assert core(report.counts) == Counts(checked=30)
     assert report.drifts == ()
     assert world.drain() == []
-    assert world.fake.count("/v1/") == 1  # one list page; nothing fetched by id
+    # One page of each list (subscriptions, undelivered events, other records' events); nothing by id.
+    assert [r.path for r in world.fake.requests] == ["/v1/subscriptions", "/v1/events", "/v1/events"]
 
 
 def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world: World) -> None:
@@ -358,7 +369,7 @@ def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world:
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=1, missing=1, repaired=1, errors=1)
+    assert core(report.counts) == Counts(checked=1, missing=1, repaired=1, errors=1)
     assert any("sub_cus_broken" in m for m in report.messages)
     assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_cus_new"]
 
@@ -372,7 +383,7 @@ def test_a_dry_run_reports_drift_and_queues_nothing(world: World) -> None:
 
     assert report.dry_run
     assert report.complete
-    assert report.counts == Counts(checked=2, missing=1, stale=1)
+    assert core(report.counts) == Counts(checked=2, missing=1, stale=1)
     assert {d.object_id for d in report.drifts} == {"sub_cus_new", "sub_cus_old"}
     assert world.drain() == []
     old = world.stored("cus_old", "sub_cus_old")
@@ -416,14 +427,14 @@ def test_a_pass_that_outlasts_the_time_budget_resumes_from_the_cursor(world: Wor
         reports.append(world.run(budget=25))
         assert len(reports) < 10
 
-    assert len(reports) == 2
+    assert len(reports) == 3  # 3 subscription pages, 2 event lists and the records: 2 requests a run
     assert sum(r.counts.checked for r in reports) == 250
-    assert reports[-1].pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(reports[-1].pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
     assert sorted(queued) == sorted(drifted)
     lists = [r.query.get("starting_after") for r in world.fake.requests if r.path == "/v1/subscriptions"]
     assert lists == [None, "sub_cus_0150", "sub_cus_0050"]  # every page once, none skipped
-    # The records phase ran in the second run: subscriptions the first run listed were not fetched.
+    # The records phase ran in the third run: subscriptions the first runs listed were not fetched.
     assert world.fake.count("/v1/subscriptions/") == 0
 
 
@@ -443,7 +454,7 @@ def test_rate_limits_and_server_errors_are_survived_with_the_same_result(world: 
     assert world.fake.count("/", 429) == 3
     assert world.fake.count("/", 500) == 2
     assert world.clock.sleeps[:3] == [0.75, 1.5, 3.0]  # exponential backoff, jitter fixed at one half
-    assert report.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(report.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = world.drain()
     assert sorted(synthetic(m)["data"]["object"]["id"] for m in queued) == sorted(drifted)
     world.apply([m["Body"] for m in queued])
@@ -477,7 +488,7 @@ def test_a_run_stopped_by_errors_keeps_its_cursor_and_the_next_run_finishes_the_
     finished = world.run()
 
     assert finished.complete
-    assert finished.pass_counts == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert core(finished.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
     assert sorted(queued) == sorted(drifted)
 
@@ -516,7 +527,7 @@ def test_a_queue_that_refuses_repairs_stops_the_run_before_the_cursor_moves(worl
     assert not report.complete
     assert report.stopped is not None
     assert "QueueUnavailable" in report.stopped
-    assert report.counts == Counts(errors=1)
+    assert core(report.counts) == Counts(errors=1)
     cursor = CursorStore().load()
     assert cursor is not None
     assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", None, 0)
@@ -554,7 +565,7 @@ def test_an_unreadable_record_is_reported_and_the_scan_goes_on(world: World) -> 
     report = world.run()
 
     assert report.complete
-    assert report.counts == Counts(checked=1, extra=1, repaired=1, errors=1)
+    assert core(report.counts) == Counts(checked=1, extra=1, repaired=1, errors=1)
     assert any("SUBSCRIPTION#sub_bad" in m for m in report.messages)
 
 
@@ -585,36 +596,99 @@ def test_a_reconcile_racing_an_older_webhook_keeps_the_newer_state(world: World)
 def test_failed_deliveries_are_requeued_with_the_webhooks_group_and_deduplication_ids(world: World) -> None:
     lost = webhook(subscription("cus_a"), T0 + 10)
     delivered = webhook(subscription("cus_b"), T0 + 11)
-    connected = dict(webhook(subscription("cus_c"), T0 + 12), account="acct_1Connected")
-    for event, ok in ((lost, False), (delivered, True), (connected, False)):
+    for event, ok in ((lost, False), (delivered, True)):
         world.fake.put_event(event, delivered=ok)
-
     not_an_event = {"id": "evt_odd", "object": "event", "type": "x", "created": T0}  # no livemode
     world.fake.put_event(not_an_event, delivered=False)
 
-    dry = world.run(dry_run=True, requeue_failed_events=True)
-    assert (dry.counts.failed_events, dry.counts.events_requeued, dry.counts.errors) == (2, 0, 1)
-    assert any("evt_odd" in m and "livemode" in m for m in dry.messages)
+    dry = world.run(dry_run=True)
+    assert (dry.counts.failed_events, dry.counts.events_lost, dry.counts.events_requeued) == (2, 1, 0)
+    assert dry.counts.errors == 1
+    assert any("evt_odd" in m for m in dry.messages)
     assert world.drain() == []
 
-    report = world.run(requeue_failed_events=True)
-
-    assert (report.counts.failed_events, report.counts.events_requeued) == (2, 2)
-    messages = {m["Attributes"]["MessageDeduplicationId"]: m for m in world.drain()}
-    assert set(messages) == {lost["id"], f"{connected['id']}:acct_1Connected"}
-    assert messages[lost["id"]]["Attributes"]["MessageGroupId"] == "cus_a"
-    assert json.loads(messages[lost["id"]]["Body"]) == lost
-    assert json.loads(messages[f"{connected['id']}:acct_1Connected"]["Body"]) == connected
-    events = [r for r in world.fake.requests if r.path == "/v1/events"]
-    assert all(r.query.get("delivery_success") == "false" for r in events)
-
-
-def test_failed_deliveries_are_left_alone_unless_enabled(world: World) -> None:
-    world.fake.put_event(webhook(subscription("cus_a"), T0 + 10), delivered=False)
     report = world.run()
+
+    assert (report.counts.failed_events, report.counts.events_requeued) == (2, 1)
+    assert report.counts.by_kind()["event"] == 1
+    [message] = world.drain()
+    assert message["Attributes"]["MessageDeduplicationId"] == lost["id"]
+    assert message["Attributes"]["MessageGroupId"] == "cus_a"
+    assert json.loads(message["Body"]) == lost
+    events = [r for r in world.fake.requests if r.path == "/v1/events"]
+    failed = [r for r in events if r.query.get("delivery_success") == "false"]
+    assert failed
+    assert all(int(r.query["created[gte]"]) == NOW - 30 * DAY for r in failed)
+
+
+def test_a_failed_delivery_already_applied_is_not_queued_again(world: World) -> None:
+    """Stripe keeps saying "not delivered" for an event the reconciler queued itself (our endpoint
+    never answered it): the ledger shows it applied, so no pass queues it again."""
+    lost = webhook(subscription("cus_a"), NOW - 60)
+    world.fake.put_subscription(subscription("cus_a"))
+    world.fake.put_event(lost, delivered=False)
+
+    world.run()
+    world.repair_all()
+    assert world.features("cus_a") == {"prod_pro"}
+    world.clock.now += 200  # the next pass's event lists start 300 s before this one started
+    again = world.run()
+
+    assert again.counts.failed_events == 1  # still listed: inside the overlap of the checkpoint
+    assert (again.counts.events_applied, again.counts.events_requeued) == (1, 0)
+    assert world.drain() == []
+
+
+def test_failed_deliveries_are_left_alone_when_switched_off(world: World) -> None:
+    world.fake.put_event(webhook(subscription("cus_a"), T0 + 10), delivered=False)
+    report = world.run(requeue_failed_events=False)
     assert report.complete
     assert report.counts.failed_events == 0
-    assert world.fake.count("/v1/events") == 0
+    assert not [r for r in world.fake.requests if r.query.get("delivery_success") is not None]
+
+
+def test_each_connected_account_with_records_is_listed_with_its_stripe_account(world: World) -> None:
+    """Connect: the records phase finds the accounts that have records; from the next pass on each
+    is listed with its Stripe-Account (subscriptions, undelivered events, other events)."""
+    account = "acct_1Connected"
+    stored = subscription("cus_c")
+    world.fake.put_subscription(stored, account=account)
+    world.deliver(dict(webhook(stored, T0 + 10), account=account))
+    canceled = subscription("cus_c", "canceled", canceled_at=T0 + 50, ended_at=T0 + 50)
+    world.fake.put_subscription(canceled, account=account)
+    new = subscription("cus_d", id="sub_connected_new")
+    world.fake.put_subscription(new, account=account)
+    lost = dict(webhook(subscription("cus_e", id="sub_e"), T0 + 20), account=account)
+    world.fake.put_event(lost, delivered=False, account=account)
+
+    first = world.run()
+    assert first.complete
+    # The first pass verifies the account's record by id (with its account) and learns the account.
+    assert core(first.counts) == Counts(checked=1, extra=1, repaired=1)
+    assert CursorStore().accounts() == {("test", account)}
+    world.repair_all()
+    world.clock.now += 3600
+
+    second = world.run()
+
+    assert second.complete
+    scoped = [(r.path, r.query.get("delivery_success")) for r in world.fake.requests if r.account == account]
+    assert ("/v1/subscriptions", None) in scoped
+    assert ("/v1/events", "false") in scoped
+    assert core(second.counts) == Counts(checked=2, missing=1, repaired=1)
+    assert second.counts.events_requeued == 1
+    messages = {m["Attributes"]["MessageDeduplicationId"]: m for m in world.drain()}
+    assert f"{lost['id']}:{account}" in messages
+    [repair] = [m for m in messages.values() if synthetic(m)["type"] == "sync.fetched"]
+    assert synthetic(repair)["account"] == account
+    assert synthetic(repair)["data"]["object"]["id"] == "sub_connected_new"
+    world.apply([m["Body"] for m in messages.values()])
+    assert world.features("cus_c") == set()
+    assert world.features("cus_d") == {"prod_pro"}
+    assert world.features("cus_e") == {"prod_pro"}
+    connected = world.stored("cus_d", "sub_connected_new")
+    assert connected is not None
+    assert connected.account == account
 
 
 # -- one customer ---------------------------------------------------------------------------------
@@ -636,7 +710,7 @@ def test_one_customer_is_reconciled_alone(world: World) -> None:
 
     assert report.scope == "cus_mine"
     assert report.complete
-    assert report.counts == Counts(checked=3, missing=1, stale=1, extra=1, repaired=3)
+    assert core(report.counts) == Counts(checked=3, missing=1, stale=1, extra=1, repaired=3)
     lists = [r for r in fake.requests if r.path == "/v1/subscriptions"]
     assert [r.query.get("customer") for r in lists] == ["cus_mine"]
     messages = world.repair_all()
@@ -674,7 +748,7 @@ def test_each_mode_is_listed_with_its_own_key(world: World) -> None:
     )
 
     assert report.complete
-    assert report.counts == Counts(checked=2, missing=1, stale=1, repaired=2)
+    assert core(report.counts) == Counts(checked=2, missing=1, stale=1, repaired=2)
     lists = [
         (r.livemode, r.query.get("status")) for r in world.fake.requests if r.path == "/v1/subscriptions"
     ]
@@ -690,7 +764,7 @@ def test_records_of_a_mode_without_a_key_are_skipped_and_counted(world: World) -
     report = world.run()  # a test key only
 
     assert report.complete
-    assert report.counts == Counts(skipped=1)
+    assert core(report.counts) == Counts(skipped=1)
     assert world.fake.count("/v1/subscriptions/") == 0
 
 
@@ -710,7 +784,7 @@ def test_a_mode_whose_key_was_removed_mid_pass_is_skipped_with_an_error(world: W
     second = world.run(dry_run=True)  # the live key is gone
 
     assert second.complete
-    assert second.counts.errors == 1
+    assert second.counts.errors == 3  # the live subscriptions, undelivered events and other events
     assert any("subscriptions:live skipped" in m for m in second.messages)
     assert (second.pass_counts or Counts()).checked == 150
 
@@ -724,7 +798,7 @@ def test_one_customer_of_the_other_mode_is_not_an_error(world: World) -> None:
     )
 
     assert report.complete
-    assert report.counts == Counts(checked=1, missing=1, repaired=1)
+    assert core(report.counts) == Counts(checked=1, missing=1, repaired=1)
     assert world.fake.count("/v1/subscriptions", 404) == 1
 
 
@@ -763,6 +837,11 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     assert metrics["ReconcileErrors"] == [0.0]
     assert metrics["ReconcileFailed"] == [0.0]
     assert metrics["ReconcilePassCompleted"] == [1.0]
+    assert metrics["DriftBySubscription"] == [1.0]  # per kind, zeros included
+    assert metrics["DriftByPurchase"] == [0.0]
+    assert metrics["DriftByEvent"] == [0.0]
+    assert metrics["FailedEventsFound"] == [0.0]
+    assert metrics["EventsLost"] == [0.0]
     runs = _logged(caplog, "reconcile run")
     assert len(runs) == 1
     assert runs[0].drifts == [
@@ -780,6 +859,26 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     )
     assert (scheduled["dry_run"], scheduled["repaired"]) == (False, 1)
     assert [m["Attributes"]["MessageGroupId"] for m in world.drain()] == ["cus_new"]
+
+
+def test_the_handler_runs_a_backfill_when_asked(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from handlers import reconcile as handler
+
+    world.fake.put_subscription(subscription("cus_old", created=T0 - 400 * DAY))
+    world.fake.put_subscription(subscription("cus_new", id="sub_new"))
+    capsys.readouterr()
+    answer = handler.lambda_handler({"backfill": True, "since": "2025-12-01"}, LambdaContext())
+    assert (answer["scope"], answer["complete"], answer["missing"], answer["repaired"]) == (
+        "backfill",
+        True,
+        1,
+        1,
+    )
+    assert answer["drift_by_kind"]["subscription"] == 1
+    metrics = _metrics(capsys.readouterr().out)
+    assert metrics["BackfillCompleted"] == [1.0]
+    assert "ReconcilePassCompleted" not in metrics
+    assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_new"]
 
 
 def test_the_handler_reconciles_one_customer_when_asked(world: World) -> None:
@@ -828,3 +927,385 @@ def test_the_handler_refuses_a_bad_request_and_a_missing_key_clearly(
     with pytest.raises(ReconcileNotConfigured, match="QUEUE_URL"):
         handler.lambda_handler({}, LambdaContext())
     assert handler.lambda_handler({"dry_run": True}, LambdaContext())["complete"] is True
+
+
+# -- every kind of state, repaired within one run -------------------------------------------------
+
+
+def _lost_user_id_change(params: ScenarioParams) -> Scenario:
+    """A customer's `metadata.user_id` changes; its `customer.updated` is the event that gets lost."""
+    base = build("signup_paid", params)
+    created = next(e for e in base.events if e["type"] == "customer.created")
+    customer = dict(created["data"]["object"], metadata={"user_id": f"{params.user_id}_new"})
+    update = s.event(
+        s.IdFactory(f"{params.customer_id}:moved"),
+        "customer.updated",
+        customer,
+        created=base.events[-1]["created"] + 60,
+        previous_attributes={"metadata": {"user_id": params.user_id}},
+    )
+    objects = {**base.api_objects, customer["id"]: customer}
+    return dataclasses.replace(base, events=[*base.events, update], api_objects=objects)
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[ScenarioParams], Scenario]
+    lost: tuple[str, ...]  # the event types whose delivery never reached us
+
+
+CASES = {
+    "purchase-completed-lost": Case(lambda p: build("one_time_purchase", p), ("checkout.session.completed",)),
+    "refund-lost": Case(lambda p: build("purchase_refunded", p), ("charge.refunded",)),
+    "lost-dispute-lost": Case(
+        lambda p: build("purchase_dispute_lost", p),
+        ("charge.dispute.funds_withdrawn", "charge.dispute.closed"),
+    ),
+    "entitlements-summary-lost": Case(
+        lambda p: build("entitlements_summary_updated", p),
+        ("entitlements.active_entitlement_summary.updated",),
+    ),
+    "customer-deleted-lost": Case(
+        lambda p: build("customer_deleted", p), ("customer.subscription.deleted", "customer.deleted")
+    ),
+    "user-id-change-lost": Case(_lost_user_id_change, ("customer.updated",)),
+}
+
+
+def _access(world: World, customer: str) -> dict[str, Any]:
+    """The entitlements item as readers use it: features with their ends, flags; not the sources
+    (their ids differ between the two customers of a case)."""
+    item = world.dynamodb.get_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"CUSTOMER#{customer}"}, "sk": {"S": "ENTITLEMENTS"}},
+        ConsistentRead=True,
+    ).get("Item")
+    if item is None:
+        return {}
+    features = {name: value["M"].get("until", {}).get("N") for name, value in item["features"]["M"].items()}
+    return {"features": features, "deleted": item["deleted"]["BOOL"], "issue": item["payment_issue"]["BOOL"]}
+
+
+def _user_lookup(world: World, user_id: str) -> str | None:
+    item = world.dynamodb.get_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"USER#test#{user_id}"}, "sk": {"S": "CUSTOMER"}},
+        ConsistentRead=True,
+    ).get("Item")
+    return item["customer_id"]["S"] if item else None
+
+
+def _stage(
+    world: World, case: Case, name: str, *, stripe_says_delivered: bool, ends_at: int | None = None
+) -> tuple[str, str, Scenario]:
+    """Two customers living the same story: one got every webhook (the reference), the other lost
+    `case.lost`; Stripe's API holds the truth and every event of both. `ends_at`: the story is moved
+    in time to end then."""
+
+    def params(prefix: str) -> ScenarioParams:
+        base = ScenarioParams(customer_id=f"cus_{prefix}{name}", user_id=f"user_{prefix}{name}")
+        if ends_at is None:
+            return base
+        last = max(e["created"] for e in case.build(base).events)
+        return dataclasses.replace(base, start=base.start + ends_at - last)
+
+    reference = case.build(params("ref"))
+    story = case.build(params("lost"))
+    for scenario in (reference, story):
+        world.fake.load(scenario.api_objects, scenario.api_lists)
+        for event in scenario.events:
+            lost = scenario is story and event["type"] in case.lost
+            world.fake.put_event(event, delivered=stripe_says_delivered or not lost)
+            if not lost:
+                world.deliver(event)
+    world.clock.now = max(e["created"] for e in story.events) + 3600
+    return str(reference.customer_id), str(story.customer_id), story
+
+
+@pytest.mark.parametrize(
+    ("name", "stripe_says_delivered"),
+    [
+        *((name, False) for name in CASES),
+        # A creation event (checkout.session.completed) Stripe counts as delivered everywhere was
+        # applied: the webhook answers 2xx only once it is queued. The others are looked for anyway.
+        *((name, True) for name in CASES if name != "purchase-completed-lost"),
+    ],
+)
+def test_each_kind_of_lost_state_is_repaired_by_one_run_and_never_twice(
+    world: World, name: str, stripe_says_delivered: bool
+) -> None:
+    """The issue's list: a purchase whose `checkout.session.completed` never arrived, a refund or a
+    lost dispute whose webhook never arrived, a lost Entitlements summary update, a deleted customer
+    and a changed user id whose events were lost. Stripe lists the event as undelivered (a wrong
+    secret, an outage) or as delivered (to another endpoint, or before a rolled secret): either way
+    one run repairs it, and the next run finds nothing to repair."""
+    case = CASES[name]
+    reference, lost, story = _stage(
+        world, case, name.replace("-", ""), stripe_says_delivered=stripe_says_delivered
+    )
+    if name == "user-id-change-lost":
+        assert _user_lookup(world, "user_lostuseridchangelost_new") is None
+    else:
+        assert _access(world, lost) != _access(world, reference)
+
+    report = world.run()
+
+    assert report.complete
+    assert report.counts.events_lost >= 1
+    world.repair_all()
+    assert _access(world, lost) == _access(world, reference)
+    if name == "user-id-change-lost":
+        assert _user_lookup(world, "user_lostuseridchangelost_new") == lost
+        assert _user_lookup(world, "user_lostuseridchangelost") is None
+    world.clock.now += 3600
+    again = world.run()
+    assert again.counts.drift == 0
+    assert again.counts.events_lost == 0
+    assert world.drain() == [], "nothing is repaired twice"
+    assert story.events  # the story had events to lose
+
+
+def test_a_stored_entitlements_summary_is_checked_against_the_active_entitlements(world: World) -> None:
+    """The summary event arrived, but a later change's was lost and has aged out of Stripe's events:
+    the records sweep asks Stripe for the customer's active entitlements (one request per customer
+    with a summary) and queues the summary as it is now."""
+    scenario = build("entitlements_summary_updated", ScenarioParams(customer_id="cus_summary"))
+    world.fake.load(scenario.api_objects, scenario.api_lists)
+    world.deliver(*scenario.events)
+    before = _access(world, "cus_summary")["features"]
+    assert before
+    world.clock.now = scenario.events[-1]["created"] + 40 * DAY  # the events are gone from Stripe
+    world.fake.put_active_entitlements("cus_summary", ["pro_reports"])
+
+    report = world.run()
+
+    assert report.counts.summaries_checked == 1
+    assert report.counts.by_kind()["entitlement_summary"] == 1
+    assert [r.query.get("customer") for r in world.fake.requests if "active_entitlements" in r.path] == [
+        "cus_summary"
+    ]
+    world.repair_all()
+    assert set(_access(world, "cus_summary")["features"]) == {"pro_reports"}
+    world.clock.now += 3600
+    assert world.run().counts.drift == 0
+    assert world.drain() == []
+
+
+def test_an_open_dispute_is_fetched_until_it_closes(world: World) -> None:
+    scenario = build("purchase_dispute_lost", ScenarioParams(customer_id="cus_open"))
+    world.fake.load(scenario.api_objects, scenario.api_lists)
+    opened = [
+        e
+        for e in scenario.events
+        if e["type"] not in ("charge.dispute.funds_withdrawn", "charge.dispute.closed")
+    ]
+    world.deliver(*opened)
+    world.clock.now = scenario.events[-1]["created"] + 40 * DAY  # the closing events aged out
+    assert _access(world, "cus_open")["features"]
+
+    report = world.run()
+
+    assert [r.path.split("/")[2] for r in world.fake.requests if r.path.count("/") == 3] == ["disputes"]
+    assert report.counts.by_kind()["dispute"] == 1
+    world.repair_all()
+    assert _access(world, "cus_open")["features"] == {}
+    world.clock.now += 3600
+    before = len(world.fake.requests)
+    again = world.run()
+    assert again.counts.drift == 0
+    assert not [r for r in world.fake.requests[before:] if r.path.startswith("/v1/disputes/")], "closed"
+
+
+def test_every_case_at_once_is_repaired_within_two_runs_cut_by_the_time_budget(world: World) -> None:
+    ends_at = T0 + 100 * DAY  # every story ends within the hour before the run: Stripe lists them all
+    stories = [
+        _stage(world, case, name.replace("-", ""), stripe_says_delivered=False, ends_at=ends_at)
+        for name, case in CASES.items()
+    ]
+    world.clock.now = ends_at + 3600
+
+    def two_seconds_a_request() -> None:
+        world.clock.now += 2
+
+    world.fake.on_request = two_seconds_a_request
+    first = world.run(budget=6)
+    assert first.stopped == "time budget"
+    second = world.run(budget=60)
+    assert second.complete
+    world.repair_all()
+    for reference, lost, _story in stories:
+        assert _access(world, lost) == _access(world, reference), lost
+
+
+def test_a_requeued_event_never_overwrites_a_newer_state(world: World) -> None:
+    """A lost `customer.updated` is queued again; a later update of the same customer arrives
+    before the worker gets to it: the later one stands."""
+    case = CASES["user-id-change-lost"]
+    _reference, lost, story = _stage(world, case, "race", stripe_says_delivered=False)
+    world.run()
+    customer = next(e for e in story.events if e["type"] == "customer.updated")["data"]["object"]
+    newest = s.event(
+        s.IdFactory("race:newest"),
+        "customer.updated",
+        dict(customer, metadata={"user_id": "user_newest"}),
+        created=int(world.clock.now),
+    )
+    world.deliver(newest)
+    world.repair_all()
+    assert _user_lookup(world, "user_newest") == lost
+    assert _user_lookup(world, "user_lostrace_new") is None
+    profile = world.stored(lost, lost, "PROFILE")
+    assert profile is not None
+    assert profile.record.user_id == "user_newest"  # type: ignore[union-attr]
+
+
+# -- backfill -------------------------------------------------------------------------------------
+
+BACKFILLED = ("signup_paid", "one_time_purchase", "purchase_refunded", "purchase_dispute_lost")
+BACKFILL_LIST_PATHS = {
+    "/v1/subscriptions",
+    "/v1/checkout/sessions",
+    "/v1/payment_intents",
+    "/v1/refunds",
+    "/v1/disputes",
+    "/v1/customers",
+}
+
+
+def _account_before_deploy(world: World) -> list[tuple[str, str]]:
+    """Stories that happened before the deploy (Stripe has the objects, the table nothing), each
+    beside a reference customer whose webhooks all arrived; plus a PaymentIntent granting by metadata."""
+    pairs = []
+    for name in BACKFILLED:
+        reference = build(name, ScenarioParams(customer_id=f"cus_ref{name}", user_id=f"user_ref{name}"))
+        story = build(name, ScenarioParams(customer_id=f"cus_old{name}", user_id=f"user_old{name}"))
+        for scenario in (reference, story):
+            world.fake.load(scenario.api_objects, scenario.api_lists)
+            for obj in scenario.api_objects.values():
+                if obj.get("object") == "charge" and obj.get("refunded"):
+                    world.fake.put(_refund(obj))
+        world.deliver(*reference.events)
+        pairs.append((str(reference.customer_id), str(story.customer_id)))
+    for customer in ("cus_refmeta", "cus_oldmeta"):
+        intent = s.payment_intent(
+            s.IdFactory(customer),
+            amount=500,
+            customer=customer,
+            status="succeeded",
+            created=T0,
+            metadata={"features": "ebook"},
+        )
+        world.fake.put(intent)
+        if customer == "cus_refmeta":
+            world.deliver(webhook(intent, T0 + 1, "payment_intent.succeeded"))
+    pairs.append(("cus_refmeta", "cus_oldmeta"))
+    world.clock.now = T0 + 400 * DAY
+    return pairs
+
+
+def _refund(charge: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"re_{charge['id']}",
+        "object": "refund",
+        "amount": charge["amount_refunded"],
+        "charge": charge["id"],
+        "payment_intent": charge.get("payment_intent"),
+        "created": charge["created"] + 3600,
+        "livemode": False,
+        "status": "succeeded",
+    }
+
+
+def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: World) -> None:
+    pairs = _account_before_deploy(world)
+    before = len(world.fake.requests)  # the reference customers' webhooks fetched their line items
+
+    dry = world.run(Backfill(), dry_run=True)
+    assert dry.scope == "backfill"
+    assert dry.complete
+    assert world.drain() == []
+
+    report = world.run(Backfill())
+
+    assert report.complete
+    assert report.counts.repaired == dry.counts.drift == report.counts.drift
+    kinds = report.counts.by_kind()
+    assert kinds["subscription"] == 1
+    assert kinds["purchase"] == 4  # three one-time purchases and the subscription's Checkout session
+    assert kinds["payment"] == 1  # only the PaymentIntent that grants by metadata
+    assert kinds["charge"] == 1  # the refund's charge
+    assert kinds["dispute"] == 1  # the lost dispute
+    assert kinds["profile"] == 4  # the customers with a user id
+    # Only what the table lacked: the reference customers, whose webhooks arrived, are left alone.
+    assert {d.customer_id for d in report.drifts} <= {old for _, old in pairs} | {None}
+    assert {r.path for r in world.fake.requests[before:]} == BACKFILL_LIST_PATHS  # lists, nothing by id
+    sessions = [r for r in world.fake.requests[before:] if r.path == "/v1/checkout/sessions"]
+    assert all(r.query.get("expand[0]") == "data.line_items" for r in sessions)
+    world.repair_all()
+    for reference, old in pairs:
+        assert _access(world, old) == _access(world, reference), old
+    assert _user_lookup(world, "user_oldsignup_paid") == "cus_oldsignup_paid"
+    assert not [r for r in world.fake.requests[before:] if r.path.endswith("/line_items")], (
+        "came with the list"
+    )
+
+    again = world.run(Backfill())
+    assert again.complete
+    assert again.counts.drift == 0
+    assert world.drain() == [], "nothing is queued twice"
+
+
+def test_a_backfill_since_a_date_lists_only_what_was_created_after_it(world: World) -> None:
+    _account_before_deploy(world)
+    since = T0 + 2 * DAY
+    report = world.run(Backfill(since))
+    assert report.complete
+    lists = [r for r in world.fake.requests if r.path in BACKFILL_LIST_PATHS]
+    assert lists
+    assert all(int(r.query["created[gte]"]) == since for r in lists)
+    assert report.counts.by_kind()["payment"] == 0  # created at T0
+
+
+def test_a_backfill_cut_by_the_time_budget_is_carried_on_by_the_scheduled_runs(world: World) -> None:
+    pairs = _account_before_deploy(world)
+
+    def two_seconds_a_request() -> None:
+        world.clock.now += 2
+
+    world.fake.on_request = two_seconds_a_request
+    world.fake.fail_next(2, 429)
+    started = world.run(Backfill(), budget=7)
+    assert (started.scope, started.stopped) == ("backfill", "time budget")
+    assert started.rate_limited == 2
+    runs = [world.run(budget=7)]  # the schedule's runs: the backfill first, then the reconcile pass
+    while runs[-1].scope == "backfill" or not runs[-1].complete:
+        runs.append(world.run(budget=7))
+        assert len(runs) < 20
+    assert runs[0].scope == "backfill"  # the scheduled run carried the backfill on first
+    finished = CursorStore(backfill=True).load()
+    assert finished is not None
+    assert finished.done
+    world.repair_all()
+    for reference, old in pairs:
+        assert _access(world, old) == _access(world, reference), old
+
+
+def test_an_applied_dispute_stripe_still_lists_as_undelivered_is_not_queued_again(world: World) -> None:
+    """A dispute names no customer and the worker keeps no event ledger: the reconciler finds the
+    dispute's record through its payment, as the worker filed it, and sees the event applied."""
+    scenario = build("purchase_dispute_lost", ScenarioParams(customer_id="cus_disputed"))
+    world.fake.load(scenario.api_objects, scenario.api_lists)
+    disputes = [e for e in scenario.events if e["type"].startswith("charge.dispute.")]
+    for event in scenario.events:  # Stripe never heard our 2xx for the dispute's events, say
+        world.fake.put_event(event, delivered=event not in disputes)
+    world.deliver(*scenario.events)
+    world.clock.now = disputes[-1]["created"] + 60
+    assert _access(world, "cus_disputed")["features"] == {}
+
+    report = world.run()
+
+    in_window = [e for e in disputes if e["created"] >= world.clock.now - 30 * DAY]
+    assert in_window
+    assert report.counts.failed_events == len(in_window)
+    assert report.counts.events_lost == 0
+    assert world.drain() == []

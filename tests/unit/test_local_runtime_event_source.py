@@ -255,3 +255,48 @@ def test_run_reports_dlq_growth_and_survives_errors() -> None:
     mapping(Flaky([], dlq_depth=2), lambda e, c: None, observer).run(stop)
     assert ("poll_failed", "ConnectionError") in observer.seen
     assert ("depth", 2) in observer.seen
+
+
+def test_pollers_of_one_queue_receive_one_at_a_time_and_only_one_watches_the_dlq() -> None:
+    """moto's FIFO ReceiveMessage is not atomic across threads: two at once could take one group."""
+    import threading
+
+    receiving = threading.Lock()
+    overlaps: list[bool] = []
+    inside = threading.Event()
+
+    class Slow(RecordingSqs):
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            overlaps.append(inside.is_set())
+            inside.set()
+            threading.Event().wait(0.05)  # long enough for the other poller to try
+            inside.clear()
+            return super().receive_message(**kwargs)
+
+    sqs = Slow([], dlq_depth=3)
+    observers = [Observer(), Observer()]
+    pollers = [
+        EventSourceMapping(
+            sqs,
+            BINDING,
+            lambda e, c: None,
+            lambda: "context",
+            observer,
+            wait_seconds=0,
+            watch_dead_letter_queue=number == 0,
+            receiving=receiving,
+        )
+        for number, observer in enumerate(observers)
+    ]
+    threads = [
+        threading.Thread(target=lambda p=p: [p.poll_once() or p._watch_dead_letter_queue() for _ in range(4)])
+        for p in pollers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(overlaps) == 8
+    assert not any(overlaps)
+    assert ("depth", 3) in observers[0].seen
+    assert observers[1].seen == []

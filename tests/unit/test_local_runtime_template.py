@@ -145,6 +145,7 @@ def test_the_table_is_the_one_the_worker_names_with_its_keys_and_ttl() -> None:
 def test_functions_take_globals_and_their_own_settings() -> None:
     stack = stack_of()
     assert stack.batch_size == 7
+    assert stack.max_concurrency is None  # no ScalingConfig
     assert stack.worker.timeout == 30
     assert stack.worker.memory_mb == 192
     assert stack.webhook.timeout == 7
@@ -157,6 +158,15 @@ def test_functions_take_globals_and_their_own_settings() -> None:
     assert "STRIPE_WEBHOOK_SECRET" not in stack.webhook.environment
     assert stack.webhook_route.route_key == "POST /hooks"
     assert stack.reconciler is None
+
+
+def test_the_event_sources_maximum_concurrency_is_read() -> None:
+    text = MINIMAL.replace(
+        "BatchSize: 7", "BatchSize: 7\n            ScalingConfig:\n              MaximumConcurrency: 4"
+    )
+    assert stack_of(text).max_concurrency == 4
+    with pytest.raises(TemplateError, match="MaximumConcurrency must be a whole number"):
+        stack_of(text.replace("MaximumConcurrency: 4", "MaximumConcurrency: lots"))
 
 
 def test_parameters_can_be_set_for_the_local_stack() -> None:

@@ -193,7 +193,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("--help")[0] == 0
     text = capsys.readouterr().out
-    for command in ("customer", "dlq", "refetch", "reconcile", "--json", "--local", "--stack"):
+    for command in ("customer", "dlq", "refetch", "reconcile", "backfill", "--json", "--local", "--stack"):
         assert command in text
 
 
@@ -599,6 +599,84 @@ def test_reconcile_without_an_api_key_fails_clearly(aws: dict[str, Any]) -> None
     code, _, err = run(*TARGET, "reconcile", "--dry-run")
     assert code == 1
     assert "no STRIPE_API_KEY configured" in err
+
+
+# -- backfill -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def backfiller(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> StubReconciler:
+    stub = StubReconciler()
+    stub.answer = report(scope="backfill", dry_run=False)
+    monkeypatch.setattr("ops.backfill.run_backfill", stub)
+    return stub
+
+
+def test_backfill_passes_its_options_and_prints_the_report(backfiller: StubReconciler) -> None:
+    code, out, _ = run(*TARGET, "backfill", "--since", "2024-01-31", "--dry-run", "--time-budget", "60")
+    assert code == 0
+    (call,) = backfiller.calls
+    assert (call["since"], call["dry_run"], call["time_budget_seconds"]) == (1706659200, True, 60)
+    assert out.splitlines()[0] == "reconcile backfill of the account: complete"
+
+
+def test_backfill_refuses_a_bad_date_and_fails_when_it_could_not_finish(
+    backfiller: StubReconciler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(*TARGET, "backfill", "--since", "yesterday")[0] == 2
+    assert "since must be a date such as 2024-01-31" in capsys.readouterr().err
+    backfiller.answer = report(scope="backfill", complete=False, stopped="RateLimitPersisted: 429")
+    code, _, err = run(*TARGET, "backfill")
+    assert code == 1
+    assert "backfill stopped: RateLimitPersisted: 429; run it again to resume" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_backfill_runs_until_done_with_a_progress_bar_and_totals_every_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from domain.reconcile import Backfill
+    from ops.backfill import run_backfill
+
+    answers = [
+        report(
+            scope="backfill",
+            counts=Counts(checked=100, missing=5, repaired=5),
+            complete=False,
+            stopped="time budget",
+        ),
+        report(scope="backfill", counts=Counts(checked=30, missing=1, repaired=1), complete=True),
+    ]
+    calls: list[Any] = []
+
+    def reconcile(
+        scope: Any, dry_run: bool, progress: Any, *, time_budget_seconds: float | None
+    ) -> ReconcileReport:
+        calls.append((scope, dry_run, time_budget_seconds))
+        answer = answers.pop(0)
+        progress(
+            dataclasses.replace(answer, phase="sessions:test", phases_done=1 + len(calls), phase_count=6)
+        )
+        return answer
+
+    monkeypatch.setattr("adapters.reconciler.reconcile", reconcile)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    stream = Terminal()
+    target = Target(None, None, TABLE, QUEUE, DLQ, None)
+    total = run_backfill(
+        target, {}, since=None, dry_run=False, time_budget_seconds=30, progress_stream=stream
+    )
+    assert calls == [(Backfill(None), False, 30), (Backfill(None), False, 30)]
+    assert total.complete
+    assert (total.counts.checked, total.counts.repaired) == (130, 6)
+    drawn = stream.getvalue()
+    assert "[" + "#" * 10 + "." * 20 + "] 2/6 phases (sessions:test): 100 checked, 5 missing" in drawn
+    assert "3/6 phases (sessions:test): 130 checked, 6 missing, 0 stale, 6 queued" in drawn
+    assert drawn.endswith("\n")
 
 
 # -- progress -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from domain.reconcile import (
     DEFAULT_TIME_BUDGET_SECONDS,
     DONE,
     RATE_LIMIT_LONGEST_WAIT_SECONDS,
+    Backfill,
     Counts,
     Drift,
     DriftKind,
@@ -23,10 +24,15 @@ from domain.reconcile import (
     PassCursor,
     ReconcileOptions,
     ReconcileReport,
+    RunRequest,
+    backfill_object,
+    backfill_phases,
     backoff_seconds,
     customer_of_object,
     drift_of,
+    event_drift,
     fetched_event,
+    next_checkpoint,
     object_to_verify,
     options_from,
     pass_phases,
@@ -34,8 +40,18 @@ from domain.reconcile import (
     purchase_is_settled,
     run_request,
     same_record,
+    same_summary,
+    summary_object,
 )
-from domain.records import PaymentRecord, PurchasedItem, Snapshot
+from domain.records import (
+    DisputeRecord,
+    EntitlementSummaryRecord,
+    PaymentRecord,
+    PurchasedItem,
+    PurchaseRecord,
+    Snapshot,
+    Stamp,
+)
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
 from local_runtime import stripe_samples as s
 
@@ -274,6 +290,7 @@ def test_settings_default_when_unset_or_empty() -> None:
     assert options_from({"RECONCILE_TIME_BUDGET_SECONDS": " "}) == ReconcileOptions()
     assert ReconcileOptions().time_budget_seconds == DEFAULT_TIME_BUDGET_SECONDS == 780
     assert ReconcileOptions().max_requests_per_second == DEFAULT_MAX_REQUESTS_PER_SECOND == 20
+    assert ReconcileOptions().requeue_failed_events is True  # on by default
 
 
 def test_settings_are_read_from_the_environment() -> None:
@@ -281,11 +298,11 @@ def test_settings_are_read_from_the_environment() -> None:
         {
             "RECONCILE_TIME_BUDGET_SECONDS": "840",
             "RECONCILE_MAX_REQUESTS_PER_SECOND": "2.5",
-            "RECONCILE_REQUEUE_FAILED_EVENTS": "TRUE",
+            "RECONCILE_REQUEUE_FAILED_EVENTS": "no",
             "RECONCILE_DRY_RUN": "0",
         }
     )
-    assert options == ReconcileOptions(840.0, 2.5, True, False)
+    assert options == ReconcileOptions(840.0, 2.5, False, False)
 
 
 @pytest.mark.parametrize(
@@ -309,49 +326,175 @@ def test_a_bad_setting_names_itself(name: str, value: str, reason: str) -> None:
 # -- the pass -------------------------------------------------------------------------------------
 
 
-def test_a_pass_lists_each_mode_then_scans_records_then_reads_failed_events() -> None:
-    assert pass_phases(["test"]) == ("subscriptions:test", "records", "events:test")
-    assert pass_phases(["live", "test"]) == (
+def test_a_pass_lists_each_mode_and_account_then_scans_the_records() -> None:
+    assert pass_phases(["test"]) == ("subscriptions:test", "events:test", "changes:test", "records")
+    assert pass_phases(["live", "test"], [("live", "acct_2"), ("test", "acct_1")]) == (
         "subscriptions:test",
-        "subscriptions:live",
-        "records",
         "events:test",
+        "changes:test",
+        "subscriptions:test:acct_1",
+        "events:test:acct_1",
+        "changes:test:acct_1",
+        "subscriptions:live",
         "events:live",
+        "changes:live",
+        "subscriptions:live:acct_2",
+        "events:live:acct_2",
+        "changes:live:acct_2",
+        "records",
     )
-    assert phase_parts("subscriptions:live") == ("subscriptions", "live")
-    assert phase_parts("records") == ("records", None)
-    assert phase_parts("events:test") == ("events", "test")
-    for bad in ("records:test", "subscriptions", "events:prod", "done"):
+    assert backfill_phases(["test"]) == (
+        "subscriptions:test",
+        "sessions:test",
+        "payments:test",
+        "refunds:test",
+        "disputes:test",
+        "customers:test",
+    )
+    assert phase_parts("subscriptions:live") == ("subscriptions", "live", None)
+    assert phase_parts("changes:test:acct_1") == ("changes", "test", "acct_1")
+    assert phase_parts("records") == ("records", None, None)
+    assert phase_parts("events:test") == ("events", "test", None)
+    for bad in ("records:test", "subscriptions", "events:prod", "done", "events:test:cus_1", "coupons:test"):
         with pytest.raises(ValueError, match="unknown reconcile phase"):
             phase_parts(bad)
 
 
 def test_the_cursor_moves_page_by_page_then_phase_by_phase_and_sums_the_counts() -> None:
-    cursor = PassCursor.start("p1", pass_phases(["test"]), T0, version=None)
-    assert (cursor.phase, cursor.position, cursor.pages, cursor.done) == (
+    cursor = PassCursor.start("p1", pass_phases(["test"]), T0, version=None, checkpoint=T0 - 99)
+    assert (cursor.phase, cursor.position, cursor.pages, cursor.done, cursor.checkpoint) == (
         "subscriptions:test",
         None,
         0,
         False,
+        T0 - 99,
     )
     cursor = cursor.after_page("sub_100", Counts(checked=100, stale=1), T0 + 1)
     assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", "sub_100", 1)
     cursor = cursor.after_page(None, Counts(checked=20, missing=2), T0 + 2)
-    assert (cursor.phase, cursor.position, cursor.pages) == ("records", None, 2)
-    cursor = cursor.after_page('{"pk": "x"}', Counts(checked=1, extra=1), T0 + 3)
+    assert (cursor.phase, cursor.position, cursor.pages, cursor.phases_done) == ("events:test", None, 2, 1)
+    cursor = cursor.after_page(None, Counts(failed_events=3, events_requeued=3), T0 + 3)
     cursor = cursor.after_page(None, Counts(), T0 + 4)
-    assert cursor.phase == "events:test"
-    cursor = cursor.after_page(None, Counts(failed_events=3, events_requeued=3), T0 + 5)
+    assert cursor.phase == "records"
+    cursor = cursor.after_page('{"pk": "x"}', Counts(checked=1, extra=1), T0 + 5)
+    cursor = cursor.after_page(None, Counts(), T0 + 6)
     assert cursor.done
     assert cursor.phase == DONE
-    assert cursor.completed_at == T0 + 5
+    assert cursor.phases_done == 4
+    assert cursor.completed_at == T0 + 6
+    assert cursor.checkpoint == T0 - 99
     assert cursor.counts == Counts(
         checked=121, missing=2, stale=1, extra=1, failed_events=3, events_requeued=3
     )
     with pytest.raises(ValueError, match="complete"):
-        cursor.after_page(None, Counts(), T0 + 6)
+        cursor.after_page(None, Counts(), T0 + 7)
     with pytest.raises(ValueError, match="at least one phase"):
         PassCursor.start("p2", (), T0, version=None)
+
+
+def test_the_checkpoint_starts_30_days_back_then_just_before_the_previous_pass() -> None:
+    assert next_checkpoint(None, T0) == T0 - 30 * 86_400
+    previous = PassCursor.start("p1", ("records",), T0 - 3600, version=1, checkpoint=T0 - 7200)
+    assert next_checkpoint(previous, T0) == T0 - 3600 - 300
+    # A pass that started more than 30 days ago: Stripe lists no older events anyway.
+    ancient = PassCursor.start("p0", ("records",), T0 - 40 * 86_400, version=1, checkpoint=T0 - 41 * 86_400)
+    assert next_checkpoint(ancient, T0) == T0 - 30 * 86_400
+    # A cursor stored before checkpoints existed: the full 30 days.
+    assert next_checkpoint(PassCursor.start("old", ("records",), T0 - 60, version=1), T0) == T0 - 30 * 86_400
+
+
+def _event(created: int) -> dict[str, Any]:
+    return {"id": "evt_1", "object": "event", "created": created}
+
+
+def test_an_event_is_lost_only_when_neither_the_ledger_nor_a_newer_record_reflects_it() -> None:
+    stored = Snapshot(record_of("subscription", subscription()), Stamp(T0 + 50, 0, "evt_other"), "cus_1")
+    assert event_drift(_event(T0), applied=False, stored=None)
+    assert not event_drift(_event(T0), applied=True, stored=None)
+    assert not event_drift(_event(T0 + 50), applied=False, stored=stored)  # same second: newer or equal
+    assert event_drift(_event(T0 + 51), applied=False, stored=stored)
+
+
+def test_a_backfill_picks_what_can_grant_access() -> None:
+    paid = {"object": "checkout.session", "status": "complete", "mode": "payment", "payment_status": "paid"}
+    assert backfill_object("sessions", paid) == paid
+    assert backfill_object("sessions", {**paid, "payment_status": "unpaid"}) is None
+    assert backfill_object("sessions", {**paid, "status": "expired"}) is None
+    linked = {**paid, "mode": "subscription", "client_reference_id": "user_1"}
+    assert backfill_object("sessions", linked) == linked
+    assert backfill_object("sessions", {**linked, "client_reference_id": None}) is None
+    partial = {**paid, "line_items": {"data": [{}], "has_more": True}}
+    assert backfill_object("sessions", partial) == paid  # the worker fetches every line item itself
+    granting = {"object": "payment_intent", "status": "succeeded", "metadata": {"features": "pro"}}
+    assert backfill_object("payments", granting) == granting
+    assert backfill_object("payments", {**granting, "metadata": {}}) is None
+    assert backfill_object("payments", {**granting, "status": "processing"}) is None
+    charge = {"object": "charge", "id": "ch_1", "refunded": True}
+    assert backfill_object("refunds", {"object": "refund", "charge": charge}) == charge
+    assert backfill_object("refunds", {"object": "refund", "charge": "ch_1"}) is None
+    assert backfill_object("disputes", {"status": "lost"}) == {"status": "lost"}
+    assert backfill_object("disputes", {"status": "won"}) is None
+    customer = {"object": "customer", "metadata": {"app_user": "u1"}}
+    assert backfill_object("customers", customer, "app_user") == customer
+    assert backfill_object("customers", customer) is None  # the configured key is another
+    with pytest.raises(ValueError, match="no backfill list"):
+        backfill_object("coupons", {})
+
+
+def test_a_summary_matches_only_the_same_keys_read_to_the_end() -> None:
+    stored = EntitlementSummaryRecord("cus_1", "cus_1", False, ("a", "b"), complete=True)
+    assert same_summary(stored, ["b", "a", "a"])
+    assert not same_summary(stored, ["a"])
+    assert not same_summary(replace(stored, complete=False), ["a", "b"])
+    obj = summary_object("cus_1", False, ["b", "a"])
+    assert record_of("entitlement_summary", obj) == stored
+    event = fetched_event(obj, T0 * 1000)
+    assert event["id"] == f"sync_summary_cus_1_{T0 * 1000}"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"backfill": True}, RunRequest(Backfill(), False)),
+        ({"backfill": True, "dry_run": True}, RunRequest(Backfill(), True)),
+        ({"backfill": True, "since": "2024-01-31"}, RunRequest(Backfill(1706659200), False)),
+        ({"backfill": False}, RunRequest(Everything(), False)),
+    ],
+)
+def test_a_backfill_is_asked_for_by_its_event(event: dict[str, Any], expected: RunRequest) -> None:
+    assert run_request(event) == expected
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"backfill": "yes"}, "backfill must be true or false"),
+        ({"backfill": True, "customer": "cus_1"}, "takes no customer"),
+        ({"backfill": True, "since": 2024}, "since must be a date"),
+        ({"backfill": True, "since": "last week"}, "since must be a date"),
+        ({"since": "2024-01-31"}, "backfill only"),
+    ],
+)
+def test_a_bad_backfill_request_says_why(event: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason):
+        run_request(event)
+
+
+def test_drift_is_counted_per_kind() -> None:
+    counts = Counts.of_drift(DriftKind.STALE, "charge") + Counts.of_drift(DriftKind.MISSING, "event")
+    assert counts.drift == 2
+    assert counts.by_kind() == {
+        "profile": 0,
+        "subscription": 0,
+        "invoice": 0,
+        "purchase": 0,
+        "payment": 0,
+        "charge": 1,
+        "refund": 0,
+        "dispute": 0,
+        "entitlement_summary": 0,
+        "event": 1,
+    }
 
 
 def test_counts_add_up_and_survive_a_stored_round_trip() -> None:
@@ -390,3 +533,26 @@ def test_the_report_is_json_ready() -> None:
     assert document["messages"] == list(report.messages)
     assert document["pass_counts"]["checked"] == 10
     assert document["stopped"] == "time budget"
+
+
+def test_when_a_purchase_was_paid_and_a_dispute_lost_is_the_workers_not_a_drift() -> None:
+    """A fetch cannot say when a session was paid or a dispute lost; the worker keeps those from the
+    events that showed it, so a fetched object without them is no drift, and a real change still is."""
+    paid = record_of(
+        "purchase",
+        {
+            "id": "cs_1",
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "complete",
+            "payment_status": "paid",
+        },
+    )
+    assert isinstance(paid, PurchaseRecord)
+    stored = replace(paid, paid_at=T0)
+    assert same_record(paid, stored)
+    assert not same_record(replace(paid, payment_status="unpaid"), stored)
+    lost = record_of("dispute", {"id": "dp_1", "object": "dispute", "status": "lost", "charge": "ch_1"})
+    assert isinstance(lost, DisputeRecord)
+    assert same_record(lost, replace(lost, lost_at=T0, customer_id="cus_1"))
+    assert not same_record(replace(lost, status="won"), replace(lost, lost_at=T0))

@@ -176,6 +176,7 @@ def test_worker_table_access_is_the_item_actions_it_uses() -> None:
     # TransactWriteItems is authorised per item action, so it is not (and cannot be) listed.
     assert actions_on("WorkerFunction", TABLE) == {
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:Query",
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",

@@ -196,7 +196,7 @@ EXPECTED_EFFECTIVE: dict[str, set[Grant]] = {
     | TRACES,
     "WorkerFunction": {
         (f"dynamodb:{action}", TABLE, NO_CONDITION)
-        for action in ("GetItem", "Query", "PutItem", "DeleteItem")
+        for action in ("GetItem", "BatchGetItem", "Query", "PutItem", "DeleteItem")
     }
     | {(action, EVENT_QUEUE, NO_CONDITION) for action in SQS_QUEUE_EXECUTION_ROLE}
     | {READ_SECRET}
