@@ -6,13 +6,15 @@ SendMessageBatch calls of up to 10.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.event_queue import QueueUnavailable, sqs_client
+from adapters.event_queue import QueueUnavailable
 from domain.ingress import SQS_MESSAGE_LIMIT, QueueMessage, StripeEvent, parse_event, queue_message
 from domain.reconcile import fetched_event
 
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = SQS_MESSAGE_LIMIT  # SQS limits a whole batch to the size of one message
 SEND_ATTEMPTS = 3  # per entry SQS reports as failed; the client retries throttling on top
+
+
+@functools.cache
+def sqs_client() -> SQSClient:
+    """The process's boto3 SQS client, for SendMessageBatch (the reconciler and the ops CLI; the
+    webhook's SendMessage goes through adapters.event_queue without boto3)."""
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
 
 
 class ObjectTooLarge(ValueError):

@@ -4,9 +4,11 @@ In AWS (STRIPE_SECRET_ID set) they come from that Secrets Manager secret, a JSON
 same keys and syntax as the environment variables, read with one GetSecretValue and cached for
 SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the environment.
 
-Written against boto3 directly rather than Powertools Parameters: the webhook shares this module and
-its package carries no Powertools (7 MB unzipped, ~165 ms to import cold; bench/cold_start.py), and
-what it needs of Parameters is one call and a time-bound cache.
+Not Powertools Parameters: the webhook shares this module and its package carries no Powertools (7 MB
+unzipped, ~165 ms to import cold; bench/cold_start.py), and what it needs of Parameters is one call
+and a time-bound cache. The webhook's read (webhook_secrets) goes through adapters.aws_json, so its
+cold path never imports boto3; api_keys (the worker, the reconciler, the ops CLI, which use boto3
+anyway and may run under an operator's profile) reads with boto3. Both share the parsing and cache.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from adapters.aws_json import AwsCallFailed, AwsJsonClient
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ class MissingCredentials(CredentialsError):
 
 def webhook_secrets() -> tuple[WebhookSecret, ...]:
     """The endpoint signing secrets; MissingCredentials when none are configured."""
-    secrets = parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING))
+    secrets = parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING, _read_without_boto3))
     if not secrets:
         raise MissingCredentials("webhook secret not configured")
     return secrets
@@ -51,12 +55,16 @@ def api_keys() -> dict[Mode, str]:
     return parse_api_keys(stripe_setting(API_KEY_SETTING))
 
 
-def stripe_setting(name: str) -> str | None:
+# Reads a secret's SecretString (None when it has none); raises SecretsUnavailable.
+type SecretReader = Callable[[str], str | None]
+
+
+def stripe_setting(name: str, read: SecretReader | None = None) -> str | None:
     """The raw text of STRIPE_WEBHOOK_SECRET or STRIPE_API_KEY, wherever this deployment keeps it."""
     secret_id = os.environ.get(SECRET_ID_VARIABLE)
     if not secret_id:
         return os.environ.get(name)
-    value = _secret_document(secret_id).get(name)
+    value = _secret_document(secret_id, read or _read_with_boto3).get(name)
     if value is not None and not isinstance(value, str):
         raise CredentialsError(f"{name} in secret {secret_id} must be a string")
     return value
@@ -70,26 +78,52 @@ def clear_cache() -> None:
     """Forget the cached secret documents (tests; a process normally keeps them SECRET_MAX_AGE_SECONDS)."""
     _documents.clear()
     _secrets_manager.cache_clear()
+    secrets_manager_client.cache_clear()
 
 
 @functools.cache
 def _secrets_manager() -> SecretsManagerClient:
-    # Imported on first use: the webhook's 4xx answers and local runs never need boto3.
+    # Imported on first use: local runs never need boto3.
     import boto3  # noqa: PLC0415
 
     return boto3.client("secretsmanager")
 
 
-def _secret_document(secret_id: str) -> dict[str, Any]:
-    cached = _documents.get(secret_id)
-    if cached is not None and time.monotonic() - cached[0] < SECRET_MAX_AGE_SECONDS:
-        return cached[1]
+def _read_with_boto3(secret_id: str) -> str | None:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     try:
-        text = _secrets_manager().get_secret_value(SecretId=secret_id).get("SecretString")
+        return _secrets_manager().get_secret_value(SecretId=secret_id).get("SecretString")
     except (BotoCoreError, ClientError) as error:
         raise SecretsUnavailable(f"secret {secret_id} could not be read: {error}") from error
+
+
+@functools.cache
+def secrets_manager_client() -> AwsJsonClient:
+    """The webhook's Secrets Manager client (adapters.aws_json), created on first use."""
+    return AwsJsonClient(
+        service_id="Secrets Manager",
+        signing_name="secretsmanager",
+        target_prefix="secretsmanager",
+        json_version="1.1",
+    )
+
+
+def _read_without_boto3(secret_id: str) -> str | None:
+    try:
+        text = secrets_manager_client().call("GetSecretValue", {"SecretId": secret_id}).get("SecretString")
+    except AwsCallFailed as error:
+        raise SecretsUnavailable(f"secret {secret_id} could not be read: {error}") from error
+    if text is not None and not isinstance(text, str):
+        raise CredentialsError(f"secret {secret_id} has a SecretString that is not text")
+    return text
+
+
+def _secret_document(secret_id: str, read: SecretReader) -> dict[str, Any]:
+    cached = _documents.get(secret_id)
+    if cached is not None and time.monotonic() - cached[0] < SECRET_MAX_AGE_SECONDS:
+        return cached[1]
+    text = read(secret_id)
     if text is None:
         raise CredentialsError(f"secret {secret_id} has no SecretString")
     try:

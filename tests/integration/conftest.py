@@ -10,8 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters import stripe_credentials
-from adapters.event_queue import sqs_client
+from adapters import aws_json, stripe_credentials
+from adapters.event_queue import queue_client
+from tests.integration.faults import moto_transport
 
 
 @dataclass
@@ -48,12 +49,14 @@ def webhook_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    # The handler's client and the cached secrets are per process: start each test afresh.
-    sqs_client.cache_clear()
+    # The handler's clients (adapters.aws_json, no botocore: moto's in-process handler answers them
+    # through their transport) and the cached secrets are per process: start each test afresh.
+    monkeypatch.setattr(aws_json, "open_transport", moto_transport)
+    queue_client.cache_clear()
     stripe_credentials.clear_cache()
     with mock_aws():
         yield
-    sqs_client.cache_clear()
+    queue_client.cache_clear()
     stripe_credentials.clear_cache()
 
 

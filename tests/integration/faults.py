@@ -5,6 +5,10 @@
   is what the network or the service would do to one HTTP attempt: refuse the connection, answer an
   error without applying the request, apply it and lose the answer, or apply it and have the Lambda
   runtime end the invocation there. botocore's own retry policy (and so its backoff) sees all of it.
+  An `adapters.aws_json` client (the webhook's, no botocore) is wired the same way, through its
+  transport: its own retry policy sees the same faults.
+* `moto_transport` is aws_json's transport under mock_aws: moto's in-process handler (the one botocore
+  clients reach through moto's `botocore_stubber`), where the network would be.
 * Stripe's side is `tests.fake_stripe.FakeStripe` (the one fake Stripe API: 429, 5xx and dropped
   connections on demand).
 * `EventSourceMapping` is Lambda's SQS poller over moto, as tests need it: batches of up to 10 with
@@ -26,10 +30,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from moto.core.models import botocore_stubber
 
+from adapters.aws_json import AwsJsonClient, HttpRequest, HttpResponse, Transport
 from domain.ingress import StripeEvent, queue_message
 from local_runtime.event_source import sqs_event
 from local_runtime.lambda_context import LocalLambdaContext
@@ -137,8 +142,65 @@ class _Body(io.BytesIO):
             chunk = self.read()
 
 
+def _prepared(request: HttpRequest) -> AWSPreparedRequest:
+    headers = HTTPHeaders()
+    for name, value in request.headers.items():
+        headers[name] = value
+    return AWSPreparedRequest(request.method, request.url, headers, request.body, stream_output=False)
+
+
+def _event_name(service: str, request: HttpRequest) -> str:
+    operation = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+    return f"before-send.{service}.{operation}"
+
+
+def _http_response(response: AWSResponse | None, url: str) -> HttpResponse:
+    if response is None:
+        raise ConnectionRefusedError(f"nothing serves {url} under mock_aws")
+    return HttpResponse(
+        response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content
+    )
+
+
+def _service(client: AwsJsonClient) -> str:
+    """botocore's name for the service in event names ("sqs", "secrets-manager")."""
+    return client.service_id.lower().replace(" ", "-")
+
+
+class _MotoTransport:
+    """One HTTP attempt of an aws_json client, answered by moto's in-process handler."""
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        service = request.headers["Authorization"].split("/")[3]  # Credential=key/date/region/service/…
+        event_name = _event_name(service, request)
+        return _http_response(botocore_stubber(event_name, _prepared(request)), request.url)
+
+
+def moto_transport(endpoint: str, connect_timeout: float, read_timeout: float) -> Transport:
+    """Stands in for aws_json.open_transport under mock_aws (monkeypatch it in)."""
+    return _MotoTransport()
+
+
+class _WireTransport:
+    """An aws_json client's HTTP attempts, through the wire."""
+
+    def __init__(self, wire: AwsWire, service: str) -> None:
+        self._wire = wire
+        self._service = service
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        try:
+            response = self._wire._send(_prepared(request), _event_name(self._service, request), raw=True)
+        except EndpointConnectionError as error:
+            raise ConnectionRefusedError(str(error)) from error
+        except ReadTimeoutError as error:
+            raise TimeoutError(str(error)) from error
+        return _http_response(response, request.url)
+
+
 class AwsWire:
-    """The HTTP layer of one or more botocore clients, with moto as the service behind it."""
+    """The HTTP layer of one or more botocore clients (or aws_json clients), with moto as the service
+    behind it."""
 
     def __init__(self, *clients: Any) -> None:
         # pynamodb keeps one client per model class: the same client may be named several times.
@@ -147,10 +209,15 @@ class AwsWire:
         self._rules: list[_Rule] = []
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._transports: dict[int, Transport | None] = {}
         self.answers: list[WireAnswer] = []
 
     def __enter__(self) -> AwsWire:
         for client in self._clients:
+            if isinstance(client, AwsJsonClient):
+                self._transports[id(client)] = client.transport
+                client.transport = _WireTransport(self, _service(client))
+                continue
             events = client.meta.events
             events.unregister("before-send", botocore_stubber)
             events.register("before-send", self._send, unique_id=f"fault-wire-{id(self)}")
@@ -158,6 +225,9 @@ class AwsWire:
 
     def __exit__(self, *_: object) -> None:
         for client in self._clients:
+            if isinstance(client, AwsJsonClient):
+                client.transport = self._transports.pop(id(client))
+                continue
             events = client.meta.events
             events.unregister("before-send", unique_id=f"fault-wire-{id(self)}")
             events.register("before-send", botocore_stubber)
@@ -194,7 +264,11 @@ class AwsWire:
             if a.request.operation == operation and when(a.request)
         ]
 
-    def _send(self, request: AWSPreparedRequest, event_name: str, **kwargs: Any) -> AWSResponse | None:
+    def _send(
+        self, request: AWSPreparedRequest, event_name: str, *, raw: bool = False, **kwargs: Any
+    ) -> AWSResponse | None:
+        """One attempt. `raw`: for an aws_json client, which gets every answer over HTTP (an
+        `exhausted` error is then answered to each attempt, and its own retries spend them)."""
         _, service, operation = event_name.split(".", 2)
         body = request.body
         text = body.decode() if isinstance(body, bytes) else str(body or "")
@@ -208,7 +282,7 @@ class AwsWire:
             case Unreachable():
                 self.answers.append(WireAnswer(wire_request, "unreachable"))
                 raise EndpointConnectionError(endpoint_url=request.url)
-            case ServiceError(exhausted=True):
+            case ServiceError(exhausted=True) if not raw:
                 self.answers.append(WireAnswer(wire_request, f"{fault.status} {fault.code}"))
                 raise ClientError(_error_document(fault, wire_request), operation)
             case ServiceError():

@@ -23,9 +23,9 @@ import pytest
 import stripe._http_client
 from moto import mock_aws
 
-from adapters import stripe_credentials, sync_table
-from adapters.event_queue import MAX_ATTEMPTS, sqs_client
-from adapters.fetched_queue import FetchedQueue
+from adapters import aws_json, stripe_credentials, sync_table
+from adapters.event_queue import MAX_ATTEMPTS, queue_client
+from adapters.fetched_queue import FetchedQueue, sqs_client
 from adapters.reconcile_cursor import CursorStore
 from adapters.reconciler import Reconciler, bind_table
 from adapters.stripe_api import MAX_NETWORK_RETRIES, StripeApi
@@ -57,6 +57,7 @@ from tests.integration.faults import (
     entitlement_versions,
     entitlements_write_of,
     ledger,
+    moto_transport,
     queue_depth,
     record_write_of,
     send_events,
@@ -173,7 +174,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    # The webhook's client (adapters.aws_json) reaches moto's in-process handler through its transport.
+    monkeypatch.setattr(aws_json, "open_transport", moto_transport)
     caches: list[Callable[[], None]] = [
+        queue_client.cache_clear,
         sqs_client.cache_clear,
         stripe_credentials.clear_cache,
         worker.settings.cache_clear,
@@ -282,9 +286,9 @@ def test_sqs_failing_at_ingress_gives_5xx_and_stripes_retry_is_queued_once(
     stack = aws.stack()
     victim = events[4]["id"]
 
-    with AwsWire(sqs_client()) as wire:
-        # SQS fails this event's request through every attempt botocore makes: connection errors and
-        # lost answers go through its retries; throttling and 500 as it raises them once spent.
+    with AwsWire(queue_client()) as wire:
+        # SQS fails this event's request through every attempt the client makes: connection errors,
+        # lost answers, throttling and 500 all go through its retries.
         wire.inject("SendMessage", fault, when=lambda r: r.mentions(victim), times=100)
         statuses = [post(webhook_http_event_factory, event) for event in events]
         assert statuses == [200] * 4 + [503] + [200] * 4, "never 2xx for an event SQS did not confirm"
@@ -309,19 +313,19 @@ def test_the_webhook_tries_sqs_at_most_max_attempts_times(
     aws: Aws, webhook_http_event_factory: Callable[..., dict[str, Any]]
 ) -> None:
     aws.stack()
-    with AwsWire(sqs_client()) as wire:
+    with AwsWire(queue_client()) as wire:
         wire.inject("SendMessage", Unreachable(), times=100)
         assert post(webhook_http_event_factory, build("signup_paid").events[0]) == 503
     if len(wire.answers) != MAX_ATTEMPTS:
         raise TooManyTries(f"{len(wire.answers)} tries, MAX_ATTEMPTS = {MAX_ATTEMPTS}")
 
 
-def test_a_throttle_that_clears_within_botocores_retries_is_queued_once(
+def test_a_throttle_that_clears_within_the_clients_retries_is_queued_once(
     aws: Aws, webhook_http_event_factory: Callable[..., dict[str, Any]]
 ) -> None:
     stack = aws.stack()
     event = build("signup_paid").events[0]
-    with AwsWire(sqs_client()) as wire:
+    with AwsWire(queue_client()) as wire:
         wire.inject("SendMessage", ServiceError("RequestThrottled"))
         assert post(webhook_http_event_factory, event) == 200
     assert [a.status for a in wire.answers] == ["400 RequestThrottled", "200"]

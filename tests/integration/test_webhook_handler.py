@@ -13,15 +13,14 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
-from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.event_queue import sqs_client
+from adapters.event_queue import MAX_ATTEMPTS, queue_client
 from adapters.stripe_credentials import api_keys
 from domain.ingress import SQS_MESSAGE_LIMIT
 from handlers.webhook import lambda_handler
+from tests.integration.faults import AwsWire, ServiceError, Unreachable
 
 EventFactory = Callable[..., dict[str, Any]]
 RequestFactory = Callable[..., dict[str, Any]]
@@ -343,15 +342,10 @@ def test_a_queue_that_does_not_exist_gives_503(
 
 @pytest.fixture
 def unreachable_sqs(webhook_fifo_queue: WebhookFifoQueue) -> Iterator[None]:
-    """SQS unreachable: botocore raises its connection error before sending (an event hook, no patching)."""
-
-    def refuse(**_: Any) -> None:
-        raise EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
-
-    events = sqs_client().meta.events
-    events.register("before-call.sqs.SendMessage", refuse, unique_id="unreachable-sqs")
-    yield
-    events.unregister("before-call.sqs.SendMessage", unique_id="unreachable-sqs")
+    """SQS unreachable: every connection the client opens is refused (on the wire, no patching)."""
+    with AwsWire(queue_client()) as wire:
+        wire.inject("SendMessage", Unreachable(), times=100)
+        yield
 
 
 @pytest.mark.usefixtures("unreachable_sqs")
@@ -376,10 +370,11 @@ def test_an_sqs_error_gives_503(
 ) -> None:
     request = webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET)
 
-    with Stubber(sqs_client()) as stubber:
-        stubber.add_client_error("send_message", service_error_code=code, http_status_code=http_status)
+    with AwsWire(queue_client()) as wire:
+        # Both are retried (throttling, 5xx): SQS answers the error to every attempt.
+        wire.inject("SendMessage", ServiceError(code, status=http_status), times=MAX_ATTEMPTS)
         assert invoke(request) == (503, {"error": "event not queued"})
-        stubber.assert_no_pending_responses()
+        assert wire.pending() == 0
 
     assert webhook_fifo_queue.drain() == []
     assert invoke(request)[0] == 200, "once SQS answers again, Stripe's retry is queued"

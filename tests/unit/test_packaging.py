@@ -11,7 +11,10 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -52,6 +55,7 @@ def test_the_webhook_closure_is_its_handler_the_domain_it_uses_and_two_adapters(
         "handlers",
         "handlers.webhook",
         "adapters",
+        "adapters.aws_json",
         "adapters.event_queue",
         "adapters.stripe_credentials",
         "domain",
@@ -59,6 +63,8 @@ def test_the_webhook_closure_is_its_handler_the_domain_it_uses_and_two_adapters(
         "domain.ingress",
         "domain.signature",
     }
+    # Named statically by stripe_credentials.api_keys (the other functions' read): the runtime provides
+    # boto3, and the webhook's cold path never imports it (test_..._queues_without_any_sdk below).
     assert external - set(sys.stdlib_module_names) == {"boto3", "botocore"}
 
 
@@ -110,6 +116,7 @@ def test_the_webhook_package_holds_its_modules_and_their_bytecode_only(webhook_p
     sources = sorted(str(p.relative_to(webhook_package)) for p in webhook_package.rglob("*.py"))
     assert sources == [
         "adapters/__init__.py",
+        "adapters/aws_json.py",
         "adapters/event_queue.py",
         "adapters/stripe_credentials.py",
         "domain/__init__.py",
@@ -132,6 +139,74 @@ def test_bytecode_is_unchecked_hash_so_a_read_only_1980_timestamped_copy_uses_it
         flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
         # PEP 552: bit 0 = hash-based, bit 1 = check the source. Unchecked hash: 0b01.
         assert flags == 0b01, pyc
+
+
+class _FakeAws(BaseHTTPRequestHandler):
+    """SQS SendMessage and Secrets Manager GetSecretValue, as far as the webhook's cold path needs."""
+
+    protocol_version = "HTTP/1.1"
+    targets: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        target = self.headers["X-Amz-Target"]
+        self.targets.append(target)
+        answer = (
+            {"SecretString": json.dumps({"STRIPE_WEBHOOK_SECRET": "whsec_packaging"})}
+            if target == "secretsmanager.GetSecretValue"
+            else {"MessageId": "m-1"}
+        )
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_packaged_webhook_reads_its_secret_and_queues_without_any_sdk(webhook_package: Path) -> None:
+    """The whole cold path (secret from Secrets Manager, SendMessage) from the package alone: boto3 and
+    botocore are not on the path at all (-S), so importing them would fail, and none is loaded."""
+    signed = 'import hashlib, hmac, time\nt = int(time.time())\nbody = \'{"id": "evt_1", "object": "event", "type": "invoice.paid", "livemode": false, "created": 1, "data": {"object": {"object": "invoice", "id": "in_1", "customer": "cus_1"}}}\'\nv1 = hmac.new(b\'whsec_packaging\', f\'{t}.{body}\'.encode(), hashlib.sha256).hexdigest()\n'
+    code = (
+        "import json, sys\n" + signed + "import handlers.webhook as webhook\n"
+        "answer = webhook.lambda_handler({'version': '2.0', 'requestContext': {'http': "
+        "{'method': 'POST', 'path': '/webhooks/stripe'}}, 'headers': {'stripe-signature': f't={t},v1={v1}'}, "
+        "'body': body}, None)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'boto3', 'botocore', 'stripe', 'pynamodb', 'aws_lambda_powertools', 'aws_xray_sdk', 'urllib3'})\n"
+        "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy}))\n"
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeAws)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeAws.targets.clear()
+    environment = {
+        "PYTHONPATH": str(webhook_package),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
+        "STRIPE_SECRET_ID": "stripe-sync/stripe",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "packaging",
+        "AWS_SECRET_ACCESS_KEY": "packaging",
+        "AWS_SESSION_TOKEN": "packaging",
+    }
+    try:
+        completed = subprocess.run(  # noqa: S603 - the test's own interpreter and code
+            [sys.executable, "-s", "-S", "-c", code],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    result = json.loads(completed.stdout.splitlines()[-1])
+    assert result == {"status": 200, "heavy": []}
+    assert _FakeAws.targets == ["secretsmanager.GetSecretValue", "AmazonSQS.SendMessage"]
 
 
 def test_the_packaged_webhook_answers_without_loading_heavy_packages(webhook_package: Path) -> None:

@@ -1,0 +1,325 @@
+"""adapters.aws_json against its references: botocore's SigV4Auth for signatures, moto's server for
+SendMessage and GetSecretValue, and a local faulting HTTP server for retries and timeouts."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotocoreCredentials
+from moto.server import ThreadedMotoServer
+
+from adapters import aws_json, event_queue, stripe_credentials
+from adapters.aws_json import AwsCallFailed, AwsJsonClient, Credentials, HttpRequest, sign
+from adapters.event_queue import QueueUnavailable, enqueue, queue_client
+from adapters.stripe_credentials import SecretsUnavailable, webhook_secrets
+from domain.ingress import QueueMessage
+
+AT = 1_764_620_000.0  # 2025-12-01T20:13:20Z
+
+
+def spare_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    queue_client.cache_clear()
+    stripe_credentials.clear_cache()
+
+
+# --- signature: botocore's SigV4Auth is the reference -----------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzEJr//////////wEaDOc1"])
+@pytest.mark.parametrize(
+    ("service", "target", "content_type", "url"),
+    [
+        (
+            "sqs",
+            "AmazonSQS.SendMessage",
+            "application/x-amz-json-1.0",
+            "https://sqs.eu-west-1.amazonaws.com/",
+        ),
+        (
+            "secretsmanager",
+            "secretsmanager.GetSecretValue",
+            "application/x-amz-json-1.1",
+            "http://127.0.0.1:4566/",
+        ),
+    ],
+)
+def test_the_signature_is_botocores(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    service: str,
+    target: str,
+    content_type: str,
+    url: str,
+    token: str | None,
+) -> None:
+    body = json.dumps({"QueueUrl": "https://q/1/x.fifo", "MessageBody": '{"id": "évt  1"}'}).encode()
+    host = url.split("/")[2]
+    headers = {"Host": host, "Content-Type": content_type, "X-Amz-Target": target}
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+
+    ours = sign(HttpRequest(url, headers, body), credentials, service=service, region="eu-west-1", at=AT)
+
+    reference = AWSRequest("POST", url, headers=dict(headers), data=body)
+    monkeypatch.setattr(
+        botocore.auth, "get_current_datetime", lambda: datetime.datetime.fromtimestamp(AT, datetime.UTC)
+    )
+    botocore.auth.SigV4Auth(
+        BotocoreCredentials(credentials.access_key, credentials.secret_key, token), service, "eu-west-1"
+    ).add_auth(reference)
+    assert ours.headers["Authorization"] == reference.headers["Authorization"]
+    assert ours.headers["X-Amz-Date"] == reference.headers["X-Amz-Date"]
+    assert ours.headers.get("X-Amz-Security-Token") == reference.headers.get("X-Amz-Security-Token")
+
+
+def test_the_endpoint_and_region_come_from_the_environment(
+    environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def client() -> AwsJsonClient:
+        return AwsJsonClient("Secrets Manager", "secretsmanager", "secretsmanager", "1.1")
+
+    assert client().endpoint == "https://secretsmanager.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert client().endpoint == "https://secretsmanager.eu-central-1.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000/")
+    assert client().endpoint == "http://127.0.0.1:5000"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:5001")
+    assert client().endpoint == "http://127.0.0.1:5001"
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(AwsCallFailed, match="no AWS region"):
+        client()
+
+
+def test_missing_credentials_fail_the_call_clearly(
+    environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(QueueUnavailable, match="no AWS credentials"):
+        enqueue("https://q", QueueMessage("{}", "cus_1", "evt_1", False))
+
+
+# --- moto's server: the real protocol -----------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_server(environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    port = spare_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    yield endpoint
+    server.stop()
+
+
+def test_send_message_reaches_sqs(moto_server: str) -> None:
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    url = sqs.create_queue(QueueName="events.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+
+    ids = [enqueue(url, QueueMessage(f'{{"id": "evt_{n}"}}', "cus_1", f"evt_{n}", False)) for n in range(3)]
+    enqueue(url, QueueMessage('{"id": "evt_0"}', "cus_1", "evt_0", False))  # deduplicated by id
+
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    assert [m["MessageId"] for m in received] == ids
+    assert [m["Body"] for m in received] == [f'{{"id": "evt_{n}"}}' for n in range(3)]
+    assert {m["Attributes"]["MessageGroupId"] for m in received} == {"cus_1"}
+
+
+def test_an_sqs_client_error_is_queue_unavailable_and_not_retried(moto_server: str) -> None:
+    with pytest.raises(QueueUnavailable, match=r"NonExistentQueue|QueueDoesNotExist") as raised:
+        enqueue(f"{moto_server}/123456789012/missing.fifo", QueueMessage("{}", "cus_1", "evt_1", False))
+    assert "after" not in str(raised.value), "a 4xx is not retried"
+
+
+def test_get_secret_value_reads_the_webhook_secrets(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_server)
+    arn = secrets.create_secret(
+        Name="stripe-sync/stripe",
+        SecretString=json.dumps({"STRIPE_WEBHOOK_SECRET": "test:whsec_1,live:whsec_2"}),
+    )["ARN"]
+    monkeypatch.setenv("STRIPE_SECRET_ID", arn)
+    assert [(s.mode, s.value) for s in webhook_secrets()] == [("test", b"whsec_1"), ("live", b"whsec_2")]
+
+    monkeypatch.setenv("STRIPE_SECRET_ID", "stripe-sync/absent")
+    with pytest.raises(SecretsUnavailable, match="ResourceNotFoundException"):
+        webhook_secrets()
+
+
+# --- faults: a local HTTP server that misbehaves ----------------------------------------------------
+
+
+class FaultyService:
+    """Answers each request with the next planned behaviour: a status (with a JSON error code), "lose"
+    (reads the request, closes without an answer), "slow" (answers after the read timeout)."""
+
+    def __init__(self, plan: list[Any]) -> None:
+        self.plan = list(plan)
+        self.seen: list[str] = []
+        self.connections: set[tuple[str, int]] = set()
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                service.seen.append(self.headers["X-Amz-Target"])
+                service.connections.add(self.client_address)
+                step = service.plan.pop(0) if service.plan else (200, None)
+                if step == "lose":
+                    self.close_connection = True
+                    return
+                if step == "slow":
+                    time.sleep(0.5)
+                    step = (200, None)
+                status, code = step
+                body = json.dumps(
+                    {"MessageId": "m-1"} if code is None else {"__type": f"x#{code}", "message": "no"}
+                )
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def faulty(environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyService]:
+    service = FaultyService([])
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", service.endpoint)
+    monkeypatch.setattr(event_queue, "READ_TIMEOUT_SECONDS", 0.2)
+    yield service
+    service.close()
+
+
+MESSAGE = QueueMessage("{}", "cus_1", "evt_1", False)
+
+
+def test_one_connection_serves_every_invocation_and_is_reopened_once_closed(faulty: FaultyService) -> None:
+    for _ in range(3):
+        enqueue("https://q", MESSAGE)
+    assert len(faulty.connections) == 1, "kept alive across invocations"
+
+    transport = queue_client().transport
+    assert isinstance(transport, aws_json.PersistentConnection)
+    assert transport._connection is not None
+    assert transport._connection.sock is not None
+    transport._connection.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
+    enqueue("https://q", MESSAGE)
+    assert len(faulty.seen) == 4, "the closed connection was noticed before use: no attempt lost"
+    assert len(faulty.connections) == 2
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        (500, "InternalError"),
+        (503, "ServiceUnavailable"),
+        (400, "ThrottlingException"),
+        (400, "RequestThrottled"),
+        "lose",
+        "slow",
+    ],
+    ids=["500", "503", "throttling", "sqs-throttled", "answer-lost", "slow-answer"],
+)
+def test_transient_failures_are_retried(faulty: FaultyService, first: Any) -> None:
+    faulty.plan = [first, first]
+    assert enqueue("https://q", MESSAGE) == "m-1"
+    assert faulty.seen == ["AmazonSQS.SendMessage"] * 3
+
+
+def test_every_attempt_failing_is_queue_unavailable_after_max_attempts(faulty: FaultyService) -> None:
+    faulty.plan = [(500, "InternalError")] * 5
+    with pytest.raises(QueueUnavailable, match=r"500 InternalError.*after 3 attempts"):
+        enqueue("https://q", MESSAGE)
+    assert len(faulty.seen) == event_queue.MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("code", ["InvalidParameterValue", "AccessDenied", "InvalidClientTokenId"])
+def test_a_client_error_is_not_retried(faulty: FaultyService, code: str) -> None:
+    faulty.plan = [(400, code)]
+    with pytest.raises(QueueUnavailable, match=code):
+        enqueue("https://q", MESSAGE)
+    assert len(faulty.seen) == 1
+
+
+def test_a_refused_connection_is_retried_then_queue_unavailable(
+    environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{spare_port()}")  # nothing listens
+    attempts: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(aws_json.time, "sleep", lambda s: (attempts.append(s), real_sleep(s)))
+    with pytest.raises(QueueUnavailable, match=r"ConnectionRefusedError.*after 3 attempts"):
+        enqueue("https://q", MESSAGE)
+    assert len(attempts) == event_queue.MAX_ATTEMPTS - 1, "a backoff between attempts, none after the last"
+    assert all(0 <= s <= aws_json.BACKOFF_BASE_SECONDS * 2**i for i, s in enumerate(attempts))
+
+
+def test_a_slow_answer_every_time_gives_up_after_the_read_timeouts(faulty: FaultyService) -> None:
+    faulty.plan = ["slow"] * 3
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailable, match=r"TimeoutError|timed out"):
+        enqueue("https://q", MESSAGE)
+    assert len(faulty.seen) == 3
+    assert time.monotonic() - started < 3 * 0.5, "each attempt ends at the read timeout"
+
+
+def test_secret_read_failures_are_secrets_unavailable(
+    faulty: FaultyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", faulty.endpoint)
+    monkeypatch.setenv("STRIPE_SECRET_ID", "stripe-sync/stripe")
+    faulty.plan = [(400, "AccessDeniedException")]
+    with pytest.raises(SecretsUnavailable, match="AccessDeniedException"):
+        webhook_secrets()
+    assert faulty.seen == ["secretsmanager.GetSecretValue"]
