@@ -27,6 +27,7 @@ import json
 import os
 import random
 import select
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -147,7 +148,9 @@ def sign(
 
 
 class PersistentConnection:
-    """The default transport: one keep-alive HTTP(S) connection to the endpoint."""
+    """The default transport: one keep-alive HTTP(S) connection to the endpoint per thread. Lambda
+    runs one request at a time (one connection); the local runtime serves concurrent posters from
+    threads, and an http.client connection must not be shared between them."""
 
     def __init__(self, endpoint: str, connect_timeout: float, read_timeout: float) -> None:
         parts = urllib.parse.urlsplit(endpoint)
@@ -158,7 +161,16 @@ class PersistentConnection:
         self._port = parts.port
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._connection: http.client.HTTPConnection | None = None
+        self._per_thread = threading.local()
+
+    @property
+    def _connection(self) -> http.client.HTTPConnection | None:
+        connection: http.client.HTTPConnection | None = getattr(self._per_thread, "connection", None)
+        return connection
+
+    @_connection.setter
+    def _connection(self, connection: http.client.HTTPConnection | None) -> None:
+        self._per_thread.connection = connection
 
     def send(self, request: HttpRequest) -> HttpResponse:
         connection = self._open()
@@ -287,7 +299,7 @@ class AwsJsonClient:
                 if not _retryable(failure):
                     raise failure
             if attempt < self.max_attempts:
-                time.sleep(random.random() * BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))  # noqa: S311 - jitter
+                time.sleep(random.random() * BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))  # noqa: S311  # nosec B311 - backoff jitter, not a secret
         raise AwsCallFailed(
             f"{failure} (after {self.max_attempts} attempts)", code=failure.code, status=failure.status
         )

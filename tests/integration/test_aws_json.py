@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -154,6 +155,23 @@ def test_send_message_reaches_sqs(moto_server: str) -> None:
     assert [m["MessageId"] for m in received] == ids
     assert [m["Body"] for m in received] == [f'{{"id": "evt_{n}"}}' for n in range(3)]
     assert {m["Attributes"]["MessageGroupId"] for m in received} == {"cus_1"}
+
+
+def test_concurrent_sends_from_threads_each_reach_sqs(moto_server: str) -> None:
+    """The local runtime serves eight posters from threads through one process-wide client: an
+    http.client connection shared between them interleaves requests and answers."""
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    url = sqs.create_queue(QueueName="concurrent.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+
+    def send(n: int) -> str:
+        return enqueue(url, QueueMessage(f'{{"id": "evt_{n}"}}', f"cus_{n % 8}", f"evt_{n}", False))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(send, range(80)))
+
+    assert len(set(ids)) == 80
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "80"
 
 
 def test_an_sqs_client_error_is_queue_unavailable_and_not_retried(moto_server: str) -> None:
