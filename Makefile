@@ -14,41 +14,54 @@ export SAM_CLI_TELEMETRY := 0
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install run test lint typecheck security unit template build bench demo clean
+.PHONY: help install lock lock-check run test lint typecheck security unit template build bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The venv is rebuilt whenever the pinned requirements change. `make run` installs only what it runs
-# (requirements-run.txt: runtime dependencies and moto's server; marker .run-installed); everything
-# else (marker .installed) adds the dev toolchain on top and covers `make run` too.
-$(VENV)/.run-installed: requirements-run.txt src/requirements.txt pyproject.toml
+# Every environment installs from uv.lock, hash-checked, and nothing else (README, "Dependencies").
+# uv itself comes from the lock too: scripts/bootstrap-uv installs the release the lock pins.
+UV_VENV := .venv-uv
+UV := $(UV_VENV)/bin/uv
+# package-conflicts: the SAM CLI and the scanners pin their own boto3 (pyproject.toml, `conflicts`).
+export UV_PREVIEW_FEATURES := package-conflicts
+export UV_PYTHON_DOWNLOADS := never
+UV_SYNC = $(UV) sync --frozen --python $(PYTHON313) --quiet
+
+$(UV): uv.lock scripts/bootstrap-uv
 	@test -n "$(PYTHON313)" || scripts/find-python313
-	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PYTHON313) scripts/bootstrap-uv $(UV_VENV)
 	touch $@
 
-$(VENV)/.installed: requirements-dev.txt requirements-run.txt src/requirements.txt pyproject.toml
+# `make run` installs only what it runs (the runtime and the `run` group: moto's server; marker
+# .run-installed); everything else (marker .installed) syncs the `dev` group, which covers `make run`.
+$(VENV)/.run-installed: uv.lock pyproject.toml $(UV)
 	@test -n "$(PYTHON313)" || scripts/find-python313
-	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV_SYNC) --package stripe-aws-sync --group run
+	touch $@
+
+$(VENV)/.installed: uv.lock pyproject.toml $(UV)
+	@test -n "$(PYTHON313)" || scripts/find-python313
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV_SYNC) --package stripe-aws-sync --group dev
 	touch $(VENV)/.run-installed $@
 
-# SAM CLI pins its own boto3 and friends: it lives in a venv of its own.
-$(SAM_VENV)/.installed: requirements-sam.txt
+# SAM CLI pins its own boto3 and friends: it lives in a venv of its own (tools/sam, same lock).
+$(SAM_VENV)/.installed: uv.lock tools/sam/pyproject.toml $(UV)
 	@test -n "$(PYTHON313)" || scripts/find-python313
-	test -x $(SAM_VENV)/bin/python || $(PYTHON313) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	UV_PROJECT_ENVIRONMENT=$(SAM_VENV) $(UV_SYNC) --package sam-cli
 	touch $@
 
-# checkov pins boto3==1.35.49, far older than the project's: it gets a venv of its own as well.
-$(SECURITY_VENV)/.installed: requirements-security.txt
+# checkov pins boto3==1.35.49, far older than the project's: a venv of its own as well (tools/security).
+$(SECURITY_VENV)/.installed: uv.lock tools/security/pyproject.toml $(UV)
 	@test -n "$(PYTHON313)" || scripts/find-python313
-	test -x $(SECURITY_VENV)/bin/python || $(PYTHON313) -m venv $(SECURITY_VENV)
-	$(SECURITY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-security.txt
+	UV_PROJECT_ENVIRONMENT=$(SECURITY_VENV) $(UV_SYNC) --package security-scanners
 	touch $@
+
+lock: $(UV) ## update uv.lock on purpose: after editing pyproject.toml, or `make lock UPGRADE=pkg`
+	$(UV) lock --python $(PYTHON313) $(if $(UPGRADE),$(foreach p,$(UPGRADE),--upgrade-package $(p)))
+
+lock-check: $(UV) ## fail when pyproject.toml and uv.lock disagree
+	$(UV) lock --check --python $(PYTHON313)
 
 install: $(VENV)/.installed ## install everything into .venv
 
@@ -80,9 +93,9 @@ template: $(VENV)/.installed $(SAM_VENV)/.installed ## cfn-lint and sam validate
 
 # sam build needs python3.13 on PATH: the venv's interpreter is one.
 build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build (offline apart from the package registry)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build
+	UV="$(abspath $(UV))" PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build
 
-test: lint typecheck security unit template build ## every check CI runs
+test: lock-check lint typecheck security unit template build ## every check CI runs
 
 # The cold-start benchmark (bench/cold_start.py) measures the packages `sam build` made.
 bench: $(VENV)/.installed build ## benchmarks: ratios against baselines measured in the same run
@@ -92,4 +105,4 @@ demo: $(VENV)/.run-installed ## send a signed demo sequence to a running `make r
 	$(PY) -m local_runtime.demo
 
 clean: ## remove the venvs and build output
-	rm -rf $(VENV) $(SAM_VENV) $(SECURITY_VENV) .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(SECURITY_VENV) $(UV_VENV) .aws-sam

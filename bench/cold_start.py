@@ -48,8 +48,8 @@ SECRET = "whsec_cold_start_0123456789abcdef"
 WEBHOOK_RATIO_TARGET = 0.30
 WORKER_IMPORT_TARGET_MS = 600.0
 WEBHOOK_SIZE_TARGET_MB = 5.0
-# The pinned boto3 (src/requirements.txt) standing in for the runtime's.
-RUNTIME_BOTO3 = ("boto3==1.44.5", "botocore==1.44.5")
+# The locked boto3 (uv.lock) with its dependencies, standing in for the runtime's.
+RUNTIME_BOTO3 = ("boto3",)
 
 NAIVE_HANDLER = '''"""The webhook as it is usually written: stripe SDK, boto3 and Powertools Logger at module level."""
 import base64
@@ -82,17 +82,8 @@ def lambda_handler(event, context):
     logger.info("webhook queued", event_id=stripe_event.id)
     return {"statusCode": 200, "body": '{"received": true}'}
 '''
-NAIVE_REQUIREMENTS = (
-    "aws-lambda-powertools",
-    "jmespath",
-    "typing_extensions",
-    "stripe",
-    "requests",
-    "certifi",
-    "charset-normalizer",
-    "idna",
-    "urllib3",
-)
+# The naive handler's own imports; the package takes them and their dependencies at the locked versions.
+NAIVE_REQUIREMENTS = ("aws-lambda-powertools", "stripe")
 
 CHILD = """
 import json, sys, time
@@ -193,11 +184,15 @@ def verdict(met: bool, target: str) -> str:
 
 
 def runtime_boto3() -> Path:
-    """The pinned boto3 with its dependencies, compiled, as /var/runtime holds the runtime's."""
-    target = CACHE / ("runtime-" + "-".join(pin.replace("==", "") for pin in RUNTIME_BOTO3))
+    """The locked boto3 with its dependencies, compiled, as /var/runtime holds the runtime's."""
+    lock = package_function.locked_runtime()
+    closure = package_function.function_closure(RUNTIME_BOTO3, lock, provided=frozenset())
+    target = CACHE / (
+        "runtime-" + "-".join(f"{name}{version}" for name, version in sorted(closure.items()))[:120]
+    )
     if not (target / ".complete").exists():
         package_function.empty(target)
-        pip_install(target, [*RUNTIME_BOTO3], resolve_dependencies=True)
+        package_function.install_locked(closure, lock, target)
         package_function.compile_bytecode(target)
         (target / ".complete").touch()
     return target
@@ -205,36 +200,18 @@ def runtime_boto3() -> Path:
 
 def naive_package() -> Path:
     """The naive handler with its own third-party closure, built as our packages are."""
-    pins = pinned_versions()
-    requirements = [f"{name}=={pins[name.lower().replace('_', '-')]}" for name in NAIVE_REQUIREMENTS]
-    key = hashlib.sha256((NAIVE_HANDLER + "\n".join(requirements)).encode()).hexdigest()[:12]
+    lock = package_function.locked_runtime()
+    closure = package_function.function_closure(NAIVE_REQUIREMENTS, lock)
+    pins = "\n".join(f"{name}=={version}" for name, version in sorted(closure.items()))
+    key = hashlib.sha256((NAIVE_HANDLER + pins).encode()).hexdigest()[:12]
     target = CACHE / f"naive-{key}"
     if not (target / ".complete").exists():
         package_function.empty(target)
         (target / "naive_webhook.py").write_text(NAIVE_HANDLER)
-        pip_install(target, requirements, resolve_dependencies=False)
+        package_function.install_locked(closure, lock, target)
         package_function.compile_bytecode(target)
         (target / ".complete").touch()
     return target
-
-
-def pinned_versions() -> dict[str, str]:
-    """name -> version from the worker's requirement file (the project's pins)."""
-    pins: dict[str, str] = {}
-    text = (package_function.REQUIREMENTS / "worker.txt").read_text()
-    for line in text.splitlines():
-        if "==" in line and not line.lstrip().startswith("#"):
-            name, version = line.strip().split("==")
-            pins[name.lower().replace("_", "-")] = version
-    return pins
-
-
-def pip_install(target: Path, requirements: list[str], *, resolve_dependencies: bool) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    command += ["--only-binary=:all:", *package_function.LAMBDA_PLATFORM, "--target", str(target)]
-    if not resolve_dependencies:
-        command.append("--no-deps")
-    subprocess.run([*command, *requirements], check=True)  # noqa: S603 - fixed arguments
 
 
 def read_only_copy(source: Path, target: Path) -> Path:

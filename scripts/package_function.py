@@ -9,11 +9,12 @@ template.yaml), and by bench/cold_start.py for the naive baseline. Steps:
    `import`, at module level or deferred inside a function; not those under `if TYPE_CHECKING:`), so a
    module nobody imports (local_runtime, ops, tests, sample data) is never packaged.
 2. Data files those modules read (the entitlement rules).
-3. Third-party packages: scripts/function-requirements/<function>.txt, with `--no-deps` (the file
-   lists the whole closure, pinned) for Lambda's platform (arm64, CPython 3.13). boto3 and botocore are
-   not installed: the python3.13 runtime provides them. Every third-party import of step 1 is checked
-   against what the package or the runtime provides, so a missing dependency fails the build, not the
-   first cold start.
+3. Third-party packages: the distributions step 1's imports come from, and their dependencies, at the
+   versions uv.lock pins and with its hashes (`uv export`, then `uv pip install --no-deps
+   --require-hashes` for Lambda's platform: arm64, CPython 3.13). boto3 and botocore are neither
+   installed nor followed: the python3.13 runtime provides them. The build then checks that the package
+   holds exactly the locked closure, at the locked versions, and that every third-party import of step
+   1 is packaged or the runtime's, so a missing dependency fails the build, not the first cold start.
 4. Bytecode: every module compiled to unchecked-hash .pyc. /var/task is read-only, so without .pyc
    Python compiles every module on every cold start; and SAM zips carry fixed 1980 timestamps, so
    timestamp-checked .pyc never validate. Unchecked-hash .pyc are used without looking at the source.
@@ -24,32 +25,34 @@ from __future__ import annotations
 import argparse
 import ast
 import compileall
+import importlib.metadata
+import os
 import py_compile
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-REQUIREMENTS = Path(__file__).resolve().parent / "function-requirements"
 
 HANDLER_MODULES = {
     "WebhookFunction": "handlers.webhook",
     "WorkerFunction": "handlers.worker",
     "ReconcileFunction": "handlers.reconcile",
 }
-REQUIREMENT_FILES = {
-    "WebhookFunction": "webhook.txt",
-    "WorkerFunction": "worker.txt",
-    "ReconcileFunction": "reconcile.txt",
-}
 # Files a module reads at run time, relative to src/.
 DATA_FILES = {"adapters.settings": ("entitlement_rules.toml",)}
 # What the python3.13 Lambda runtime puts on sys.path after /var/task.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"})
-LAMBDA_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.13")
+# Distributions the runtime provides: never packaged, and their dependencies not followed from them.
+RUNTIME_DISTRIBUTIONS = frozenset({"boto3", "botocore", "s3transfer"})
+LAMBDA_PLATFORM = ("--python-platform", "aarch64-manylinux2014", "--python-version", "3.13")
+PROJECT = "stripe-aws-sync"
 # Installed packages' files no import reads.
 NOT_PACKAGED = ("bin",)
 
@@ -136,18 +139,133 @@ def copy_first_party(modules: Iterable[str], artifacts: Path) -> None:
             shutil.copy2(SRC / data, artifacts / data)
 
 
-def install_requirements(requirements: Path, artifacts: Path) -> None:
-    if not any(line.strip() and not line.lstrip().startswith("#") for line in requirements.read_text().splitlines()):
-        return
+@dataclass(frozen=True)
+class LockedDistribution:
+    """One distribution as uv.lock pins it for the functions' runtime."""
+
+    name: str
+    version: str
+    requirement: str  # the `uv export` entry: `name==version ; markers` and its hashes
+    required_by: frozenset[str]
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def uv_command() -> str:
+    """The locked uv (scripts/bootstrap-uv, .venv-uv), or $UV."""
+    candidate = os.environ.get("UV") or str(ROOT / ".venv-uv" / "bin" / "uv")
+    if not Path(candidate).exists():
+        raise PackagingError(f"no uv at {candidate}: run `make install` (it installs the locked uv)")
+    return candidate
+
+
+def parse_export(text: str) -> dict[str, LockedDistribution]:
+    """`uv export --format requirements.txt` output (with its `# via` annotations), by name."""
+    entries: dict[str, LockedDistribution] = {}
+    for block in re.split(r"\n(?=\S)", text.strip()):
+        lines = block.splitlines()
+        head = lines[0].rstrip(" \\")
+        if head.startswith("#") or not head:
+            continue
+        match = re.match(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", head)
+        if match is None:
+            raise PackagingError(f"uv export: unexpected entry {head!r}")
+        hashes = [line.strip().rstrip(" \\") for line in lines[1:] if line.strip().startswith("--hash=")]
+        notes = [line.strip().removeprefix("#").strip() for line in lines[1:] if line.strip().startswith("#")]
+        parents = {normalized(word) for note in notes for word in note.removeprefix("via").split()}
+        name = normalized(match.group(1))
+        entries[name] = LockedDistribution(
+            name, match.group(2), " ".join([head, *hashes]), frozenset(parents)
+        )
+    return entries
+
+
+def locked_runtime() -> dict[str, LockedDistribution]:
+    """The functions' runtime closure (the project's dependencies, no group) as uv.lock pins it."""
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-        "--only-binary=:all:", *LAMBDA_PLATFORM, "--target", str(artifacts), "-r", str(requirements),
+        uv_command(), "export", "--frozen", "--package", PROJECT, "--no-default-groups", "--no-emit-project",
+        "--no-header", "--format", "requirements.txt",
     ]  # fmt: skip
-    subprocess.run(command, check=True)  # noqa: S603 - fixed arguments, the running interpreter's pip
+    environment = {**os.environ, "UV_PREVIEW_FEATURES": "package-conflicts", "UV_PYTHON_DOWNLOADS": "never"}
+    exported = subprocess.run(  # noqa: S603 - fixed arguments, the locked uv
+        command, cwd=ROOT, env=environment, check=True, capture_output=True, text=True
+    )
+    return parse_export(exported.stdout)
+
+
+def distribution_roots(external: Iterable[str]) -> set[str]:
+    """The distributions that provide these top-level import names (from the build interpreter)."""
+    providers = importlib.metadata.packages_distributions()
+    return {normalized(dist) for name in external for dist in providers.get(name, ())}
+
+
+def function_closure(
+    roots: Iterable[str],
+    lock: Mapping[str, LockedDistribution],
+    provided: frozenset[str] = RUNTIME_DISTRIBUTIONS,
+) -> dict[str, str]:
+    """name -> locked version of the roots and everything they need, stopping at what is `provided`."""
+    children: dict[str, set[str]] = {}
+    for entry in lock.values():
+        for parent in entry.required_by:
+            children.setdefault(parent, set()).add(entry.name)
+    closure: dict[str, str] = {}
+    pending = [normalized(root) for root in roots]
+    while pending:
+        name = pending.pop()
+        if name in closure or name in provided:
+            continue
+        if name not in lock:
+            raise PackagingError(f"{name} is imported but not among the locked runtime dependencies")
+        closure[name] = lock[name].version
+        pending.extend(children.get(name, ()))
+    return closure
+
+
+def install_locked(
+    closure: Mapping[str, str], lock: Mapping[str, LockedDistribution], artifacts: Path
+) -> None:
+    if not closure:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text("".join(f"{lock[name].requirement}\n" for name in sorted(closure)))
+        command = [
+            uv_command(), "pip", "install", "--quiet", "--no-deps", "--require-hashes", "--only-binary", ":all:",
+            *LAMBDA_PLATFORM, "--python", sys.executable, "--target", str(artifacts), "-r", str(requirements),
+        ]  # fmt: skip
+        subprocess.run(command, check=True)  # noqa: S603 - fixed arguments, the locked uv
     for name in NOT_PACKAGED:
         shutil.rmtree(artifacts / name, ignore_errors=True)
     for cache in list(artifacts.rglob("__pycache__")):
         shutil.rmtree(cache)
+
+
+def packaged_versions(artifacts: Path) -> dict[str, str]:
+    """name -> version of every distribution installed into the package (its .dist-info folders)."""
+    versions: dict[str, str] = {}
+    for info in artifacts.glob("*.dist-info"):
+        metadata = (info / "METADATA").read_text(encoding="utf-8")
+        name = re.search(r"^Name: (.+)$", metadata, re.MULTILINE)
+        version = re.search(r"^Version: (.+)$", metadata, re.MULTILINE)
+        if name is None or version is None:
+            raise PackagingError(f"{info.name} has no name or version")
+        versions[normalized(name.group(1).strip())] = version.group(1).strip()
+    return versions
+
+
+def check_locked(closure: Mapping[str, str], artifacts: Path) -> None:
+    """The package holds exactly the locked closure, at the locked versions."""
+    packaged = packaged_versions(artifacts)
+    if packaged != dict(closure):
+        differences = sorted(
+            f"{name}: packaged {packaged.get(name, 'nothing')}, locked {closure.get(name, 'nothing')}"
+            for name in set(packaged) | set(closure)
+            if packaged.get(name) != closure.get(name)
+        )
+        raise PackagingError("the package differs from uv.lock: " + "; ".join(differences))
 
 
 def installed_top_levels(artifacts: Path) -> set[str]:
@@ -162,7 +280,9 @@ def check_imports(external: set[str], artifacts: Path) -> None:
     provided = installed_top_levels(artifacts) | RUNTIME_PROVIDED | set(sys.stdlib_module_names)
     missing = sorted(external - provided - {"__future__"})
     if missing:
-        raise PackagingError(f"imported but neither packaged nor provided by the runtime: {', '.join(missing)}")
+        raise PackagingError(
+            f"imported but neither packaged nor provided by the runtime: {', '.join(missing)}"
+        )
 
 
 def compile_bytecode(artifacts: Path) -> None:
@@ -198,7 +318,10 @@ def build(function: str, artifacts: Path) -> None:
     empty(artifacts)
     modules, external = import_closure(HANDLER_MODULES[function])
     copy_first_party(modules, artifacts)
-    install_requirements(REQUIREMENTS / REQUIREMENT_FILES[function], artifacts)
+    lock = locked_runtime()
+    closure = function_closure(distribution_roots(external - RUNTIME_PROVIDED), lock)
+    install_locked(closure, lock, artifacts)
+    check_locked(closure, artifacts)
     check_imports(external, artifacts)
     compile_bytecode(artifacts)
 

@@ -23,7 +23,7 @@ the lock that SendMessage holds to append.
 
 It is applied only inside the local runtime's moto server process (local_runtime.aws_server), never
 in tests that use moto in-process unless they ask, and only to the moto release it was written
-against (MOTO_VERSION, the pin in requirements-run.txt): another release may have changed the
+against (MOTO_VERSION, the pin in pyproject.toml's `run` group): another release may have changed the
 method, so there it refuses and says so, and moto's own (slower) method stays. A table with a
 stream also keeps moto's own method, since its stream records are part of what a failure rolls back.
 
@@ -297,7 +297,7 @@ def install(version: str | None = None) -> bool:
             f"moto {found} is installed, but the local runtime's patches (TransactWriteItems, Query) were written for "
             f"moto {MOTO_VERSION}: not applied. Every transaction now copies the whole table, so the "
             f"local runtime slows down as the table grows; install moto[server]=={MOTO_VERSION} "
-            "(requirements-run.txt) to get it back.",
+            "(pyproject.toml, uv.lock: `make run` installs it) to get it back.",
             MotoVersionMismatch,
             stacklevel=2,
         )

@@ -263,12 +263,17 @@ def test_the_pinned_release_is_patched_without_a_warning() -> None:
 
 
 def test_the_pin_is_the_one_the_patch_names() -> None:
+    import tomllib
     from pathlib import Path
 
-    pins = (Path(__file__).resolve().parents[2] / "requirements-run.txt").read_text(encoding="utf-8")
-    assert f"moto[dynamodb,sqs]=={moto_patches.MOTO_VERSION}" in pins.split()
-    dev = (Path(__file__).resolve().parents[2] / "requirements-dev.txt").read_text(encoding="utf-8")
-    assert f"moto[server]=={moto_patches.MOTO_VERSION}" in dev.split()
+    root = Path(__file__).resolve().parents[2]
+    groups = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["dependency-groups"]
+    assert f"moto[dynamodb,sqs]=={moto_patches.MOTO_VERSION}" in groups["run"]
+    assert f"moto[server]=={moto_patches.MOTO_VERSION}" in groups["dev"]
+    locked = tomllib.loads((root / "uv.lock").read_text(encoding="utf-8"))["package"]
+    assert [package["version"] for package in locked if package["name"] == "moto"] == [
+        moto_patches.MOTO_VERSION
+    ]
 
 
 # -- the same behaviour as moto's own methods ------------------------------------------------------------

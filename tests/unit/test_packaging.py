@@ -1,7 +1,7 @@
 """Lambda packages: each holds what its handler imports, compiled to bytecode Lambda can use as is.
 
-The webhook's package is built for real here (no pip: it bundles no third-party package); the
-others' closures and requirement files are checked without installing anything. `make build`
+The webhook's and the worker's packages are built for real here (the worker's from the locked wheels,
+which uv caches); the others' closures are checked against uv.lock without installing anything. `make build`
 (sam build) builds all three, bench/cold_start.py measures them.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -27,14 +28,15 @@ import package_function  # noqa: E402 - scripts/ is not a package
 NEVER_PACKAGED = ("local_runtime", "ops", "tests", "entitlements_reader")
 
 
-def requirement_pins(path: Path) -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for text in path.read_text().splitlines():
-        line = text.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[name.split("[")[0].lower().replace("_", "-")] = version
-    return pins
+@pytest.fixture(scope="module")
+def lock() -> dict[str, package_function.LockedDistribution]:
+    return package_function.locked_runtime()
+
+
+def closure_of(function: str, lock: dict[str, package_function.LockedDistribution]) -> dict[str, str]:
+    _, external = package_function.import_closure(package_function.HANDLER_MODULES[function])
+    roots = package_function.distribution_roots(external - package_function.RUNTIME_PROVIDED)
+    return package_function.function_closure(roots, lock)
 
 
 def test_the_packaged_functions_are_the_templates_with_their_handlers() -> None:
@@ -75,33 +77,87 @@ def test_no_package_holds_the_local_runtime_the_ops_cli_or_tests(function: str) 
 
 
 @pytest.mark.parametrize("function", sorted(package_function.HANDLER_MODULES))
-def test_every_third_party_import_is_packaged_pinned_or_the_runtimes(function: str) -> None:
+def test_every_third_party_import_is_packaged_or_the_runtimes(
+    function: str, lock: dict[str, package_function.LockedDistribution]
+) -> None:
     _, external = package_function.import_closure(package_function.HANDLER_MODULES[function])
-    pins = requirement_pins(package_function.REQUIREMENTS / package_function.REQUIREMENT_FILES[function])
+    closure = closure_of(function, lock)
     top_levels = {
         top
         for top, distributions in importlib.metadata.packages_distributions().items()
-        if {d.lower().replace("_", "-") for d in distributions} & set(pins)
+        if {package_function.normalized(d) for d in distributions} & set(closure)
     }
     unprovided = external - top_levels - package_function.RUNTIME_PROVIDED - set(sys.stdlib_module_names)
     assert unprovided <= {"__future__"}
     assert "aws_xray_sdk" not in top_levels
 
 
-@pytest.mark.parametrize("file", ["worker.txt", "reconcile.txt"])
-def test_function_requirements_pin_what_the_project_pins_and_tests_with(file: str) -> None:
-    pins = requirement_pins(package_function.REQUIREMENTS / file)
-    project = requirement_pins(ROOT / "src" / "requirements.txt")
-    assert {name: version for name, version in pins.items() if name in project} == {
-        name: version for name, version in project.items() if name in pins
-    }
-    for name, version in pins.items():
+@pytest.mark.parametrize("function", ["WorkerFunction", "ReconcileFunction"])
+def test_a_function_package_takes_the_locked_versions_the_dev_venv_tests_with(
+    function: str, lock: dict[str, package_function.LockedDistribution]
+) -> None:
+    closure = closure_of(function, lock)
+    assert {"aws-lambda-powertools", "pynamodb", "stripe", "requests", "idna"} <= set(closure)
+    for name, version in closure.items():
+        assert version == lock[name].version
         assert importlib.metadata.version(name) == version, f"{name}: the dev venv tests another version"
-    assert not set(pins) & {"boto3", "botocore", "s3transfer"}, "the runtime provides boto3"
+    assert not set(closure) & {"boto3", "botocore", "s3transfer"}, "the runtime provides boto3"
 
 
-def test_the_webhook_bundles_no_third_party_package() -> None:
-    assert requirement_pins(package_function.REQUIREMENTS / "webhook.txt") == {}
+def test_the_webhook_bundles_no_third_party_package(
+    lock: dict[str, package_function.LockedDistribution],
+) -> None:
+    assert closure_of("WebhookFunction", lock) == {}
+
+
+def test_the_export_is_read_with_its_hashes_and_who_requires_what() -> None:
+    exported = (
+        "certifi==2026.10.19.post1 \\\n    --hash=sha256:aa\n    # via requests\n"
+        "idna==3.21 ; python_full_version < '3.14' \\\n    --hash=sha256:bb \\\n    --hash=sha256:cc\n"
+        "    # via\n    #   requests\n    #   yarl\n"
+        "requests==2.34.2 \\\n    --hash=sha256:dd\n    # via stripe\n"
+    )
+    entries = package_function.parse_export(exported)
+    assert entries["idna"].version == "3.21"
+    assert (
+        entries["idna"].requirement
+        == "idna==3.21 ; python_full_version < '3.14' --hash=sha256:bb --hash=sha256:cc"
+    )
+    assert entries["idna"].required_by == {"requests", "yarl"}
+    assert package_function.function_closure(["requests"], entries) == {
+        "requests": "2.34.2",
+        "certifi": "2026.10.19.post1",
+        "idna": "3.21",
+    }
+    with pytest.raises(package_function.PackagingError, match="not among the locked"):
+        package_function.function_closure(["urllib4"], entries)
+
+
+def write_dist_info(artifacts: Path, name: str, version: str) -> None:
+    info = artifacts / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_a_package_that_differs_from_the_lock_fails_the_build(tmp_path: Path) -> None:
+    write_dist_info(tmp_path, "idna", "3.21")
+    write_dist_info(tmp_path, "requests", "2.34.2")
+    package_function.check_locked({"idna": "3.21", "requests": "2.34.2"}, tmp_path)
+    with pytest.raises(package_function.PackagingError, match=re.escape("idna: packaged 3.21, locked 3.20")):
+        package_function.check_locked({"idna": "3.20", "requests": "2.34.2"}, tmp_path)
+    with pytest.raises(package_function.PackagingError, match="certifi: packaged nothing"):
+        package_function.check_locked({"idna": "3.21", "requests": "2.34.2", "certifi": "1"}, tmp_path)
+    with pytest.raises(
+        package_function.PackagingError, match=re.escape("requests: packaged 2.34.2, locked nothing")
+    ):
+        package_function.check_locked({"idna": "3.21"}, tmp_path)
+
+
+def test_the_built_worker_package_holds_exactly_the_locked_versions(
+    tmp_path: Path, lock: dict[str, package_function.LockedDistribution]
+) -> None:
+    package_function.build("WorkerFunction", tmp_path)
+    assert package_function.packaged_versions(tmp_path) == closure_of("WorkerFunction", lock)
 
 
 @pytest.fixture(scope="module")

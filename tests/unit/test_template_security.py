@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -448,10 +449,7 @@ def test_make_test_runs_the_security_checks() -> None:
 
 
 def test_security_tools_are_pinned() -> None:
-    lines = [
-        line.strip()
-        for line in (ROOT / "requirements-security.txt").read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert {line.split("==")[0] for line in lines} == {"bandit", "checkov"}
-    assert all(re.fullmatch(r"[a-z]+==\d+(\.\d+)+", line) for line in lines)
+    project = tomllib.loads((ROOT / "tools" / "security" / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = project["project"]["dependencies"]
+    assert {pin.split("==")[0] for pin in pins} == {"bandit", "checkov"}
+    assert all(re.fullmatch(r"[a-z]+==\d+(\.\d+)+", pin) for pin in pins)
