@@ -43,7 +43,9 @@ from domain.sync import EventApplier, Outcome, Result, RetryLater
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "StripeSync", service=SERVICE)
-processor = BatchProcessor(event_type=EventType.SQS)
+# An ordinary failure of every record (a one-message FIFO batch at low traffic) is reported like any
+# other partial failure, never raised: a raised batch is a Lambda error, which pages (WorkerErrorsAlarm).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # The longest one event may take (see the module docstring), with room for its writes. The worker's
 # Timeout (template.yaml) leaves room for several such records; EventQueue's visibility timeout is
 # six times that Timeout.
