@@ -12,8 +12,8 @@ come back after the queue's visibility timeout. The first record is always start
 invocation makes progress.
 
 No Powertools Tracer: it imports the X-Ray SDK (~190 ms of a cold start) for subsegments only. With
-the template's Tracing parameter on, Lambda records each invocation itself, and botocore forwards the
-trace header, so one trace still follows an event from the webhook through SQS to here.
+the template's Tracing parameter on, Lambda records each invocation itself, and the webhook's
+SendMessage carries the trace header (AWSTraceHeader), so one trace follows an event through SQS here.
 """
 
 from __future__ import annotations
