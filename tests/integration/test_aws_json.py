@@ -163,7 +163,8 @@ def test_the_trace_header_reaches_the_worker_as_the_aws_trace_header_attribute(
     trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
     monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
     sqs = boto3.client("sqs", endpoint_url=moto_server)
-    url = sqs.create_queue(QueueName="events.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    # moto's state outlives one server: a queue of its own, away from the other tests' messages.
+    url = sqs.create_queue(QueueName="traced.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
 
     enqueue(url, QueueMessage('{"id": "evt_1"}', "cus_1", "evt_1", False))
 
