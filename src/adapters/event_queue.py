@@ -8,6 +8,8 @@ of it. One client per process, created on first use; its connection is reused ac
 from __future__ import annotations
 
 import functools
+import os
+from typing import Any
 
 from adapters.aws_json import MAX_ATTEMPTS, AwsCallFailed, AwsJsonClient
 from domain.ingress import QueueMessage
@@ -40,16 +42,21 @@ def queue_client() -> AwsJsonClient:
 
 def enqueue(queue_url: str, message: QueueMessage) -> str:
     """Send `message`; returns the SQS message id once SQS has stored it, else raises QueueUnavailable."""
+    request: dict[str, Any] = {
+        "QueueUrl": queue_url,
+        "MessageBody": message.body,
+        "MessageGroupId": message.group_id,
+        "MessageDeduplicationId": message.deduplication_id,
+    }
+    # With active tracing Lambda sets _X_AMZN_TRACE_ID; SQS hands AWSTraceHeader on to the worker's
+    # invocation, so one trace follows the event through the queue (botocore would add it; we must).
+    trace_header = os.environ.get("_X_AMZN_TRACE_ID")
+    if trace_header:
+        request["MessageSystemAttributes"] = {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}
+        }
     try:
-        response = queue_client().call(
-            "SendMessage",
-            {
-                "QueueUrl": queue_url,
-                "MessageBody": message.body,
-                "MessageGroupId": message.group_id,
-                "MessageDeduplicationId": message.deduplication_id,
-            },
-        )
+        response = queue_client().call("SendMessage", request)
     except AwsCallFailed as error:
         raise QueueUnavailable(str(error)) from error
     message_id = response.get("MessageId")

@@ -108,7 +108,9 @@ def verified_event(
     try:
         signers = verify_signature(request.body, request.signature, secrets, now=now, tolerance=tolerance)
     except SignatureError as error:
-        raise RejectedRequest(400, str(error), unverified=True) from None
+        # Only a request that carries a signature can be Stripe's with a wrong secret: an anonymous
+        # POST (a bot, a scanner) is rejected without counting towards the wrong-secret alarm.
+        raise RejectedRequest(400, str(error), unverified=request.signature is not None) from None
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:

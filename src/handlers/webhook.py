@@ -17,7 +17,8 @@ signature header or anything from the payload beyond its ids.
 Metrics: the same line carries CloudWatch's embedded metric format (its `_aws` key), so CloudWatch
 turns each answer into a count without a PutMetricData call or Powertools Metrics' import:
 DeliveriesQueued, DeliveriesRejected (every 4xx), DeliveriesUnverified (the 4xx whose signature no
-configured secret made for the event's mode: a wrong or rolled secret) and DeliveriesFailed (5xx),
+configured secret made for the event's mode: a wrong or rolled secret; a request with no
+Stripe-Signature header is not one) and DeliveriesFailed (5xx),
 in POWERTOOLS_METRICS_NAMESPACE (per stack, template.yaml) with the `service` dimension, as
 Powertools writes the worker's and the reconciler's.
 """

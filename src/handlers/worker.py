@@ -12,8 +12,8 @@ come back after the queue's visibility timeout. The first record is always start
 invocation makes progress.
 
 No Powertools Tracer: it imports the X-Ray SDK (~190 ms of a cold start) for subsegments only. With
-the template's Tracing parameter on, Lambda records each invocation itself, and botocore forwards the
-trace header, so one trace still follows an event from the webhook through SQS to here.
+the template's Tracing parameter on, Lambda records each invocation itself, and the webhook's
+SendMessage carries the trace header (AWSTraceHeader), so one trace follows an event through SQS here.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from domain.sync import EventApplier, Outcome, Result, RetryLater
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "StripeSync", service=SERVICE)
-processor = BatchProcessor(event_type=EventType.SQS)
+# An ordinary failure of every record (a one-message FIFO batch at low traffic) is reported like any
+# other partial failure, never raised: a raised batch is a Lambda error, which pages (WorkerErrorsAlarm).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # The longest one event may take (see the module docstring), with room for its writes. The worker's
 # Timeout (template.yaml) leaves room for several such records; EventQueue's visibility timeout is
 # six times that Timeout.

@@ -157,6 +157,21 @@ def test_send_message_reaches_sqs(moto_server: str) -> None:
     assert {m["Attributes"]["MessageGroupId"] for m in received} == {"cus_1"}
 
 
+def test_the_trace_header_reaches_the_worker_as_the_aws_trace_header_attribute(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    # moto's state outlives one server: a queue of its own, away from the other tests' messages.
+    url = sqs.create_queue(QueueName="traced.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+
+    enqueue(url, QueueMessage('{"id": "evt_1"}', "cus_1", "evt_1", False))
+
+    [received] = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])["Messages"]
+    assert received["Attributes"]["AWSTraceHeader"] == trace
+
+
 def test_concurrent_sends_from_threads_each_reach_sqs(moto_server: str) -> None:
     """The local runtime serves eight posters from threads through one process-wide client: an
     http.client connection shared between them interleaves requests and answers."""

@@ -769,6 +769,7 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
 
     assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 200
     assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_wrong"))[0] == 400
+    assert invoke(webhook_http_event_factory(stripe_event_factory()))[0] == 400  # anonymous: not unverified
     live = stripe_event_factory(livemode=True)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"test:{WEBHOOK_SECRET}")
     assert invoke(webhook_http_event_factory(live, secret=WEBHOOK_SECRET))[0] == 400
@@ -779,7 +780,7 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
 
     assert metric_counts(capsys.readouterr().out) == {
         "DeliveriesQueued": 1,
-        "DeliveriesRejected": 3,
+        "DeliveriesRejected": 4,
         "DeliveriesUnverified": 2,
         "DeliveriesFailed": 1,
     }

@@ -176,6 +176,18 @@ def test_an_unsigned_request_is_refused(
     error = rejection(lambda: verify(webhook_http_event_factory(stripe_event_factory())))
 
     assert (error.status, error.reason) == (400, "missing Stripe-Signature header")
+    assert not error.unverified, "an anonymous request is no sign of a wrong signing secret"
+
+
+def test_a_request_signed_with_another_secret_counts_as_unverified(
+    webhook_http_event_factory: RequestFactory, stripe_event_factory: EventFactory
+) -> None:
+    error = rejection(
+        lambda: verify(webhook_http_event_factory(stripe_event_factory(), secret="whsec_other"))
+    )
+
+    assert error.status == 400
+    assert error.unverified
 
 
 def test_a_stale_signature_is_refused(

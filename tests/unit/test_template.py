@@ -7,6 +7,7 @@ breaks it. The template is read with a small YAML loader that turns CloudFormati
 
 from __future__ import annotations
 
+import ast
 import base64
 import fnmatch
 import hashlib
@@ -924,6 +925,23 @@ def test_dashboard_shows_every_own_metric_in_the_stack_namespace() -> None:
     expected = {(service, name) for service, names in OWN_METRICS.items() for name in names}
     assert expected - {("stripe-sync-worker", "EventsUnknown")} <= shown
     assert all(row[2] == "service" for row in dashboard_metrics() if row[0].startswith("StripeSync"))
+
+
+def code_string_constants() -> set[str]:
+    """Every string literal in src/: a metric the code emits is named by one of them."""
+    found: set[str] = set()
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value)
+    return found
+
+
+def test_every_dashboard_metric_of_the_stack_namespace_is_one_the_code_emits() -> None:
+    emitted = code_string_constants()
+    plotted = {row[1] for row in dashboard_metrics() if row[0] == "StripeSync/dev/stripe-sync-dev"}
+    assert plotted, "the dashboard plots the stack's own metrics"
+    assert sorted(plotted - emitted) == [], "plotted, but no code emits these"
 
 
 def test_dashboard_shows_queues_dlq_table_throttles_and_each_functions_health() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from domain.sync import Outcome, Result
+from domain.sync import Outcome, Result, RetryLater
 from handlers import worker
 
 SLOW_STRIPE_CALL_SECONDS = 24.0
@@ -136,3 +136,22 @@ def test_a_fast_batch_is_applied_whole(slow_stripe: tuple[FakeClock, SlowStripeA
 
     assert len(applier.applied) == 10
     assert answer["batchItemFailures"] == []
+
+
+@dataclass
+class FailingApplier:
+    """Fails every event as an unreachable Stripe would."""
+
+    def apply(self, body: dict[str, Any]) -> Result:
+        raise RetryLater(f"event {body['id']}: Stripe did not answer")
+
+
+def test_a_batch_whose_every_event_fails_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A raised batch is a Lambda error (WorkerErrorsAlarm pages); an ordinary failure of a one-message
+    # batch must come back as a batch item failure, retried like any other.
+    monkeypatch.setattr(worker, "event_applier", FailingApplier)
+    context = TimedContext(FakeClock(), WORKER_TIMEOUT_SECONDS)
+
+    answer = worker.lambda_handler(batch(1), context)  # type: ignore[arg-type]
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]
