@@ -87,8 +87,8 @@ def _applier(keys: tuple[tuple[Mode, str], ...]) -> EventApplier:
 
 
 def event_applier() -> EventApplier:
-    """The applier for the API keys configured now (Parameters caches the secret; a rotated key is
-    picked up within its max age without a new container)."""
+    """The applier for the API keys configured now (adapters.stripe_credentials caches the secret; a
+    rotated key is picked up within SECRET_MAX_AGE_SECONDS without a new container)."""
     return _applier(tuple(sorted(api_keys().items())))
 
 
