@@ -1,26 +1,34 @@
 """Queues what the reconciler (or an operator) read from Stripe into the event queue, as the webhook
 would: fetched objects as synthetic `sync.fetched` events, and events Stripe could not deliver as they
-are. Group and deduplication ids follow the webhook's rules (domain.ingress); messages go out in
+are (the messages are built by domain.reconcile.repairs: fetched_message, event_message). Group and deduplication ids follow the webhook's rules (domain.ingress); messages go out in
 SendMessageBatch calls of up to 10.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.event_queue import QueueUnavailable
-from domain.ingress import SQS_MESSAGE_LIMIT, QueueMessage, StripeEvent, parse_event, queue_message
-from domain.reconcile import fetched_event
+from domain.ingress import SQS_MESSAGE_LIMIT, QueueMessage
+from domain.reconcile.repairs import ObjectTooLarge, event_message, fetched_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_ENTRIES",
+    "FetchedQueue",
+    "ObjectTooLarge",
+    "event_message",
+    "fetched_message",
+]
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = SQS_MESSAGE_LIMIT  # SQS limits a whole batch to the size of one message
@@ -34,36 +42,6 @@ def sqs_client() -> SQSClient:
     import boto3  # noqa: PLC0415
 
     return boto3.client("sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
-
-
-class ObjectTooLarge(ValueError):
-    """A fetched object whose synthetic event exceeds an SQS message: it cannot travel by reference
-    (the worker could not fetch a synthetic event back from Stripe)."""
-
-
-def fetched_message(obj: Mapping[str, Any], fetched_at_ms: int, account: str | None = None) -> QueueMessage:
-    """The message for an object fetched from Stripe at `fetched_at_ms` (epoch milliseconds)."""
-    document = fetched_event(obj, fetched_at_ms, account)
-    text = json.dumps(document, separators=(",", ":"))
-    event = StripeEvent(
-        id=document["id"],
-        type=document["type"],
-        livemode=document["livemode"],
-        account=account,
-        thin=False,
-        document=document,
-        text=text,
-    )
-    message = queue_message(event)
-    if message.by_reference:
-        raise ObjectTooLarge(f"{obj.get('object')} {obj.get('id')} is too large for one SQS message")
-    return message
-
-
-def event_message(event: Mapping[str, Any]) -> QueueMessage:
-    """A Stripe event read from the API, queued exactly as the webhook queues it when Stripe delivers
-    it (RejectedRequest when it is not an event)."""
-    return queue_message(parse_event(json.dumps(event, separators=(",", ":"))))
 
 
 class FetchedQueue:

@@ -3,7 +3,8 @@
     pk                          sk                  what
     RECONCILE                   CURSOR              where the pass stands (DRY_RUN_CURSOR: dry runs')
     RECONCILE                   BACKFILL            where the backfill stands (DRY_RUN_BACKFILL)
-    RECONCILE                   ACCOUNTS            the Connect accounts that have records, per mode
+    RECONCILE                   ACCOUNTS            the Connect accounts that have records, per mode,
+                                                    and those that deauthorized the platform
     RECONCILE#SEEN#<pass id>    <page number>       the ids one listed page held; expire after SEEN_DAYS
 
 The cursor is written with an optimistic lock (pynamodb's VersionAttribute): two runs that overlap
@@ -26,6 +27,7 @@ from pynamodb.exceptions import PutError
 from adapters.sync_table import SyncItem
 from domain.credentials import MODES
 from domain.reconcile import Account, Counts, PassCursor
+from domain.reconcile.ports import CursorConflict
 
 CURSOR_PK = "RECONCILE"
 CURSOR_SK = "CURSOR"
@@ -34,10 +36,6 @@ BACKFILL_SK = "BACKFILL"
 DRY_RUN_BACKFILL_SK = "DRY_RUN_BACKFILL"
 ACCOUNTS_SK = "ACCOUNTS"
 SEEN_DAYS = 35  # longer than any pass runs: a pass of a million subscriptions takes hours, not weeks
-
-
-class CursorConflict(RuntimeError):
-    """Another run saved the cursor since this one read it."""
 
 
 class CursorItem(SyncItem, discriminator="cursor"):
@@ -57,6 +55,8 @@ class CursorItem(SyncItem, discriminator="cursor"):
 
 class AccountsItem(SyncItem, discriminator="reconcile_accounts"):
     accounts = UnicodeAttribute()  # space-separated "<mode>:<acct_…>"
+    # JSON "<mode>:<acct_…>" -> epoch seconds: accounts that refused the platform, and since when
+    deauthorized = UnicodeAttribute(null=True)
 
 
 class SeenPageItem(SyncItem, discriminator="reconcile_seen"):
@@ -143,23 +143,62 @@ class CursorStore:
 
     def accounts(self) -> set[Account]:
         """The Connect accounts found with records so far (by the records phase of earlier passes)."""
-        try:
-            item = AccountsItem.get(CURSOR_PK, ACCOUNTS_SK, consistent_read=True)
-        except AccountsItem.DoesNotExist:
-            return set()
-        found: set[Account] = set()
-        for entry in item.accounts.split():
-            mode, _, account = entry.partition(":")
-            if mode in MODES and account:
-                found.add((mode, account))
-        return found
+        return _accounts(self._accounts_item())
 
     def add_accounts(self, accounts: Iterable[Account]) -> None:
         """Remember more accounts (the union: two runs adding at once lose nothing but a retry's worth,
         and an account left out now is added by the next records page that holds it)."""
-        known = self.accounts()
+        item = self._accounts_item()
+        known = _accounts(item)
         merged = known | set(accounts)
         if merged != known:
             AccountsItem(
-                CURSOR_PK, ACCOUNTS_SK, accounts=" ".join(sorted(f"{mode}:{acct}" for mode, acct in merged))
+                CURSOR_PK,
+                ACCOUNTS_SK,
+                accounts=" ".join(sorted(f"{mode}:{acct}" for mode, acct in merged)),
+                deauthorized=item.deauthorized if item else None,
             ).save()
+
+    def deauthorized(self) -> dict[Account, int]:
+        """The connected accounts marked as refusing the platform, with when that was first seen."""
+        return _deauthorized(self._accounts_item())
+
+    def set_deauthorized(self, account: Account, since: int | None) -> None:
+        """Mark (since `since`) or clear (None) one account; the accounts list is kept as it is."""
+        item = self._accounts_item()
+        marks = _deauthorized(item)
+        if since is None:
+            marks.pop(account, None)
+        else:
+            marks.setdefault(account, since)
+        text = (
+            json.dumps({f"{mode}:{acct}": at for (mode, acct), at in sorted(marks.items())})
+            if marks
+            else None
+        )
+        AccountsItem(CURSOR_PK, ACCOUNTS_SK, accounts=item.accounts if item else "", deauthorized=text).save()
+
+    @staticmethod
+    def _accounts_item() -> AccountsItem | None:
+        try:
+            return AccountsItem.get(CURSOR_PK, ACCOUNTS_SK, consistent_read=True)
+        except AccountsItem.DoesNotExist:
+            return None
+
+
+def _accounts(item: AccountsItem | None) -> set[Account]:
+    found: set[Account] = set()
+    for entry in (item.accounts if item else "").split():
+        mode, _, account = entry.partition(":")
+        if mode in MODES and account:
+            found.add((mode, account))
+    return found
+
+
+def _deauthorized(item: AccountsItem | None) -> dict[Account, int]:
+    marks: dict[Account, int] = {}
+    for entry, since in json.loads(item.deauthorized or "{}").items() if item else ():
+        mode, _, account = str(entry).partition(":")
+        if mode in MODES and account:
+            marks[(mode, account)] = int(since)
+    return marks

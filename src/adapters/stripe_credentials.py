@@ -50,18 +50,22 @@ def webhook_secrets() -> tuple[WebhookSecret, ...]:
     return secrets
 
 
-def api_keys() -> dict[Mode, str]:
-    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable)."""
-    return parse_api_keys(stripe_setting(API_KEY_SETTING))
+def api_keys(secret_id: str | None = None) -> dict[Mode, str]:
+    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable).
+    `secret_id`: the secret to read them from, else STRIPE_SECRET_ID's, else STRIPE_API_KEY."""
+    return parse_api_keys(stripe_setting(API_KEY_SETTING, secret_id=secret_id))
 
 
 # Reads a secret's SecretString (None when it has none); raises SecretsUnavailable.
 type SecretReader = Callable[[str], str | None]
 
 
-def stripe_setting(name: str, read: SecretReader | None = None) -> str | None:
-    """The raw text of STRIPE_WEBHOOK_SECRET or STRIPE_API_KEY, wherever this deployment keeps it."""
-    secret_id = os.environ.get(SECRET_ID_VARIABLE)
+def stripe_setting(
+    name: str, read: SecretReader | None = None, *, secret_id: str | None = None
+) -> str | None:
+    """The raw text of STRIPE_WEBHOOK_SECRET or STRIPE_API_KEY, wherever this deployment keeps it
+    (`secret_id` names the secret when the caller knows it, as the ops CLI does from its target)."""
+    secret_id = secret_id or os.environ.get(SECRET_ID_VARIABLE)
     if not secret_id:
         return os.environ.get(name)
     value = _secret_document(secret_id, read or _read_with_boto3).get(name)

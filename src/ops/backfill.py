@@ -3,14 +3,13 @@ access as fetched snapshots (adapters.reconciler with the Backfill scope), run a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TextIO
 
 from domain.reconcile import OUT_OF_TIME, Counts, ReconcileReport
 from ops.progress import Progress
-from ops.targets import Target
+from ops.targets import Target, target_settings
 
 MAX_RUNS = 1000  # a backfill of millions of objects: each run saves the cursor, so nothing is redone
 
@@ -30,11 +29,7 @@ def run_backfill(
     from adapters.reconciler import reconcile  # noqa: PLC0415 - stripe and pynamodb only for this command
     from domain.reconcile import Backfill  # noqa: PLC0415
 
-    os.environ["TABLE_NAME"] = target.require_table()
-    if not dry_run:
-        os.environ["QUEUE_URL"] = target.require_queue()
-    if not env.get("STRIPE_API_KEY") and target.secret_id:
-        os.environ["STRIPE_SECRET_ID"] = target.secret_id
+    settings = target_settings(target, env, dry_run=dry_run)
     progress = Progress(None, "phases", progress_stream)
     earlier = Counts()  # what the finished runs counted
 
@@ -54,6 +49,7 @@ def run_backfill(
             if runs is not None:
                 runs(number)
             report = reconcile(
+                settings,
                 Backfill(since),
                 dry_run,
                 report_progress,

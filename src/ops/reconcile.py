@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TextIO
 
 from domain.reconcile import ReconcileReport
 from ops.progress import Progress
-from ops.targets import Target
+from ops.targets import Target, target_settings
 
 
 def run_reconcile(
@@ -24,11 +23,7 @@ def run_reconcile(
     from adapters.reconciler import reconcile  # noqa: PLC0415 - stripe and pynamodb only for this command
     from domain.reconcile import Everything, OneCustomer  # noqa: PLC0415
 
-    os.environ["TABLE_NAME"] = target.require_table()
-    if not dry_run:
-        os.environ["QUEUE_URL"] = target.require_queue()
-    if not env.get("STRIPE_API_KEY") and target.secret_id:
-        os.environ["STRIPE_SECRET_ID"] = target.secret_id
+    settings = target_settings(target, env, dry_run=dry_run)
     progress = Progress(None, "checked", progress_stream)
 
     def report_progress(report: ReconcileReport) -> None:
@@ -41,6 +36,7 @@ def run_reconcile(
 
     try:
         return reconcile(
+            settings,
             OneCustomer(customer) if customer else Everything(),
             dry_run,
             report_progress,

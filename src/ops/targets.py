@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adapters.settings import ReconcileSettings
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_AWS_PORT = 5000
@@ -165,3 +168,17 @@ def local_names(clients: ClientFactory) -> dict[str, str]:
             "Is `make run` running (and AWS_PORT the same as its)?"
         ) from None
     return {"table_name": stack.table.name, "queue_url": str(queue_url), "dlq_url": str(dlq_url)}
+
+
+def target_settings(target: Target, env: Mapping[str, str], *, dry_run: bool) -> ReconcileSettings:
+    """The reconciler's settings for this target, as its Lambda has them: the target's table, queue
+    (not needed for a dry run) and Stripe secret (unless STRIPE_API_KEY is set here), RECONCILE_* and
+    the rest from `env`."""
+    from adapters.settings import reconcile_settings  # noqa: PLC0415 - the rules file only for this command
+
+    return reconcile_settings(
+        env,
+        table_name=target.require_table(),
+        queue_url=None if dry_run else target.require_queue(),
+        stripe_secret_id=None if env.get("STRIPE_API_KEY") else target.secret_id,
+    )

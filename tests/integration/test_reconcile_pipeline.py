@@ -197,12 +197,16 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_sync_table(dynamodb, TABLE)
+        from handlers import reconcile as reconcile_handler  # after the Powertools variables are set
+
         worker.settings.cache_clear()
         worker._applier.cache_clear()
+        reconcile_handler.settings.cache_clear()  # each test is a new container
         bind_table(TABLE)
         yield World(fake, webhook_fifo_queue, FakeClock(), dynamodb)
         worker.settings.cache_clear()
         worker._applier.cache_clear()
+        reconcile_handler.settings.cache_clear()
 
 
 def core(counts: Counts | None) -> Counts:
@@ -465,9 +469,11 @@ def test_rate_limits_and_server_errors_are_survived_with_the_same_result(world: 
     ("status", "count", "reason"),
     [(500, 4, "APIError"), (429, 9, "RateLimitPersisted")],
 )
-def test_a_run_stopped_by_errors_keeps_its_cursor_and_the_next_run_finishes_the_pass(
+def test_a_failure_past_the_sdks_and_the_pacers_retries_is_retried_in_the_run_with_the_same_result(
     world: World, status: int, count: int, reason: str
 ) -> None:
+    # Four 500s outlast the SDK's three retries, nine 429s the pacer's eight (`reason`): before phases
+    # were isolated this stopped the run; now the page is retried after a backoff inside the run.
     drifted = _account(world, 250)
     after_first_page = [count]
 
@@ -475,22 +481,63 @@ def test_a_run_stopped_by_errors_keeps_its_cursor_and_the_next_run_finishes_the_
         if after_first_page:
             world.fake.fail_next(after_first_page.pop(), status)
 
-    stopped = world.reconciler().run(Everything(), dry_run=False, time_budget_seconds=780, progress=inject)
+    report = world.reconciler().run(Everything(), dry_run=False, time_budget_seconds=780, progress=inject)
 
-    assert not stopped.complete
-    assert stopped.stopped is not None
-    assert reason in stopped.stopped
-    assert stopped.counts.errors == 1
-    cursor = CursorStore().load()
-    assert cursor is not None
-    assert (cursor.phase, cursor.position, cursor.pages) == ("subscriptions:test", "sub_cus_0150", 1)
-
-    finished = world.run()
-
-    assert finished.complete
-    assert core(finished.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
+    assert report.complete, reason
+    assert report.skipped == ()
+    assert report.counts.errors == 0
+    assert world.fake.count("/", status) == count
+    assert 0.75 in world.clock.sleeps  # the run's own first backoff (jitter fixed at one half)
+    assert core(report.pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
     queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
     assert sorted(queued) == sorted(drifted)
+    lists = [r.query.get("starting_after") for r in world.fake.requests if r.path == "/v1/subscriptions"]
+    assert [after for after in lists if after is not None][-1] == "sub_cus_0050"  # every page read
+
+
+def test_a_phase_stripe_keeps_failing_is_skipped_and_the_next_pass_lists_it_again(world: World) -> None:
+    drifted = _account(world, 250)
+    # Every try of the second subscription page fails: 4 requests (the SDK's retries) for each of the
+    # run's 4 tries.
+    after_first_page = [16]
+
+    def inject(_report: ReconcileReport) -> None:
+        if after_first_page:
+            world.fake.fail_next(after_first_page.pop(), 503, path="/v1/subscriptions")
+
+    first = world.reconciler().run(Everything(), dry_run=False, time_budget_seconds=780, progress=inject)
+
+    assert first.complete  # the events lists and the records phase still ran
+    [skipped] = first.skipped
+    assert (skipped.phase, skipped.mode, skipped.account, skipped.reason) == (
+        "subscriptions:test",
+        "test",
+        None,
+        "unavailable",
+    )
+    assert "503" in skipped.detail
+    assert "after 3 retries" in skipped.detail
+    assert first.counts.phases_skipped == 1
+    assert first.counts.errors == 1
+    assert any("subscriptions:test skipped" in m for m in first.messages)
+    assert world.fake.count("/v1/events") == 2
+    # What the skipped pages held was not compared in this pass: the next one lists it from the start.
+    world.repair_all()
+    world.clock.now += 3600
+    before = len(world.fake.requests)
+
+    second = world.run()
+
+    assert second.complete
+    assert second.skipped == ()
+    lists = [
+        r.query.get("starting_after") for r in world.fake.requests[before:] if r.path == "/v1/subscriptions"
+    ]
+    assert lists == [None, "sub_cus_0150", "sub_cus_0050"]
+    world.repair_all()
+    assert world.run().counts.drift == 0
+    for obj in world.fake.subscriptions():
+        assert obj["id"] not in drifted or world.stored(obj["customer"], obj["id"]) is not None
 
 
 def test_a_second_run_moving_the_cursor_stops_this_one(world: World) -> None:
@@ -899,11 +946,8 @@ def test_the_handler_stops_in_time_when_the_lambda_has_no_time_left(world: World
     assert world.fake.count("/v1/") == 0
 
 
-def test_the_handler_refuses_a_bad_request_and_a_missing_key_clearly(
-    world: World,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+def test_the_handler_refuses_a_bad_request_and_a_missing_queue_clearly(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from adapters.reconciler import ReconcileNotConfigured
     from domain.reconcile import InvalidRequest
@@ -912,21 +956,49 @@ def test_the_handler_refuses_a_bad_request_and_a_missing_key_clearly(
     with pytest.raises(InvalidRequest, match="customer must be"):
         handler.lambda_handler({"customer": "cus_1 OR 1=1"}, LambdaContext())
     monkeypatch.setenv("RECONCILE_MAX_REQUESTS_PER_SECOND", "fast")
-    with pytest.raises(InvalidRequest, match="RECONCILE_MAX_REQUESTS_PER_SECOND"):
-        handler.lambda_handler({}, LambdaContext())
-    monkeypatch.delenv("RECONCILE_MAX_REQUESTS_PER_SECOND")
-    monkeypatch.delenv("STRIPE_API_KEY")
+    handler.settings.cache_clear()  # settings are parsed once per container: a new one reads this
     capsys.readouterr()
-    with pytest.raises(ReconcileNotConfigured, match="STRIPE_API_KEY"):
+    with pytest.raises(InvalidRequest, match="RECONCILE_MAX_REQUESTS_PER_SECOND"):
         handler.lambda_handler({}, LambdaContext())
     failure = _metrics(capsys.readouterr().out)
     assert (failure["ReconcileErrors"], failure["ReconcileFailed"]) == ([1.0], [1.0])
-    assert _logged(caplog, "reconcile cannot run")[-1].reason.startswith("no STRIPE_API_KEY")
-    monkeypatch.setenv("STRIPE_API_KEY", KEY)
+    monkeypatch.delenv("RECONCILE_MAX_REQUESTS_PER_SECOND")
     monkeypatch.delenv("QUEUE_URL")
+    handler.settings.cache_clear()
     with pytest.raises(ReconcileNotConfigured, match="QUEUE_URL"):
         handler.lambda_handler({}, LambdaContext())
     assert handler.lambda_handler({"dry_run": True}, LambdaContext())["complete"] is True
+
+
+def test_a_stack_without_an_api_key_reports_not_configured_once_and_no_error(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from handlers import reconcile as handler
+
+    monkeypatch.setattr(handler, "_not_configured_logged", False)  # a new container
+    monkeypatch.delenv("STRIPE_API_KEY")
+    capsys.readouterr()
+
+    answers = [handler.lambda_handler({}, LambdaContext()) for _ in range(3)]
+
+    assert [a["configured"] for a in answers] == [False, False, False]
+    assert answers[0]["reason"].startswith("no STRIPE_API_KEY")
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
+    runs = [d for d in documents if d.get("service") == "stripe-sync-test"]
+    assert len(runs) == 3
+    for document in runs:
+        names = {m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        # Nothing an alarm pages on: no error, no failed run, no pass overdue (no data at all).
+        assert names == {"ReconcileNotConfigured"}
+        assert document["ReconcileNotConfigured"] == [1.0]
+    assert len(_logged(caplog, "reconcile not configured")) == 1
+    assert _logged(caplog, "reconcile cannot run") == []
+    assert world.fake.count("/v1/") == 0
 
 
 # -- every kind of state, repaired within one run -------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -654,9 +655,11 @@ def test_backfill_runs_until_done_with_a_progress_bar_and_totals_every_run(
     calls: list[Any] = []
 
     def reconcile(
-        scope: Any, dry_run: bool, progress: Any, *, time_budget_seconds: float | None
+        settings: Any, scope: Any, dry_run: bool, progress: Any, *, time_budget_seconds: float | None
     ) -> ReconcileReport:
         calls.append((scope, dry_run, time_budget_seconds))
+        # The target's names reach the reconciler as settings, not through the process's environment.
+        assert (settings.table_name, settings.queue_url, settings.stripe_secret_id) == (TABLE, QUEUE, "sec")
         answer = answers.pop(0)
         progress(
             dataclasses.replace(answer, phase="sessions:test", phases_done=1 + len(calls), phase_count=6)
@@ -665,12 +668,15 @@ def test_backfill_runs_until_done_with_a_progress_bar_and_totals_every_run(
 
     monkeypatch.setattr("adapters.reconciler.reconcile", reconcile)
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    for name in ("TABLE_NAME", "QUEUE_URL", "STRIPE_SECRET_ID"):
+        monkeypatch.delenv(name, raising=False)
     stream = Terminal()
-    target = Target(None, None, TABLE, QUEUE, DLQ, None)
+    target = Target(None, None, TABLE, QUEUE, DLQ, "sec")
     total = run_backfill(
         target, {}, since=None, dry_run=False, time_budget_seconds=30, progress_stream=stream
     )
     assert calls == [(Backfill(None), False, 30), (Backfill(None), False, 30)]
+    assert not {"TABLE_NAME", "QUEUE_URL", "STRIPE_SECRET_ID"} & set(os.environ)
     assert total.complete
     assert (total.counts.checked, total.counts.repaired) == (130, 6)
     drawn = stream.getvalue()

@@ -47,9 +47,11 @@ def published(
     ("run", "failed", "completed"),
     [
         (report(), 0.0, [1.0]),
-        (report(complete=False, stopped=OUT_OF_TIME), 0.0, None),
+        # A run that leaves the pass unfinished says so with a 0: ReconcilePassOverdueAlarm treats an
+        # hour with no data (a new stack, a stack without an API key) as not breaching.
+        (report(complete=False, stopped=OUT_OF_TIME), 0.0, [0.0]),
         # A revoked key, Stripe or DynamoDB down: the run returns normally, so Lambda's Errors stays 0.
-        (report(errors=1, complete=False, stopped="stripe: 401 Invalid API Key provided"), 1.0, None),
+        (report(errors=1, complete=False, stopped="stripe: 401 Invalid API Key provided"), 1.0, [0.0]),
         (report(errors=2), 1.0, [1.0]),
     ],
 )

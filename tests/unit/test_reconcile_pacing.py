@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import stripe
 
 from adapters.event_queue import QueueUnavailable
 from adapters.fetched_queue import (
@@ -20,15 +19,17 @@ from adapters.fetched_queue import (
     event_message,
     fetched_message,
 )
-from adapters.reconciler import (
+from domain.ingress import QueueMessage, RejectedRequest
+from domain.reconcile import (
+    RATE_LIMIT_MAX_RETRIES,
     Deadline,
     RateLimitPersisted,
     StripePacer,
     TimeBudgetSpent,
+    backoff_seconds,
     time_budget,
 )
-from domain.ingress import QueueMessage, RejectedRequest
-from domain.reconcile import RATE_LIMIT_MAX_RETRIES, backoff_seconds
+from domain.reconcile.ports import RateLimited, Refused
 
 
 @dataclass
@@ -54,7 +55,7 @@ def rate_limited_then(answer: str, failures: int) -> Callable[[], str]:
 
     def request() -> str:
         if next(calls) < failures:
-            raise stripe.RateLimitError("Too many requests", http_status=429)
+            raise RateLimited("Too many requests", http_status=429)
         return answer
 
     return request
@@ -106,9 +107,9 @@ def test_other_stripe_errors_are_not_retried_here() -> None:
     paced = pacer(FakeClock())
 
     def fails() -> None:
-        raise stripe.AuthenticationError("Invalid API Key provided")
+        raise Refused("Invalid API Key provided", http_status=401)
 
-    with pytest.raises(stripe.AuthenticationError):
+    with pytest.raises(Refused):
         paced.call(fails)
     assert paced.requests == 1
 

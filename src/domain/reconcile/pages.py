@@ -1,0 +1,445 @@
+"""One page of a pass: a Stripe list page (or a page of the table's records) compared with what the
+table holds, and the repairs that page calls for. Read through the ports (domain.reconcile.ports);
+`PageReader` is the half of a run (domain.reconcile.run) that reads and compares, the other half moves
+the cursor and decides what a failure skips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.credentials import Mode
+from domain.ingress import QueueMessage, RejectedRequest
+from domain.reconcile.backfill import BACKFILL_KINDS, backfill_object
+from domain.reconcile.drift import (
+    Drift,
+    DriftKind,
+    customer_of_object,
+    drift_of,
+    event_drift,
+    object_to_verify,
+    same_summary,
+    summary_object,
+)
+from domain.reconcile.pacing import Deadline, StripePacer, TimeBudgetSpent
+from domain.reconcile.passes import CHANGE_EVENT_TYPES, Account, Counts
+from domain.reconcile.ports import (
+    Key,
+    NotFound,
+    ReconcileTable,
+    Refused,
+    StripeLists,
+    StripePage,
+)
+from domain.reconcile.repairs import event_message, fetched_message
+from domain.reconcile.skips import SkippedPhase, SkipReason, skip_detail, skip_reason
+from domain.records import EntitlementSummaryRecord, RecordKind, Snapshot, SubscriptionRecord
+from domain.stripe_objects import Ignored, parse_event, snapshot_of
+
+SCAN_PAGE_ITEMS = 1000  # items a records page examines: bounds the fetches one page can need
+# What each backfill phase lists (domain.reconcile.backfill.backfill_object picks what can grant access).
+BACKFILL_LIST_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sessions": ("/v1/checkout/sessions", {"status": "complete", "expand": ["data.line_items"]}),
+    "payments": ("/v1/payment_intents", {}),
+    "refunds": ("/v1/refunds", {"expand": ["data.charge"]}),
+    "disputes": ("/v1/disputes", {"expand": ["data.charge"]}),
+    "customers": ("/v1/customers", {}),
+}
+# Connect events that say whether the platform may act for a connected account again.
+ACCOUNT_AUTHORIZATION_EVENTS = {
+    "account.application.authorized": True,
+    "account.application.deauthorized": False,
+}
+# Objects that name no customer and are found through their payment (ReconcileTable.key_of_payment_record).
+PAYMENT_REFERENCING_KINDS = frozenset({"dispute", "refund"})
+
+
+@dataclass(slots=True)
+class Page:
+    """What one page found: counts, the repairs to queue, and where the next page starts."""
+
+    counts: Counts = field(default_factory=Counts)
+    repairs: list[QueueMessage] = field(default_factory=list)
+    requeues: list[QueueMessage] = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
+    accounts: set[Account] = field(default_factory=set)
+    skipped: list[SkippedPhase] = field(default_factory=list)
+    position: str | None = None
+
+    def add(self, counts: Counts) -> None:
+        self.counts = self.counts + counts
+
+    def problem(self, message: str, counts: Counts) -> None:
+        self.add(counts)
+        self.messages.append(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The mode and Connect account a list phase reads, with `Stripe-Account` when an account."""
+
+    livemode: bool
+    account: str | None
+
+    @property
+    def mode(self) -> Mode:
+        return "live" if self.livemode else "test"
+
+
+class PageReader:
+    """Reads and compares pages for one run. `deauthorized` holds the connected accounts known to
+    refuse the platform (their records are skipped, not fetched); `refused` the object types a key may
+    not fetch in this run (per mode), learnt from the first refusal."""
+
+    def __init__(
+        self,
+        stripe: StripeLists,
+        table: ReconcileTable,
+        pacer: StripePacer,
+        deadline: Deadline,
+        clock: Callable[[], float],
+        *,
+        user_id_key: str,
+        scan_page_items: int,
+    ) -> None:
+        self.stripe = stripe
+        self.table = table
+        self.pacer = pacer
+        self.deadline = deadline
+        self.clock = clock
+        self.user_id_key = user_id_key
+        self.scan_page_items = scan_page_items
+        self.requeued: set[str] = set()  # events this run queued (the failed list and the changes overlap)
+        self.deauthorized: dict[Account, int] = {}
+        self.authorization_changes: dict[Account, bool] = {}  # seen in events: True authorized again
+        self.refused: set[tuple[str, bool]] = set()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def list_page(self, where: Where, path: str, params: Mapping[str, Any]) -> tuple[int, StripePage]:
+        """One page of a Stripe list through the Stripe port, paced, and the time it was read (epoch ms)."""
+
+        def request() -> tuple[int, StripePage]:
+            fetched_ms = self.now_ms()
+            return fetched_ms, self.stripe.list_page(where.livemode, where.account, path, params)
+
+        return self.pacer.call(request)
+
+    # -- list pages -----------------------------------------------------------------------------
+
+    def subscriptions_page(
+        self,
+        where: Where,
+        position: str | None,
+        customer: str | None = None,
+        known: Mapping[str, Snapshot] | None = None,
+        since: int | None = None,
+    ) -> Page:
+        """One list page compared with its records: read in one batch, or `known` already."""
+        params: dict[str, Any] = {"status": "all"}
+        if position is not None:
+            params["starting_after"] = position
+        if customer is not None:
+            params["customer" if customer.startswith("cus_") else "customer_account"] = customer
+        if since is not None:
+            params["created"] = {"gte": since}
+        try:
+            fetched_ms, listing = self.list_page(where, "/v1/subscriptions", params)
+        except NotFound as error:
+            if customer is not None and error.code == "resource_missing":
+                return Page()  # a customer of the other mode
+            raise
+        stored = self.table.subscriptions(listing.data) if known is None else known
+        page = Page(position=next_position(listing))
+        for obj in listing.data:
+            self.compare(
+                page, "subscription", obj, stored.get(str(obj.get("id"))), fetched_ms, account=where.account
+            )
+        page.listed = [str(obj["id"]) for obj in listing.data if obj.get("id")]
+        return page
+
+    def objects_page(self, kind: str, where: Where, position: str | None, since: int | None) -> Page:
+        """A backfill page: the objects that can grant access, compared with their records."""
+        path, params = BACKFILL_LIST_REQUESTS[kind]
+        query: dict[str, Any] = dict(params)
+        if position is not None:
+            query["starting_after"] = position
+        if since is not None:
+            query["created"] = {"gte": since}
+        fetched_ms, listing = self.list_page(where, path, query)
+        page = Page(position=next_position(listing))
+        record_kind = BACKFILL_KINDS[kind]
+        chosen: list[tuple[Mapping[str, Any], Key | None]] = []
+        for listed in listing.data:
+            obj = backfill_object(kind, listed, self.user_id_key)
+            if obj is None:
+                continue
+            chosen.append((obj, self.key_of(record_kind, obj)))
+        stored = self.table.records(key for _, key in chosen if key is not None)
+        for obj, key in chosen:
+            if key is None:
+                page.add(Counts(skipped=1))  # names no customer: grants nobody anything
+                continue
+            self.compare(page, record_kind, obj, stored.get(key), fetched_ms, account=where.account)
+        return page
+
+    def events_page(self, kind: str, where: Where, position: str | None, since: int | None) -> Page:
+        """Events since the checkpoint (those Stripe could not deliver, or those of the records the
+        subscription list does not cover), queued again when the table lacks their effect."""
+        params: dict[str, Any] = (
+            {"delivery_success": False}
+            if kind == "events"
+            else {"types": [*CHANGE_EVENT_TYPES, *ACCOUNT_AUTHORIZATION_EVENTS]}
+        )
+        if position is not None:
+            params["starting_after"] = position
+        if since is not None:
+            params["created"] = {"gte": since}
+        _fetched_ms, listing = self.list_page(where, "/v1/events", params)
+        page = Page(position=next_position(listing))
+        if kind == "events":
+            page.add(Counts(failed_events=len(listing.data)))
+        candidates: list[tuple[Mapping[str, Any], Snapshot | None]] = []
+        for event in listing.data:
+            event_id = str(event.get("id"))
+            if event_id in self.requeued:
+                continue  # queued by this run's other event list
+            if self.authorization_event(event, where):
+                continue
+            try:
+                found = snapshot_of(parse_event(event), self.user_id_key)
+            except ValueError as error:  # MalformedEvent
+                page.problem(f"event {event_id} not re-queued: {error}", Counts(errors=1))
+                continue
+            if isinstance(found, Ignored):
+                continue  # the worker would acknowledge it and change nothing
+            candidates.append((event, found if isinstance(found, Snapshot) else None))
+        applied = self.table.applied(str(e["id"]) for e, _ in candidates)
+        pending = [(e, s) for e, s in candidates if str(e["id"]) not in applied]
+        keys = {id(e): self.snapshot_key(s) for e, s in pending if s is not None}
+        stored = self.table.records(k for k in keys.values() if k is not None)
+        for candidate, snapshot in candidates:
+            page.add(Counts(events_checked=1))
+            event_id = str(candidate["id"])
+            key = keys.get(id(candidate))
+            if not event_drift(candidate, event_id in applied, stored.get(key) if key else None):
+                page.add(Counts(events_applied=1))
+                continue
+            try:
+                message = event_message(candidate)
+            except RejectedRequest as error:
+                page.problem(f"event {event_id} not re-queued: {error.reason}", Counts(errors=1))
+                continue
+            page.requeues.append(message)
+            self.requeued.add(event_id)
+            page.add(Counts(events_lost=1, drift_event=1))
+            page.drifts.append(
+                Drift(
+                    DriftKind.MISSING,
+                    f"event {candidate.get('type')}",
+                    event_id,
+                    snapshot.customer_id if snapshot is not None else None,
+                    bool(candidate.get("livemode")),
+                )
+            )
+        return page
+
+    def authorization_event(self, event: Mapping[str, Any], where: Where) -> bool:
+        """Note an `account.application.(de)authorized` event (the latest one listed wins: lists are
+        newest first); whether it was one."""
+        authorized = ACCOUNT_AUTHORIZATION_EVENTS.get(str(event.get("type")))
+        if authorized is None:
+            return False
+        account = event.get("account") or where.account
+        if isinstance(account, str) and account:
+            self.authorization_changes.setdefault((where.mode, account), authorized)
+        return True
+
+    def records_page(self, position: str | None, seen: set[str]) -> Page:
+        items, following = self.table.scan_page(position, self.scan_page_items)
+        page = Page(position=following)
+        for item in items:
+            if item.account:
+                page.accounts.add(("live" if item.livemode else "test", item.account))
+            if item.kind == "subscription" and item.object_id in seen:
+                continue  # compared when its list page was
+            try:
+                snapshot = item.snapshot()
+            except (ValueError, TypeError, KeyError) as error:
+                page.problem(f"record {item.key[0]} {item.key[1]} unreadable: {error}", Counts(errors=1))
+                continue
+            if isinstance(snapshot.record, EntitlementSummaryRecord):
+                self.verify_summary(page, snapshot)
+            else:
+                self.verify(page, snapshot)
+        return page
+
+    # -- objects by id --------------------------------------------------------------------------
+
+    def verify(self, page: Page, snapshot: Snapshot) -> None:
+        """Fetch by id what a stored record says, when the lists did not show it or it has not settled."""
+        record = snapshot.record
+        unlisted_subscription = isinstance(record, SubscriptionRecord)
+        object_type = "subscription" if unlisted_subscription else object_to_verify(record)
+        if object_type is None:
+            return
+        if not self.can_fetch(page, object_type, record.livemode, snapshot.account):
+            return
+        try:
+            fetched_ms, obj = self.pacer.call(
+                lambda: (
+                    self.now_ms(),
+                    self.stripe.fetch_object(object_type, record.id, record.livemode, snapshot.account),
+                )
+            )
+        except NotFound:
+            page.problem(
+                f"{object_type} {record.id}: Stripe answers 404; its record is left as it is",
+                Counts(not_found=1),
+            )
+            return
+        except Refused as error:
+            self.refuse(page, object_type, record.livemode, snapshot.account, error)
+            return
+        self.compare(
+            page,
+            record.kind,
+            obj,
+            snapshot,
+            fetched_ms,
+            account=snapshot.account,
+            unlisted=unlisted_subscription,
+        )
+
+    def verify_summary(self, page: Page, snapshot: Snapshot) -> None:
+        """A Stripe Entitlements summary against the customer's active entitlements (one list each:
+        Stripe has no account-wide list of them)."""
+        record = snapshot.record
+        assert isinstance(record, EntitlementSummaryRecord)
+        what = "entitlements.active_entitlement"
+        if not self.can_fetch(page, what, record.livemode, snapshot.account):
+            return
+        try:
+            fetched_ms, keys = self.pacer.call(
+                lambda: (
+                    self.now_ms(),
+                    self.stripe.active_entitlement_keys(
+                        record.customer_id, record.livemode, snapshot.account
+                    ),
+                )
+            )
+        except Refused as error:
+            self.refuse(page, what, record.livemode, snapshot.account, error)
+            return
+        page.add(Counts(summaries_checked=1))
+        if snapshot.stamp.created > fetched_ms // 1000 or same_summary(record, keys):
+            return
+        obj = summary_object(record.customer_id, record.livemode, keys)
+        try:
+            repair = fetched_message(obj, fetched_ms, snapshot.account)
+        except ValueError as error:
+            page.problem(f"summary of {record.customer_id}: {error}", Counts(errors=1))
+            return
+        page.add(Counts.of_drift(DriftKind.STALE, "entitlement_summary"))
+        page.repairs.append(repair)
+        page.drifts.append(
+            Drift(
+                DriftKind.STALE,
+                "entitlements.active_entitlement_summary",
+                record.customer_id,
+                record.customer_id,
+                record.livemode,
+            )
+        )
+
+    def can_fetch(self, page: Page, what: str, livemode: bool, account: str | None) -> bool:
+        """Whether to ask Stripe at all: a key of the mode, the account not known to refuse the platform,
+        the object type not refused to this key earlier in the run. Counted as skipped otherwise."""
+        mode: Mode = "live" if livemode else "test"
+        if (
+            not self.stripe.can_fetch(livemode)
+            or (account is not None and (mode, account) in self.deauthorized)
+            or (what, livemode) in self.refused
+        ):
+            page.add(Counts(skipped=1))
+            return False
+        if not self.deadline.allows(0):
+            raise TimeBudgetSpent
+        return True
+
+    def refuse(self, page: Page, what: str, livemode: bool, account: str | None, error: Refused) -> None:
+        """A fetch by id Stripe refused: the account is marked deauthorized, or (a permission the key
+        lacks) the object type is left alone for the rest of the run, or (a request Stripe rejects) this
+        object is reported; the records phase goes on either way."""
+        mode: Mode = "live" if livemode else "test"
+        reason = skip_reason(error, account)
+        page.add(Counts(skipped=1))
+        detail = f"{what}: {skip_detail(error, reason)}"
+        if reason is SkipReason.INVALID_REQUEST:
+            page.problem(f"{what} in {mode} mode: {detail}", Counts(errors=1))
+            return
+        if reason is SkipReason.ACCOUNT_DEAUTHORIZED and account is not None:
+            self.mark_deauthorized((mode, account))
+        else:
+            self.refused.add((what, livemode))
+        skipped = SkippedPhase("records", mode, account, reason, detail)
+        page.skipped.append(skipped)
+        page.problem(skipped.message(), Counts(errors=0 if reason is SkipReason.ACCOUNT_DEAUTHORIZED else 1))
+
+    def mark_deauthorized(self, account: Account) -> None:
+        self.deauthorized.setdefault(account, int(self.clock()))
+
+    # -- comparing ------------------------------------------------------------------------------
+
+    def key_of(self, kind: RecordKind, obj: Mapping[str, Any]) -> Key | None:
+        customer = customer_of_object(obj)
+        if kind == "profile":
+            customer = str(obj.get("id"))
+        elif kind == "dispute" and customer is None:
+            charge = obj.get("charge")
+            customer = customer_of_object(charge) if isinstance(charge, Mapping) else None
+        return self.table.key_of(kind, str(obj.get("id")), customer)
+
+    def snapshot_key(self, snapshot: Snapshot) -> Key | None:
+        if snapshot.customer_id is None and snapshot.record.kind in PAYMENT_REFERENCING_KINDS:
+            return self.table.key_of_payment_record(snapshot)
+        return self.table.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
+
+    def compare(
+        self,
+        page: Page,
+        kind: RecordKind,
+        obj: Mapping[str, Any],
+        stored: Snapshot | None,
+        fetched_ms: int,
+        *,
+        account: str | None,
+        unlisted: bool = False,
+    ) -> None:
+        try:
+            drift = drift_of(kind, obj, stored, fetched_ms // 1000, self.user_id_key)
+            repair = fetched_message(obj, fetched_ms, account) if drift is not None else None
+        except ValueError as error:  # MalformedEvent, ObjectTooLarge
+            page.problem(f"{obj.get('object')} {obj.get('id')}: {error}", Counts(errors=1))
+            return
+        page.add(Counts(checked=1))
+        if drift is None or repair is None:
+            return
+        if unlisted and drift is DriftKind.STALE:
+            drift = DriftKind.EXTRA
+        page.add(Counts.of_drift(drift, kind))
+        page.repairs.append(repair)
+        customer = str(obj.get("id")) if kind == "profile" else customer_of_object(obj)
+        page.drifts.append(
+            Drift(drift, str(obj.get("object")), str(obj["id"]), customer, bool(obj.get("livemode")))
+        )
+
+
+def next_position(listing: StripePage) -> str | None:
+    if listing.has_more and listing.data:
+        return str(listing.data[-1]["id"])
+    return None
