@@ -116,6 +116,11 @@ class FakeStripe:
         self._faults: list[_Fault] = []
         # (customer, livemode) a customer-filtered list refuses as Stripe refuses an unknown customer.
         self.unknown_customers: set[tuple[str, bool]] = set()
+        # Refusals as Stripe words them: (path prefix, account) -> the permission a restricted key lacks;
+        # connected accounts that deauthorized the platform; list parameters the API does not know.
+        self._forbidden: dict[tuple[str, str | None], str] = {}
+        self.deauthorized: set[str] = set()
+        self.unknown_parameters: set[str] = set()
         self.requests: list[Request] = []
         self.on_request: Callable[[], None] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -257,6 +262,12 @@ class FakeStripe:
     def fail(self, fault: Fault, times: int = 1, *, path: str = "/v1/") -> None:
         self.fail_next(times, fault, path=path)
 
+    def forbid(self, path: str, permission: str, *, account: str | None = None) -> None:
+        """Answer requests under `path` 403 (as `account` only, or as any account when None), as Stripe
+        answers a restricted key that lacks `permission` (e.g. rak_event_read)."""
+        with self._lock:
+            self._forbidden[(path, account)] = permission
+
     def recover(self) -> None:
         """Stripe answers again: the faults not yet met are dropped."""
         with self._lock:
@@ -289,9 +300,30 @@ class FakeStripe:
                     self.requests.append(Request(path, query, fault.fault, livemode, account))
                     status = fault.fault if isinstance(fault.fault, int) else 500
                     return fault.fault, json.dumps(ERROR_BODIES.get(status, ERROR_BODIES[500]))
-            status, body = self._route(path, query, _Scope(livemode, account))
+            refused = self._refusal(path, query, account)
+            status, body = refused or self._route(path, query, _Scope(livemode, account))
             self.requests.append(Request(path, query, status, livemode, account))
             return status, body
+
+    def _refusal(self, path: str, query: Mapping[str, str], account: str | None) -> tuple[int, str] | None:
+        if account is not None and account in self.deauthorized:
+            message = (
+                f"The provided key 'sk_test_***' does not have access to account '{account}' (or that "
+                "account does not exist). Application access may have been revoked."
+            )
+            return 403, _error("invalid_request_error", message, code="account_invalid")
+        for (prefix, refused_account), permission in self._forbidden.items():
+            if path.startswith(prefix) and refused_account in (None, account):
+                on = f" on account '{account}'" if account else ""
+                message = (
+                    "The provided key 'rk_test_***' does not have the required permissions for this "
+                    f"endpoint{on}. Having the '{permission}' permission would allow this request to continue."
+                )
+                return 403, _error("invalid_request_error", message)
+        unknown = sorted(self.unknown_parameters & {name.partition("[")[0] for name in query})
+        if unknown:
+            return 400, _error("invalid_request_error", f"Unexpected {unknown[0]}", code="parameter_unknown")
+        return None
 
     def _route(self, path: str, query: Mapping[str, str], scope: _Scope) -> tuple[int, str]:
         if path.startswith("/v2/core/events/"):
@@ -493,3 +525,10 @@ def _handler_for(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def _error(kind: str, message: str, *, code: str | None = None) -> str:
+    error: Json = {"type": kind, "message": message}
+    if code is not None:
+        error["code"] = code
+    return json.dumps({"error": error})

@@ -738,6 +738,50 @@ def test_each_connected_account_with_records_is_listed_with_its_stripe_account(w
     assert connected.account == account
 
 
+def test_a_forbidden_list_and_a_deauthorized_account_skip_only_what_they_touch(world: World) -> None:
+    """Issue 17: a restricted key without Events read and a connected account that deauthorized the
+    platform used to stop every run at the same phase; the pass now completes, and a cancellation lost
+    in another connected account is repaired by the worker."""
+    gone, other = "acct_1Gone", "acct_2Other"
+    for account, customer in ((gone, "cus_gone"), (other, "cus_other")):
+        active = subscription(customer)
+        world.fake.put_subscription(active, account=account)
+        world.deliver(dict(webhook(active, T0 + 10), account=account))
+    world.fake.put_subscription(
+        subscription("cus_other", "canceled", canceled_at=T0 + 50, ended_at=T0 + 50), account=other
+    )
+    assert world.run().complete  # learns the two accounts
+    world.repair_all()
+    world.fake.forbid("/v1/events", "rak_event_read")
+    world.fake.deauthorized.add(gone)
+    world.clock.now += 3600
+
+    report = world.run()
+
+    assert report.complete
+    reasons = {(skip.phase, str(skip.reason)) for skip in report.skipped}
+    assert reasons == {
+        ("events:test", "permission"),
+        ("changes:test", "permission"),
+        (f"subscriptions:test:{gone}", "account_deauthorized"),
+        (f"events:test:{gone}", "account_deauthorized"),
+        (f"changes:test:{gone}", "account_deauthorized"),
+        (f"events:test:{other}", "permission"),
+        (f"changes:test:{other}", "permission"),
+    }
+    assert any("the API key lacks rak_event_read" in m for m in report.messages)
+    assert CursorStore().deauthorized() == {("test", gone): int(world.clock.now)}
+    assert len([r for r in world.fake.requests if r.account == gone and r.status == 403]) == 1
+    world.repair_all()
+    assert world.features("cus_other") == set()
+    assert world.features("cus_gone") == {"prod_pro"}  # left as it was: nothing could be compared
+
+    world.fake.deauthorized.clear()
+    world.clock.now += 3600
+    assert world.run().complete
+    assert CursorStore().deauthorized() == {}
+
+
 # -- one customer ---------------------------------------------------------------------------------
 
 
