@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.stripe_api import StripePage
 from domain.ingress import QueueMessage
 from domain.reconcile import Account, PassCursor, customer_of_object
 from domain.reconcile.ports import (
@@ -18,7 +19,6 @@ from domain.reconcile.ports import (
     Refused,
     ScannedRecord,
     StripeFailure,
-    StripePage,
     StripeUnavailable,
 )
 from domain.records import RecordKind, Snapshot

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,6 @@ from stripe._base_address import BaseAddresses
 from stripe.params import EventListParams, SubscriptionListParams
 
 from domain.credentials import Mode
-from domain.reconcile.ports import StripePage
 
 Json = Mapping[str, Any]
 
@@ -24,6 +24,14 @@ Json = Mapping[str, Any]
 MAX_NETWORK_RETRIES = 3
 # The largest page Stripe's list endpoints serve.
 LIST_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StripePage:
+    """One page of a Stripe list: its objects as plain JSON, and whether more follow."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
 
 
 class StripeApi:

@@ -53,12 +53,15 @@ class CursorConflict(RuntimeError):
     """Another run saved the cursor since this one read it."""
 
 
-@dataclass(frozen=True, slots=True)
-class StripePage:
-    """One page of a Stripe list: its objects as plain JSON, and whether more follow."""
+class StripePage(Protocol):
+    """One page of a Stripe list: its objects as plain JSON, and whether more follow
+    (adapters.stripe_api.StripePage)."""
 
-    data: list[dict[str, Any]]
-    has_more: bool
+    @property
+    def data(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def has_more(self) -> bool: ...
 
 
 class StripeLists(Protocol):
