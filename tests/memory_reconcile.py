@@ -5,13 +5,14 @@ and a queue that keeps what it is sent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.stripe_api import StripePage
 from domain.ingress import QueueMessage
-from domain.reconcile import Account, PassCursor, customer_of_object
+from domain.reconcile import Account, Everything, PassCursor, ReconcileReport, Scope, customer_of_object
 from domain.reconcile.ports import (
     CursorConflict,
     Key,
@@ -21,12 +22,13 @@ from domain.reconcile.ports import (
     StripeFailure,
     StripeUnavailable,
 )
+from domain.reconcile.run import Reconciler
 from domain.records import RecordKind, Snapshot
+from domain.stripe_objects import parse_event, snapshot_of
+from local_runtime import stripe_samples as s
 
 type Json = dict[str, Any]
 type Where = tuple[bool, str | None]  # (livemode, Connect account)
-
-COLLECTIONS = {"/v1/subscriptions": "subscription", "/v1/events": "event"}
 
 
 def permission_refusal(permission: str, account: str | None = None) -> Refused:
@@ -73,6 +75,7 @@ class MemoryStripe:
     outages: dict[str, int] = field(default_factory=dict)  # path prefix -> requests still failing
     rejected_params: dict[str, StripeFailure] = field(default_factory=dict)  # a list parameter -> answer
     calls: list[Call] = field(default_factory=list)
+    on_request: Callable[[], None] | None = None  # called before each request is answered (a slow API)
 
     def put(self, obj: Json, *, account: str | None = None, path: str = "/v1/subscriptions") -> None:
         items = self.objects.setdefault((bool(obj.get("livemode")), account), {}).setdefault(path, [])
@@ -132,6 +135,8 @@ class MemoryStripe:
         params: Mapping[str, Any],
         rejected: StripeFailure | None = None,
     ) -> None:
+        if self.on_request is not None:
+            self.on_request()
         failure = self._failure(path, account) or rejected
         self.calls.append(Call(path, livemode, account, dict(params), failure is None))
         if failure is not None:
@@ -150,6 +155,8 @@ class MemoryStripe:
         return None
 
     def _matches(self, obj: Json, params: Mapping[str, Any]) -> bool:
+        if obj.get("test_clock") and "test_clock" not in params:
+            return False  # Stripe lists test-clock subscriptions only when asked for their clock
         if params.get("delivery_success") is False and str(obj.get("id")) not in self.undelivered:
             return False
         types = params.get("types")
@@ -278,3 +285,101 @@ class MemoryQueue:
 
 def _fields(cursor: PassCursor) -> dict[str, Any]:
     return {name: getattr(cursor, name) for name in PassCursor.__dataclass_fields__}
+
+
+# -- a world to run passes in ----------------------------------------------------------------------
+
+T0 = 1_767_000_000
+DAY = 86_400
+PRO = s.PriceSpec("price_pro", "prod_pro")
+
+
+@dataclass
+class Clock:
+    now: float = float(T0 + 3600)
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class World:
+    """A reconciler over the in-memory ports, with a clock that sleeps instantly."""
+
+    stripe: MemoryStripe = field(default_factory=MemoryStripe)
+    table: MemoryTable = field(default_factory=MemoryTable)
+    stores: MemoryPassStores = field(default_factory=MemoryPassStores)
+    queue: MemoryQueue = field(default_factory=MemoryQueue)
+    clock: Clock = field(default_factory=Clock)
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.stripe,
+            self.queue,
+            self.table,
+            self.stores,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            jitter=lambda: 0.5,
+        )
+
+    def run(
+        self,
+        scope: Scope | None = None,
+        *,
+        dry_run: bool = False,
+        budget: float = 780,
+        progress: Callable[[ReconcileReport], None] | None = None,
+    ) -> ReconcileReport:
+        return self.reconciler().run(
+            scope or Everything(), dry_run=dry_run, time_budget_seconds=budget, progress=progress
+        )
+
+    def queued_ids(self) -> list[str]:
+        """The ids of the objects and events queued so far, in order."""
+        bodies = [json.loads(m.body) for m in self.queue.sent]
+        return [b["data"]["object"]["id"] if b["type"] == "sync.fetched" else b["id"] for b in bodies]
+
+    def next_pass(self) -> ReconcileReport:
+        self.queue.sent.clear()
+        self.clock.now += 3600
+        return self.run()
+
+    def repaired(self) -> set[tuple[str, str | None]]:
+        """(object id, Connect account) of every fetched object queued."""
+        bodies = [json.loads(m.body) for m in self.queue.sent]
+        return {(b["data"]["object"]["id"], b.get("account")) for b in bodies if b["type"] == "sync.fetched"}
+
+    def lost_cancellation(self, customer: str, account: str | None = None) -> None:
+        """The table says active; Stripe says canceled (the webhook never arrived)."""
+        self.table.store(stored(subscription(customer), account))
+        canceled = subscription(customer, "canceled", canceled_at=T0 + 100, ended_at=T0 + 100)
+        self.stripe.put(canceled, account=account)
+
+
+def subscription(customer: str, status: str = "active", **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": f"sub_{customer}",
+        "items": [s.ItemSpec(PRO)],
+        "created": T0,
+        "period_start": T0,
+        "period_end": T0 + 30 * DAY,
+    }
+    fields.update(changes)
+    return s.subscription(s.IdFactory(customer), customer=customer, status=status, **fields)  # type: ignore[arg-type]
+
+
+def stored(obj: dict[str, Any], account: str | None = None, created: int = T0 + 10) -> Snapshot:
+    event = s.event(
+        s.IdFactory(f"{obj['id']}:{created}"), "customer.subscription.updated", obj, created=created
+    )
+    if account is not None:
+        event["account"] = account
+    snapshot = snapshot_of(parse_event(event))
+    assert isinstance(snapshot, Snapshot)
+    return snapshot

@@ -24,7 +24,7 @@ def run_backfill(
     progress_stream: TextIO,
     runs: Callable[[int], None] | None = None,
 ) -> ReconcileReport:
-    """Configure as the reconcile Lambda is, then run the backfill (each run within the time budget,
+    """With the target's settings (ops.targets.target_settings), run the backfill (each run within the time budget,
     resuming from the backfill's cursor) until it is complete or a run stops on an error."""
     from adapters.reconciler import reconcile  # noqa: PLC0415 - stripe and pynamodb only for this command
     from domain.reconcile import Backfill  # noqa: PLC0415

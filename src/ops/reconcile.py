@@ -19,7 +19,7 @@ def run_reconcile(
     time_budget_seconds: float | None,
     progress_stream: TextIO,
 ) -> ReconcileReport:
-    """Configure the reconciler as its Lambda is (TABLE_NAME, QUEUE_URL, the Stripe secret), run it."""
+    """Run the reconciler with the target's table, queue and Stripe secret (ops.targets.target_settings)."""
     from adapters.reconciler import reconcile  # noqa: PLC0415 - stripe and pynamodb only for this command
     from domain.reconcile import Everything, OneCustomer  # noqa: PLC0415
 

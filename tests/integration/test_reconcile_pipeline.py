@@ -349,35 +349,6 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     assert world.drain() == []
 
 
-def test_nothing_is_queued_when_nothing_drifted(world: World) -> None:
-    objects = [subscription(f"cus_{n:03d}") for n in range(30)]
-    world.fake.put_subscriptions(objects)
-    world.store(*objects)
-
-    report = world.run()
-
-    assert report.complete
-    assert core(report.counts) == Counts(checked=30)
-    assert report.drifts == ()
-    assert world.drain() == []
-    # One page of each list (subscriptions, undelivered events, other records' events); nothing by id.
-    assert [r.path for r in world.fake.requests] == ["/v1/subscriptions", "/v1/events", "/v1/events"]
-
-
-def test_an_object_that_cannot_be_parsed_is_reported_and_the_pass_goes_on(world: World) -> None:
-    broken = subscription("cus_broken")
-    broken["items"]["data"][0]["price"] = None
-    broken["items"]["data"][0]["plan"] = None
-    world.fake.put_subscriptions([broken, subscription("cus_new")])
-
-    report = world.run()
-
-    assert report.complete
-    assert core(report.counts) == Counts(checked=1, missing=1, repaired=1, errors=1)
-    assert any("sub_cus_broken" in m for m in report.messages)
-    assert [synthetic(m)["data"]["object"]["id"] for m in world.drain()] == ["sub_cus_new"]
-
-
 def test_a_dry_run_reports_drift_and_queues_nothing(world: World) -> None:
     world.fake.put_subscription(subscription("cus_new"))
     world.fake.put_subscription(subscription("cus_old", "canceled", canceled_at=T0 + 9, ended_at=T0 + 9))
@@ -411,35 +382,6 @@ def _account(world: World, count: int) -> set[str]:
         *[subscription(f"cus_{n:04d}", "past_due", created=T0 + n) for n in range(0, count, 11) if n % 7]
     )
     return {o["id"] for n, o in enumerate(objects) if n % 7 == 0 or n % 11 == 0}
-
-
-def test_a_pass_that_outlasts_the_time_budget_resumes_from_the_cursor(world: World) -> None:
-    drifted = _account(world, 250)
-
-    def ten_seconds_a_request() -> None:
-        world.clock.now += 10
-
-    world.fake.on_request = ten_seconds_a_request
-    reports = [world.run(budget=25)]
-    assert reports[0].stopped == "time budget"
-    assert reports[0].pages == 2
-    stored_cursor = CursorStore().load()
-    assert stored_cursor is not None
-    assert stored_cursor.phase == "subscriptions:test"
-    assert stored_cursor.position == "sub_cus_0050"  # the last id of the second page, newest first
-    while not reports[-1].complete:
-        reports.append(world.run(budget=25))
-        assert len(reports) < 10
-
-    assert len(reports) == 3  # 3 subscription pages, 2 event lists and the records: 2 requests a run
-    assert sum(r.counts.checked for r in reports) == 250
-    assert core(reports[-1].pass_counts) == Counts(checked=250, missing=36, stale=19, repaired=55)
-    queued = [synthetic(m)["data"]["object"]["id"] for m in world.drain()]
-    assert sorted(queued) == sorted(drifted)
-    lists = [r.query.get("starting_after") for r in world.fake.requests if r.path == "/v1/subscriptions"]
-    assert lists == [None, "sub_cus_0150", "sub_cus_0050"]  # every page once, none skipped
-    # The records phase ran in the third run: subscriptions the first runs listed were not fetched.
-    assert world.fake.count("/v1/subscriptions/") == 0
 
 
 def test_rate_limits_and_server_errors_are_survived_with_the_same_result(world: World) -> None:
@@ -538,26 +480,6 @@ def test_a_phase_stripe_keeps_failing_is_skipped_and_the_next_pass_lists_it_agai
     assert world.run().counts.drift == 0
     for obj in world.fake.subscriptions():
         assert obj["id"] not in drifted or world.stored(obj["customer"], obj["id"]) is not None
-
-
-def test_a_second_run_moving_the_cursor_stops_this_one(world: World) -> None:
-    _account(world, 250)
-    interfered = []
-
-    def other_run_saves(_report: ReconcileReport) -> None:
-        if not interfered:
-            cursor = CursorStore().load()
-            assert cursor is not None
-            interfered.append(CursorStore().save(cursor))
-
-    report = world.reconciler().run(
-        Everything(), dry_run=False, time_budget_seconds=780, progress=other_run_saves
-    )
-
-    assert not report.complete
-    assert report.stopped is not None
-    assert "another reconcile run" in report.stopped
-    assert report.pages == 1
 
 
 def test_a_queue_that_refuses_repairs_stops_the_run_before_the_cursor_moves(world: World) -> None:
@@ -815,69 +737,10 @@ def test_one_customer_is_reconciled_alone(world: World) -> None:
         CursorItem.get("RECONCILE", "CURSOR")
 
 
-def test_one_customer_stops_in_time_too(world: World) -> None:
-    world.fake.put_subscription(subscription("cus_mine"))
-    report = world.run(OneCustomer("cus_mine"), budget=0)
-    assert (report.complete, report.stopped, report.pages) == (False, "time budget", 0)
-    assert world.fake.count("/v1/") == 0
-
-
 # -- modes ----------------------------------------------------------------------------------------
 
 
 LIVE_KEY = "sk_live_reconcile"
-
-
-def test_each_mode_is_listed_with_its_own_key(world: World) -> None:
-    live_new = subscription("cus_live", livemode=True)
-    test_old = subscription("cus_test", "canceled", canceled_at=T0 + 5, ended_at=T0 + 5)
-    world.fake.put_subscriptions([live_new, test_old])
-    world.store(subscription("cus_test"))
-
-    report = world.reconciler({"test": KEY, "live": LIVE_KEY}).run(
-        Everything(), dry_run=False, time_budget_seconds=780
-    )
-
-    assert report.complete
-    assert core(report.counts) == Counts(checked=2, missing=1, stale=1, repaired=2)
-    lists = [
-        (r.livemode, r.query.get("status")) for r in world.fake.requests if r.path == "/v1/subscriptions"
-    ]
-    assert lists == [(False, "all"), (True, "all")]
-    bodies = {synthetic(m)["data"]["object"]["id"]: synthetic(m) for m in world.drain()}
-    assert bodies["sub_cus_live"]["livemode"] is True
-    assert bodies["sub_cus_test"]["livemode"] is False
-
-
-def test_records_of_a_mode_without_a_key_are_skipped_and_counted(world: World) -> None:
-    world.store(subscription("cus_live", livemode=True))
-
-    report = world.run()  # a test key only
-
-    assert report.complete
-    assert core(report.counts) == Counts(skipped=1)
-    assert world.fake.count("/v1/subscriptions/") == 0
-
-
-def test_a_mode_whose_key_was_removed_mid_pass_is_skipped_with_an_error(world: World) -> None:
-    world.fake.put_subscriptions([subscription(f"cus_{n:03d}", created=T0 + n) for n in range(150)])
-
-    def ten_seconds_a_request() -> None:
-        world.clock.now += 10
-
-    world.fake.on_request = ten_seconds_a_request
-    first = world.reconciler({"test": KEY, "live": LIVE_KEY}).run(
-        Everything(), dry_run=True, time_budget_seconds=15
-    )
-    assert first.stopped == "time budget"
-    assert first.phase == "subscriptions:test"
-
-    second = world.run(dry_run=True)  # the live key is gone
-
-    assert second.complete
-    assert second.counts.errors == 3  # the live subscriptions, undelivered events and other events
-    assert any("subscriptions:live skipped" in m for m in second.messages)
-    assert (second.pass_counts or Counts()).checked == 150
 
 
 def test_one_customer_of_the_other_mode_is_not_an_error(world: World) -> None:

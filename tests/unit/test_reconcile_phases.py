@@ -5,100 +5,13 @@ pass, says why, and the rest of the pass (and the next pass) goes on."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
-from domain.reconcile import Everything, ReconcileReport, SkipReason
+from domain.reconcile import ReconcileReport, SkipReason
 from domain.reconcile.ports import Refused
-from domain.reconcile.run import Reconciler
-from domain.records import Snapshot
-from domain.stripe_objects import parse_event, snapshot_of
 from local_runtime import stripe_samples as s
-from tests.memory_reconcile import (
-    MemoryPassStores,
-    MemoryQueue,
-    MemoryStripe,
-    MemoryTable,
-    permission_refusal,
-)
-
-T0 = 1_767_000_000
-DAY = 86_400
-PRO = s.PriceSpec("price_pro", "prod_pro")
-
-
-@dataclass
-class Clock:
-    now: float = float(T0 + 3600)
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@dataclass
-class Account:
-    stripe: MemoryStripe = field(default_factory=MemoryStripe)
-    table: MemoryTable = field(default_factory=MemoryTable)
-    stores: MemoryPassStores = field(default_factory=MemoryPassStores)
-    queue: MemoryQueue = field(default_factory=MemoryQueue)
-    clock: Clock = field(default_factory=Clock)
-
-    def run(self, *, budget: float = 780) -> ReconcileReport:
-        reconciler = Reconciler(
-            self.stripe,
-            self.queue,
-            self.table,
-            self.stores,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            jitter=lambda: 0.5,
-        )
-        return reconciler.run(Everything(), dry_run=False, time_budget_seconds=budget)
-
-    def next_pass(self) -> ReconcileReport:
-        self.queue.sent.clear()
-        self.clock.now += 3600
-        return self.run()
-
-    def repaired(self) -> set[tuple[str, str | None]]:
-        """(object id, Connect account) of every fetched object queued."""
-        bodies = [json.loads(m.body) for m in self.queue.sent]
-        return {(b["data"]["object"]["id"], b.get("account")) for b in bodies if b["type"] == "sync.fetched"}
-
-    def lost_cancellation(self, customer: str, account: str | None = None) -> None:
-        """The table says active; Stripe says canceled (the webhook never arrived)."""
-        self.table.store(stored(subscription(customer), account))
-        canceled = subscription(customer, "canceled", canceled_at=T0 + 100, ended_at=T0 + 100)
-        self.stripe.put(canceled, account=account)
-
-
-def subscription(customer: str, status: str = "active", **changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "id": f"sub_{customer}",
-        "items": [s.ItemSpec(PRO)],
-        "created": T0,
-        "period_start": T0,
-        "period_end": T0 + 30 * DAY,
-    }
-    fields.update(changes)
-    return s.subscription(s.IdFactory(customer), customer=customer, status=status, **fields)  # type: ignore[arg-type]
-
-
-def stored(obj: dict[str, Any], account: str | None = None, created: int = T0 + 10) -> Snapshot:
-    event = s.event(
-        s.IdFactory(f"{obj['id']}:{created}"), "customer.subscription.updated", obj, created=created
-    )
-    if account is not None:
-        event["account"] = account
-    snapshot = snapshot_of(parse_event(event))
-    assert isinstance(snapshot, Snapshot)
-    return snapshot
+from tests.memory_reconcile import T0, permission_refusal, stored, subscription
+from tests.memory_reconcile import World as Account
 
 
 def skipped(report: ReconcileReport) -> list[tuple[str, str]]:

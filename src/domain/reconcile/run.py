@@ -167,8 +167,7 @@ class _Run(PageReader):
         self.scope = "everything"
         self.cursor: PassCursor | None = None
         self.known_accounts: set[Account] | None = None
-        self.marked: dict[Account, int] = {}  # deauthorized as stored when the run started
-        self.asked: set[Account] = set()  # marked accounts asked again in this run
+        self.marked: dict[Account, int] = {}  # deauthorized as stored (read when the pass starts)
 
     # -- scopes ---------------------------------------------------------------------------------
 
@@ -312,9 +311,9 @@ class _Run(PageReader):
 
     def answered(self, store: PassStore, account: Account) -> None:
         """A marked account answered again: it is reconciled like any other from now on."""
-        if account in self.marked and account not in self.asked:
-            self.asked.add(account)
+        if account in self.marked:
             store.set_deauthorized(account, None)
+            del self.marked[account]
 
     def keep_accounts(self, store: PassStore, page: Page) -> None:
         """Remember accounts the records phase found, and the authorization the run learnt."""
