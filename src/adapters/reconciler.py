@@ -8,6 +8,8 @@ ops CLI. I/O only: what a pass does with what it reads is the domain's.
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -202,7 +204,9 @@ class Reconciler(ReconcileUseCase):
         records: TableRecords | None = None,
         scan_page_items: int = SCAN_PAGE_ITEMS,
         user_id_key: str = "user_id",
-        **time: Any,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(
             StripeListing(api),
@@ -214,7 +218,9 @@ class Reconciler(ReconcileUseCase):
             scan_page_items=scan_page_items,
             user_id_key=user_id_key,
             stopping_errors=STOPPING_ERRORS,
-            **time,
+            clock=clock,
+            sleep=sleep,
+            jitter=jitter,
         )
 
 
