@@ -22,6 +22,8 @@ import pytest
 import stripe
 import yaml
 
+from domain.retry_schedule import REPEATED_FAILURE_RECEIVES, retry_delay, total_retry_seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 SAMPLE_SECRET = "whsec_local_sample_secret"
@@ -184,11 +186,16 @@ def test_worker_table_access_is_the_item_actions_it_uses() -> None:
     }
 
 
-def test_worker_grants_nothing_beyond_the_table_and_the_secret() -> None:
-    # Receiving from the queue comes with the SQS event source (SAM attaches the execution role).
+def test_worker_grants_nothing_beyond_the_table_the_secret_and_its_failed_messages() -> None:
+    # Receiving from the queue comes with the SQS event source (SAM attaches the execution role); a
+    # failed message's short retry and the parking of an unfixable one are the worker's own.
     assert {(action, json.dumps(resource)) for action, resource, _ in granted("WorkerFunction")} - {
         (action, json.dumps(TABLE)) for action in actions_on("WorkerFunction", TABLE)
-    } == {(SECRET_READ[0], json.dumps(SECRET_READ[1]))}
+    } == {
+        (SECRET_READ[0], json.dumps(SECRET_READ[1])),
+        ("sqs:ChangeMessageVisibility", json.dumps({"Fn::GetAtt": ["EventQueue", "Arn"]})),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})),
+    }
 
 
 def test_reconciler_writes_only_its_cursor_item() -> None:
@@ -308,10 +315,12 @@ def test_visibility_timeout_is_at_least_six_worker_timeouts() -> None:
     assert props("EventQueue")["VisibilityTimeout"] >= 6 * function_setting("WorkerFunction", "Timeout")
 
 
-def test_failed_messages_go_to_the_dlq_after_at_least_five_tries() -> None:
+def test_failed_messages_go_to_the_dlq_after_retries_that_outlast_a_short_outage() -> None:
     redrive = props("EventQueue")["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 5
+    # With retries seconds apart (domain.retry_schedule), enough tries to span half an hour.
+    assert total_retry_seconds(redrive["maxReceiveCount"]) >= 1800
 
 
 def test_queue_keeps_messages_four_days() -> None:
@@ -577,7 +586,9 @@ def test_alarm_on_message_age_only_beyond_normal_retries() -> None:
         "AWS/SQS", "ApproximateAgeOfOldestMessage", {"Fn::GetAtt": ["EventQueue", "QueueName"]}
     )
     queue = props("EventQueue")
-    retrying_for = queue["RedrivePolicy"]["maxReceiveCount"] * queue["VisibilityTimeout"]
+    # Every try's delay, the last one's included (then SQS moves it on its next receive).
+    retrying_for = total_retry_seconds(queue["RedrivePolicy"]["maxReceiveCount"] + 1)
+    assert retry_delay(queue["RedrivePolicy"]["maxReceiveCount"]) <= queue["VisibilityTimeout"]
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert retrying_for < alarm["Threshold"] < queue["MessageRetentionPeriod"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
@@ -776,6 +787,8 @@ OWN_METRICS = {
         "EventsUnknown",
         "GuestPurchases",
         "EventsFailed",
+        "EventsFailingRepeatedly",
+        "EventsParked",
         "EventsDeferred",
         "TiesFetched",
         "UnmatchedPayments",
@@ -870,10 +883,24 @@ def test_alarm_when_no_reconcile_pass_completes_for_the_configured_hours() -> No
     assert alarm["TreatMissingData"] == "breaching", "an hour without a completed pass sends nothing"
 
 
-def test_alarm_on_worker_failed_events() -> None:
-    alarm = own_alarm("EventsFailed")
-    assert alarm["Threshold"] == 0
-    assert alarm["Period"] * alarm["EvaluationPeriods"] <= 1800
+def test_an_ordinary_event_failure_pages_no_one() -> None:
+    # Retries and the dead-letter queue are there for it (issue 17).
+    assert not [
+        body
+        for body in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if any(m["MetricName"] == "EventsFailed" for m in alarm_metrics(body))
+    ]
+
+
+def test_an_event_that_keeps_failing_pages_within_minutes() -> None:
+    alarm = own_alarm("EventsFailingRepeatedly")
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    # The 7th try fails ~2 minutes after the first (domain.retry_schedule); the alarm follows within
+    # its period, long before SQS would park the message after maxReceiveCount tries.
+    failing_for = total_retry_seconds(REPEATED_FAILURE_RECEIVES)
+    assert failing_for + alarm["Period"] * alarm["EvaluationPeriods"] <= 300
+    assert failing_for < total_retry_seconds(props("EventQueue")["RedrivePolicy"]["maxReceiveCount"])
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_alarm_on_worker_throttles() -> None:
