@@ -52,7 +52,7 @@ class FakeSqs:
             group,
             event_id,
             age,
-            attributes,
+            message_attributes=attributes,
         )
 
     def _add(
@@ -62,6 +62,7 @@ class FakeSqs:
         group: str | None,
         dedup: str | None,
         age: float = 0,
+        *,
         message_attributes: dict[str, Any] | None = None,
     ) -> str:
         number = next(self._numbers)
@@ -344,8 +345,10 @@ def test_dlq_list_and_show_give_the_reason_the_worker_parked_a_message_with(aws:
     code, out, _ = run(*TARGET, "dlq", "list")
     assert code == 0
     [first, second] = out.splitlines()[1:]
-    assert first.startswith(parked) and first.endswith("subscription object: no status")
-    assert second.startswith(used_up) and second.endswith("tries used up (see the worker's log)")
+    assert first.startswith(parked)
+    assert first.endswith("subscription object: no status")
+    assert second.startswith(used_up)
+    assert second.endswith("tries used up (see the worker's log)")
 
     code, out, _ = run(*TARGET, "--json", "dlq", "show", parked)
     assert code == 0
