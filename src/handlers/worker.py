@@ -190,6 +190,7 @@ def failed(
     message = failed_message(record)
     delay = retry_soon(message)
     fields: dict[str, Any] = {
+        "message_id": record.message_id,
         "event_id": body.get("id"),
         "event_type": body.get("type"),
         "receive_count": message.receive_count,
