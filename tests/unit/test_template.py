@@ -840,8 +840,14 @@ def test_every_own_metric_an_alarm_reads_is_in_the_stack_namespace_with_its_serv
             if isinstance(metric["Namespace"], str) and metric["Namespace"].startswith("AWS/"):
                 continue
             assert metric["Namespace"] == NAMESPACE, name
-            [dimension] = metric["Dimensions"]
+            dimension, *by_mode = metric["Dimensions"]
             assert dimension["Name"] == "service"
+            # The webhook's per-mode counts (handlers/webhook.py, MODE_METRICS).
+            assert [(d["Name"], d["Value"] in ("test", "live")) for d in by_mode] in (
+                [],
+                [("mode", True)],
+                [("claimed_mode", True)],
+            ), name
             assert metric["MetricName"] in OWN_METRICS[dimension["Value"]], name
 
 
@@ -852,17 +858,26 @@ def test_every_alarm_notifies_the_alarm_topic_both_ways() -> None:
         assert body["Properties"]["AlarmDescription"], name
 
 
-def test_alarm_on_rejected_deliveries_while_nothing_is_queued() -> None:
-    """A wrong or rolled signing secret answers 400 to every delivery: that must page someone."""
+def test_alarm_on_rejected_deliveries_of_a_mode_while_nothing_of_it_is_queued() -> None:
+    """A wrong or rolled signing secret answers 400 to every delivery of its mode: that must page
+    someone, even while the other mode's deliveries still queue."""
     alarm = props("RejectedDeliveriesAlarm")
     metrics = {q["Id"]: q for q in alarm["Metrics"]}
-    assert metrics["unverified"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesUnverified"
-    assert metrics["queued"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesQueued"
-    expression = metrics["refused"]["Expression"]
-    assert "unverified" in expression
-    assert "queued" in expression
+    for mode in ("test", "live"):
+        unverified = metrics[f"unverified_{mode}"]["MetricStat"]["Metric"]
+        queued = metrics[f"queued_{mode}"]["MetricStat"]["Metric"]
+        assert unverified["MetricName"] == "DeliveriesUnverified"
+        assert {"Name": "claimed_mode", "Value": mode} in unverified["Dimensions"]
+        assert queued["MetricName"] == "DeliveriesQueued"
+        assert {"Name": "mode", "Value": mode} in queued["Dimensions"]
+        period = metrics[f"unverified_{mode}"]["MetricStat"]["Period"]
+        assert period * alarm["EvaluationPeriods"] <= 1800
+    expression = " ".join(metrics["refused"]["Expression"].split())
+    assert expression == (
+        "IF((FILL(unverified_test, 0) >= 3 AND FILL(queued_test, 0) == 0) OR "
+        "(FILL(unverified_live, 0) >= 3 AND FILL(queued_live, 0) == 0), 1, 0)"
+    )
     assert [q["Id"] for q in alarm["Metrics"] if q.get("ReturnData", True)] == ["refused"]
-    assert metrics["unverified"]["MetricStat"]["Period"] * alarm["EvaluationPeriods"] <= 1800
 
 
 def test_alarm_on_the_reconcilers_own_failures() -> None:
