@@ -94,9 +94,13 @@ def stripe_outage(folder: Path) -> tuple[float, float]:
     with FakeStripe() as fake:
         settings = {"STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": fake.url, "RECONCILE_EVERY": "86400"}
         with load.RuntimeProcess(folder / "outage.log", SECRET, settings=settings) as runtime:
-            calm, stormy = _purchase("cus_RecoveryCalm01"), _purchase("cus_RecoveryStorm1")
-            for scenario in (calm, stormy):
+            warm, calm = _purchase("cus_RecoveryWarm01"), _purchase("cus_RecoveryCalm01")
+            stormy = _purchase("cus_RecoveryStorm1")
+            for scenario in (warm, calm, stormy):
                 fake.load(scenario.api_objects, scenario.api_lists)
+            # A first purchase warms the worker processes' clients; the baseline is the second.
+            _post_all(runtime, warm.events)
+            _wait(_granted_at(runtime, "cus_RecoveryWarm01"), "the first purchase")
             posted = _post_all(runtime, calm.events)
             baseline = _wait(
                 _granted_at(runtime, "cus_RecoveryCalm01"), "the purchase without an outage"
@@ -106,6 +110,8 @@ def stripe_outage(folder: Path) -> tuple[float, float]:
             _post_all(runtime, stormy.events)
             time.sleep(OUTAGE_SECONDS)
             failed_during = fake.count("/v1/", status=503)
+            if _granted_at(runtime, "cus_RecoveryStorm1")() is not None:
+                raise RuntimeError("granted during the outage: the purchase did not need Stripe")
             fake.recover()
             answering_again = time.time()
             granted = _wait(_granted_at(runtime, "cus_RecoveryStorm1"), "the purchase after the outage")
@@ -126,11 +132,17 @@ def unparseable_event(folder: Path) -> tuple[float, float]:
         scenario = build("signup_paid", ScenarioParams(customer_id=customer_id), ends_at=int(time.time()))
         return json.loads(json.dumps(scenario.events))
 
-    clean, poisoned = signup("cus_RecoveryClean1"), signup("cus_RecoveryPoison")
+    warm, clean, poisoned = (
+        signup("cus_RecoveryWarm02"),
+        signup("cus_RecoveryClean1"),
+        signup("cus_RecoveryPoison"),
+    )
     index = next(i for i, e in enumerate(poisoned) if e["type"] == "customer.subscription.created")
     del poisoned[index]["data"]["object"]["status"]
     behind_clean, behind_poison = clean[index + 1]["id"], poisoned[index + 1]["id"]
     with load.RuntimeProcess(folder / "unparseable.log", SECRET) as runtime:
+        _post_all(runtime, warm)  # warms the worker processes; the baseline is the next signup
+        _wait(_outcome_at(runtime, warm[-1]["id"]), "the first signup")
         posted = _post_all(runtime, clean)
         baseline = (
             _wait(_outcome_at(runtime, behind_clean), "the event without an unparseable one")
