@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+import stripe._http_client
 from moto import mock_aws
 
 from adapters import failed_events, stripe_credentials
@@ -266,6 +267,34 @@ def test_a_failure_retrying_can_fix_comes_back_in_seconds_not_after_the_visibili
     assert stack.esm.poll_once() == 1, "back after 2 s (the queue's own timeout is 720 s)"
     assert [c["VisibilityTimeout"] for c in stack.visibility_changes] == [2, 4]
     assert stack.parked() == [], "a failure retrying can fix is never parked by the worker"
+
+
+def test_a_purchase_whose_fetch_failed_in_a_stripe_outage_is_granted_seconds_after_stripe_answers(
+    stack: Stack, stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's own retries wait 0.5 s and more; the same retries, shorter, keep the test quick.
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.001)
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "MAX_DELAY", 0.002)
+    purchase = build("one_time_purchase")
+    customer = purchase.customer_id
+    assert customer is not None
+    stripe_api.load(purchase.api_objects, purchase.api_lists)
+    stripe_api.fail(503, times=1_000_000)  # Stripe is down
+    stack.send(purchase.events)
+
+    stack.poll_until_idle()
+    assert stack.entitlements(customer) is None or not stack.entitlements(customer).features
+    assert [c["VisibilityTimeout"] for c in stack.visibility_changes] == [2], "the line items' fetch failed"
+
+    stripe_api.recover()
+    time.sleep(retry_delay(1) + 0.5)
+    stack.poll_until_idle()
+
+    access = stack.entitlements(customer)
+    assert access is not None
+    assert access.features, "granted on the retry seconds later, not after the 720 s visibility timeout"
+    assert stack.queued() == 0
+    assert stack.parked() == []
 
 
 def test_when_the_dead_letter_queue_refuses_the_message_stays_and_is_retried(
