@@ -42,6 +42,7 @@ class RejectedRequest(Exception):
         event_id: str | None = None,
         event_type: str | None = None,
         unverified: bool = False,
+        claimed_mode: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -50,6 +51,9 @@ class RejectedRequest(Exception):
         self.event_type = event_type
         # No configured secret signed it for its mode: what a wrong or rolled secret looks like.
         self.unverified = unverified
+        # The mode an unverified request's body says it is of ("test", "live", "unknown"): untrusted
+        # (anyone can write `livemode`), and only used to tell which mode's deliveries are refused.
+        self.claimed_mode = claimed_mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,10 @@ def verified_event(
     except SignatureError as error:
         # Only a request that carries a signature can be Stripe's with a wrong secret: an anonymous
         # POST (a bot, a scanner) is rejected without counting towards the wrong-secret alarm.
-        raise RejectedRequest(400, str(error), unverified=request.signature is not None) from None
+        signed = request.signature is not None
+        raise RejectedRequest(
+            400, str(error), unverified=signed, claimed_mode=claimed_mode(request.body) if signed else None
+        ) from None
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -125,8 +132,22 @@ def verified_event(
             event_id=event.id,
             event_type=event.type,
             unverified=True,
+            claimed_mode=mode,
         )
     return event
+
+
+def claimed_mode(body: bytes) -> str:
+    """What an unverified body says its mode is: "test", "live", or "unknown" (no boolean livemode).
+    Untrusted: nothing has verified it."""
+    try:
+        document = json.loads(body)
+    except ValueError:  # not JSON, not UTF-8
+        return "unknown"
+    livemode = document.get("livemode") if isinstance(document, dict) else None
+    if not isinstance(livemode, bool):
+        return "unknown"
+    return "live" if livemode else "test"
 
 
 def parse_event(text: str) -> StripeEvent:

@@ -222,7 +222,47 @@ class EventApplier:
         self._stripe = stripe
 
     def apply(self, body: Json) -> Result:
-        """Apply one queued message (a Stripe event, or a snapshot the reconciler fetched)."""
+        """Apply one queued message (a Stripe event, or a snapshot the reconciler fetched).
+
+        A payload that cannot be read (MalformedEvent) is never retried as it is: retrying cannot fix
+        it. With an API key for its mode, the event is fetched fresh from Stripe by its id and that is
+        applied; otherwise, or when Stripe's copy cannot be read either, MalformedEvent goes up and the
+        worker parks the message in the dead-letter queue with the reason."""
+        try:
+            return self._apply(body)
+        except MalformedEvent as error:
+            fetched = self._fetched_again(body)
+            if fetched is None:
+                raise
+            try:
+                result = self._apply(fetched)
+            except MalformedEvent as again:
+                raise MalformedEvent(f"{error}; Stripe's copy of the event: {again}") from again
+            note = f"queued payload unreadable ({error}): applied the event as fetched from Stripe"
+            return replace(result, api_calls=result.api_calls + 1, notes=(*result.notes, note))
+
+    def _fetched_again(self, body: Json) -> Json | None:
+        """The event as Stripe serves it at `GET /v1/events/{id}`, when the body names a v1 event id,
+        carried an object (a reference was fetched already) and a key for its mode is configured."""
+        event_id = body.get("id") if isinstance(body, Mapping) else None
+        if not isinstance(event_id, str) or not event_id.startswith("evt_") or body.get("fetched"):
+            return None
+        if body.get("object") not in (None, "event"):
+            return None
+        data = body.get("data")
+        if isinstance(data, Mapping) and data.get("object") is None:
+            return None
+        livemode = body.get("livemode") is True
+        if not self._can_fetch(livemode) or self._stripe is None:
+            return None
+        account = body.get("account")
+        account = account if isinstance(account, str) and account else None
+        fetched = dict(self._stripe.fetch_event(event_id, livemode, account))
+        if account and not fetched.get("account"):
+            fetched["account"] = account
+        return fetched
+
+    def _apply(self, body: Json) -> Result:
         event = parse_event(body)
         calls = _Calls()
         found = snapshot_of(event, self._rules.user_id_metadata_key)

@@ -20,7 +20,11 @@ DeliveriesQueued, DeliveriesRejected (every 4xx), DeliveriesUnverified (the 4xx 
 configured secret made for the event's mode: a wrong or rolled secret; a request with no
 Stripe-Signature header is not one) and DeliveriesFailed (5xx),
 in POWERTOOLS_METRICS_NAMESPACE (per stack, template.yaml) with the `service` dimension, as
-Powertools writes the worker's and the reconciler's.
+Powertools writes the worker's and the reconciler's. DeliveriesQueued is also counted per `mode` (the
+verified event's) and DeliveriesUnverified per `claimed_mode`: the mode the unverified body claims
+(its `livemode`; "unknown" without one), untrusted by name, since no secret verified it. A live
+secret rolled without the new one then shows as live deliveries refused while live ones queue no
+more, even while test deliveries still arrive (RejectedDeliveriesAlarm pairs the two per mode).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ QUEUED = ("DeliveriesQueued",)
 REJECTED = ("DeliveriesRejected",)
 UNVERIFIED = ("DeliveriesRejected", "DeliveriesUnverified")
 FAILED = ("DeliveriesFailed",)
+# Counted per mode as well (see the module docstring); the others only per service.
+MODE_METRICS = frozenset({"DeliveriesQueued", "DeliveriesUnverified"})
 # Both AWS calls (the secret read on a cold or refreshing container, SendMessage) share one budget
 # below the function's 10 s timeout (template.yaml), so a slow AWS answers 503 (Stripe retries)
 # rather than a Lambda timeout; the margin covers signing, logging and the response.
@@ -86,7 +92,9 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
             reason=rejection.reason,
             event_id=rejection.event_id,
             event_type=rejection.event_type,
+            claimed_mode=rejection.claimed_mode,
             metrics=UNVERIFIED if rejection.unverified else REJECTED,
+            by_mode=("claimed_mode", rejection.claimed_mode) if rejection.unverified else None,
         )
         return _response(rejection.status, {"error": rejection.reason})
     except MissingCredentials as error:
@@ -126,6 +134,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         status=200,
         message_id=message_id,
         metrics=QUEUED,
+        by_mode=("mode", "live" if stripe_event.livemode else "test"),
         **fields,
     )
     return _response(200, {"received": True})
@@ -153,8 +162,16 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": headers, "body": json.dumps(body)}
 
 
-def _log(level: str, message: str, *, metrics: tuple[str, ...] = (), **fields: Any) -> None:
-    """One JSON line: the log record when LOG_LEVEL lets it through, and the metrics in any case."""
+def _log(
+    level: str,
+    message: str,
+    *,
+    metrics: tuple[str, ...] = (),
+    by_mode: tuple[str, str | None] | None = None,
+    **fields: Any,
+) -> None:
+    """One JSON line: the log record when LOG_LEVEL lets it through, and the metrics in any case.
+    `by_mode` (dimension name, value) also counts the metrics of MODE_METRICS per mode."""
     threshold = _LEVELS.get(os.environ.get("LOG_LEVEL", "INFO").upper(), 20)
     logged = _LEVELS[level] >= threshold
     if not logged and not metrics:
@@ -163,18 +180,26 @@ def _log(level: str, message: str, *, metrics: tuple[str, ...] = (), **fields: A
     service = os.environ.get("POWERTOOLS_SERVICE_NAME", "webhook")
     record: dict[str, Any] = {"service": service}
     if metrics:
-        record["_aws"] = {
-            "Timestamp": int(now * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-                    "Dimensions": [["service"]],
-                    "Metrics": [{"Name": name, "Unit": "Count"} for name in metrics],
-                }
-            ],
-        }
+        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+        per_mode = [name for name in metrics if by_mode is not None and by_mode[1] and name in MODE_METRICS]
+        directives = []
+        if rest := [name for name in metrics if name not in per_mode]:
+            directives.append(_directive(namespace, [["service"]], rest))
+        if per_mode and by_mode is not None:
+            dimension, value = by_mode
+            directives.append(_directive(namespace, [["service"], ["service", dimension]], per_mode))
+            record[dimension] = value
+        record["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": directives}
         record.update((name, 1) for name in metrics)
     if logged:
         record.update(level=level, message=message, timestamp=round(now, 3))
         record.update((key, value) for key, value in fields.items() if value is not None)
     print(json.dumps(record, default=str), flush=True)
+
+
+def _directive(namespace: str, dimensions: list[list[str]], names: list[str]) -> dict[str, Any]:
+    return {
+        "Namespace": namespace,
+        "Dimensions": dimensions,
+        "Metrics": [{"Name": name, "Unit": "Count"} for name in names],
+    }

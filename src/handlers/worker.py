@@ -1,14 +1,24 @@
 """Worker Lambda: applies queued Stripe events to the table, one SQS batch at a time.
 
-Partial batch responses: a message that fails is retried alone (then parked in the DLQ) and never
-holds back the others. The plain `BatchProcessor` is used on purpose, not the FIFO one, which would
-fail every message after the first failure: order-safety comes from conditional writes, not the queue.
+Partial batch responses: a message that fails is retried alone and never holds back the others. The
+plain `BatchProcessor` is used on purpose, not the FIFO one, which would fail every message after the
+first failure: order-safety comes from conditional writes, not the queue.
+
+Failures (adapters.failed_events). One that retrying can fix (Stripe or DynamoDB failing, a concurrent
+writer) comes back after a short, growing delay (domain.retry_schedule: 2 s, 4 s, ... up to the
+queue's visibility timeout), set with ChangeMessageVisibility, so its customer's FIFO group waits
+seconds, not the 720 s of the visibility timeout; after maxReceiveCount tries SQS parks it in the DLQ.
+One that retrying cannot fix (UNFIXABLE: a payload that cannot be read, a request Stripe refuses as
+invalid) leaves the event queue at once: domain.sync first fetches the event fresh from Stripe when a
+key is configured; otherwise it is parked in the DLQ with its reason (EventsParked) and reported done,
+so that the group flows on. A failure still going on at the REPEATED_FAILURE_RECEIVES-th try counts
+EventsFailingRepeatedly (an alarm pages on it).
 
 Time budget: a slow Stripe API (each call may take ~24 s: a 5 s timeout, three retries with backoff)
 must not time out the whole batch, which would count a receive for every message in it and push
 healthy events towards the DLQ. A record is started only while at least RECORD_RESERVE_SECONDS of the
 invocation remain; the ones left are handed back unstarted as batch item failures (EventsDeferred) and
-come back after the queue's visibility timeout. The first record is always started, so every
+come back after the same short delay as a failure. The first record is always started, so every
 invocation makes progress.
 
 No Powertools Tracer: it imports the X-Ray SDK (~190 ms of a cold start) for subsegments only. With
@@ -24,6 +34,7 @@ import time
 from functools import cache, lru_cache
 from typing import Any
 
+import stripe
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -31,12 +42,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters import sync_table
+from adapters import failed_events, sync_table
+from adapters.failed_events import FailedMessage, ParkingFailed
 from adapters.settings import Settings, load_settings
 from adapters.stripe_api import StripeApi
 from adapters.stripe_credentials import api_keys
 from domain.credentials import Mode
 from domain.entitlements import Entitlements
+from domain.retry_schedule import failing_repeatedly, retry_delay
 from domain.stripe_objects import MalformedEvent
 from domain.sync import EventApplier, Outcome, Result, RetryLater
 
@@ -102,31 +115,117 @@ def record_reserve_ms() -> int:
     return max(seconds, 0) * 1000
 
 
-def apply_message(record: SQSRecord) -> Result:
+# Failures retrying cannot fix: an unreadable payload (after domain.sync's fetch from Stripe, when it
+# can), a request Stripe answers 400/404 (an object or event it does not have). Anything else (5xx,
+# 429, a dropped connection, a revoked key an operator can fix, DynamoDB) is retried.
+UNFIXABLE: tuple[type[Exception], ...] = (MalformedEvent, stripe.InvalidRequestError)
+
+
+def apply_message(record: SQSRecord) -> Result | None:
+    """Apply one message; None when it was parked in the dead-letter queue (it is done here)."""
     try:
         body = json.loads(record.body)
-    except ValueError as error:
-        raise MalformedEvent("message body is not JSON") from error
+    except ValueError:
+        park(record, MalformedEvent("message body is not JSON"), {})
+        return None
     if not isinstance(body, dict):
-        raise MalformedEvent("message body is not a JSON object")
+        park(record, MalformedEvent("message body is not a JSON object"), {})
+        return None
     try:
         result = event_applier().apply(body)
-    except (MalformedEvent, RetryLater) as error:
-        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=1)
-        logger.warning(
-            "event not applied",
-            event_id=body.get("id"),
-            event_type=body.get("type"),
-            reason=str(error),
-            receive_count=record.attributes.approximate_receive_count,
-        )
+    except UNFIXABLE as error:
+        park(record, error, body)
+        return None
+    except RetryLater as error:
+        failed(record, body, error)
         raise
-    except Exception:
-        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=1)
-        logger.exception("event failed", event_id=body.get("id"), event_type=body.get("type"))
+    except Exception as error:
+        failed(record, body, error, unexpected=True)
         raise
     report(result)
     return result
+
+
+def failure_reason(error: BaseException) -> str:
+    """The error, and the unreadable payload behind a Stripe fetch that failed too."""
+    context = error.__context__
+    if isinstance(context, MalformedEvent) and context is not error:
+        return f"{context}; fetching the event from Stripe: {type(error).__name__}: {error}"
+    return str(error) or type(error).__name__
+
+
+def park(record: SQSRecord, error: Exception, body: dict[str, Any]) -> None:
+    """Out of the event queue at once, into the DLQ with the reason; retried (as a failure) when the
+    DLQ cannot be reached or is not configured, so nothing is ever lost."""
+    reason = failure_reason(error)
+    message = failed_message(record)
+    dead_letter_queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    if not dead_letter_queue_url:
+        logger.error("DEAD_LETTER_QUEUE_URL is not set: an unfixable event is retried instead of parked")
+        failed(record, body, error)
+        raise error
+    try:
+        parked_id = failed_events.park(dead_letter_queue_url, message, reason, type(error).__name__)
+    except ParkingFailed as parking:
+        failed(record, body, parking)
+        raise parking from error
+    metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "event parked in the dead-letter queue",
+        event_id=body.get("id"),
+        event_type=body.get("type"),
+        reason=reason,
+        error=type(error).__name__,
+        message_id=record.message_id,
+        dead_letter_message_id=parked_id,
+        receive_count=message.receive_count,
+    )
+
+
+def failed(
+    record: SQSRecord, body: dict[str, Any], error: BaseException, *, unexpected: bool = False
+) -> None:
+    """Count and log a failure, and have the message come back after the schedule's delay."""
+    metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=1)
+    message = failed_message(record)
+    delay = retry_soon(message)
+    fields: dict[str, Any] = {
+        "message_id": record.message_id,
+        "event_id": body.get("id"),
+        "event_type": body.get("type"),
+        "receive_count": message.receive_count,
+        "retry_in_seconds": delay,
+    }
+    if unexpected:
+        logger.exception("event failed", **fields)
+    else:
+        logger.warning("event not applied", reason=str(error), **fields)
+    if failing_repeatedly(message.receive_count):
+        metrics.add_metric(name="EventsFailingRepeatedly", unit=MetricUnit.Count, value=1)
+
+
+def retry_soon(message: FailedMessage) -> int | None:
+    """ChangeMessageVisibility to the schedule's delay; None (the queue's visibility timeout applies)
+    when QUEUE_URL is not set or SQS refuses."""
+    queue_url = os.environ.get("QUEUE_URL")
+    if not queue_url:
+        return None
+    delay = retry_delay(message.receive_count)
+    try:
+        failed_events.retry_in(queue_url, message, delay)
+    except Exception as error:  # the safety net holds: the message still comes back
+        logger.warning(
+            "retry delay not set: the queue's visibility timeout applies",
+            message_id=message.message_id,
+            error=f"{type(error).__name__}: {error}",
+        )
+        return None
+    return delay
+
+
+def failed_message(record: SQSRecord) -> FailedMessage:
+    attributes = {name: str(value) for name, value in (record.raw_event.get("attributes") or {}).items()}
+    return FailedMessage(record.message_id, record.receipt_handle, record.body, attributes)
 
 
 def report(result: Result) -> None:
@@ -168,7 +267,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     reserve_ms = record_reserve_ms()
     started = 0
 
-    def within_budget(record: SQSRecord) -> Result:
+    def within_budget(record: SQSRecord) -> Result | None:
         nonlocal started
         remaining_ms = context.get_remaining_time_in_millis()
         if started and remaining_ms < reserve_ms:
@@ -178,6 +277,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
                 message_id=record.message_id,
                 remaining_ms=remaining_ms,
                 receive_count=record.attributes.approximate_receive_count,
+                retry_in_seconds=retry_soon(failed_message(record)),
             )
             raise NotStarted(f"{remaining_ms} ms left, {reserve_ms} ms needed to start an event")
         started += 1

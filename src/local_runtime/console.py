@@ -110,6 +110,13 @@ class Console:
         outcome = record.get("outcome")
         if outcome in WORKER_OUTCOMES:
             self.line("worker", self._result(record))
+        elif record.get("message") == "event parked in the dead-letter queue":
+            self.line(
+                "worker",
+                f"{_event(record)}: PARKED in the dead-letter queue ({record.get('reason')}): retrying "
+                f"cannot fix it; its customer's later events go on. {self._cli} dlq show "
+                f"{record.get('dead_letter_message_id')}",
+            )
         elif record.get("level") in ("WARNING", "ERROR", "CRITICAL") and record.get("event_id"):
             self.line("worker", self._failure(record))
         else:
@@ -142,12 +149,15 @@ class Console:
         text = f"{_event(record)}: FAILED ({reason})"
         count = str(record.get("receive_count", ""))
         tries = int(count) if count.isdigit() else None
+        # The worker sets the retry delay (domain.retry_schedule); without it the visibility timeout.
+        delay = record.get("retry_in_seconds")
+        retried_in = delay if isinstance(delay, int) else self._visibility_timeout
         if tries is not None and tries >= self._max_receive_count:
             text += f", try {tries}/{self._max_receive_count}: goes to the dead-letter queue"
         elif tries is not None:
-            text += f", try {tries}/{self._max_receive_count}: retried in {self._visibility_timeout} s"
+            text += f", try {tries}/{self._max_receive_count}: retried in {retried_in} s"
         else:
-            text += f"; retried in {self._visibility_timeout} s"
+            text += f"; retried in {retried_in} s"
         if self.debug and record.get("exception"):
             text += "\n" + str(record["exception"])
         return text

@@ -2,12 +2,16 @@
 
     moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
     HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)
-    poller threads                ->  handlers.worker.lambda_handler (SQS event source mapping)
+    poller threads                ->  handlers.worker.lambda_handler (SQS event source mapping), each
+                                      poller with a worker process of its own
     timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
 
-The handlers run in this process, imported after the environment points every AWS client at moto
-with dummy credentials; moto's server runs in a child process of its own (local_runtime.aws_server),
-so that the two share no interpreter lock. Everything stops on Ctrl-C or SIGTERM, and the data (in
+The webhook and the reconciler run in this process, imported after the environment points every AWS
+client at moto with dummy credentials. The worker runs as Lambda runs it: each concurrent batch in an
+execution environment of its own (local_runtime.worker_processes: one child process per poller,
+importing the handler once, one batch at a time), so that no handler module state is shared between
+concurrent invocations and the batches use the other cores. moto's server runs in a child process of
+its own (local_runtime.aws_server), so that it shares no interpreter lock with the functions. Everything stops on Ctrl-C or SIGTERM, and the data (in
 moto's memory) with it.
 """
 
@@ -55,10 +59,12 @@ from local_runtime.template import (
     TemplateError,
     read_template,
 )
+from local_runtime.worker_processes import WorkerProcess, WorkerStartFailed
 
 MOTO_START_TIMEOUT_SECONDS = 20
-# Concurrent batches (within the event source's MaximumConcurrency): two keep moto's core busy while
-# the worker computes; more only queue inside moto and slow the webhook (measured by bench/load.py).
+# Concurrent batches (within the event source's MaximumConcurrency), each in a worker process of its
+# own: two keep moto's core busy while the workers compute; more only queue inside moto and slow the
+# webhook (measured by bench/load.py).
 MAX_LOCAL_POLLERS = 2
 JOIN_TIMEOUT_SECONDS = 15
 # Set in the functions' environment unless the user's says otherwise: no EMF metrics or X-Ray locally.
@@ -86,6 +92,7 @@ class LocalRuntime:
         self._server: Any = None
         self._stdout: TextIO | None = None
         self._webhook: Callable[..., Any] | None = None
+        self._workers: list[WorkerProcess] = []
         self._secret_file_written = False
         self.resources: LocalResources | None = None
         self.console: Console | None = None
@@ -127,7 +134,7 @@ class LocalRuntime:
         # Before the handlers are imported: their loggers keep the stream they find.
         self._stdout = sys.stdout
         sys.stdout = HandlerOutput(self.console, self._out)
-        worker = self._import_handler(self.stack.worker)
+        self._start_workers()
         reconcile = None
         if config.api_key_configured and self.stack.reconciler is not None:
             reconcile = self._import_handler(self.stack.reconciler, required=False)
@@ -148,11 +155,11 @@ class LocalRuntime:
             visibility_timeout=resources.visibility_timeout,
         )
         receiving = threading.Lock()
-        for number in range(self._pollers()):
+        for number, worker in enumerate(self._workers):
             mapping = EventSourceMapping(
                 boto3.client("sqs"),
                 binding,
-                _as_source("worker", worker),
+                worker,
                 lambda: LocalLambdaContext.for_function(self.stack.stack_name, self.stack.worker),
                 self.console,
                 watch_dead_letter_queue=number == 0,
@@ -181,6 +188,8 @@ class LocalRuntime:
             thread.join(JOIN_TIMEOUT_SECONDS)
             if thread.is_alive() and self.console is not None:
                 self.console.line("runtime", f"{thread.name} did not stop within {JOIN_TIMEOUT_SECONDS} s")
+        for worker in self._workers:
+            worker.stop()
         if self._moto is not None:
             self._moto.stop()
         if self._stdout is not None:
@@ -201,6 +210,29 @@ class LocalRuntime:
             raise PortTaken(error.errno, port_taken_hint("AWS_PORT", self.config.aws_port)) from None
         except AwsServerFailed as error:
             raise StartupError(f"moto did not start: {error}") from None
+
+    def _start_workers(self) -> None:
+        """One worker process per poller, each importing the handler with the functions' environment
+        (already in os.environ, which a spawned child inherits) and the worker's service name."""
+        function = self.stack.worker
+        service = function.environment.get("POWERTOOLS_SERVICE_NAME")
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": service if isinstance(service, str) else function.logical_id
+        }
+        console = self.console
+        assert console is not None
+        for _ in range(self._pollers()):
+            worker = WorkerProcess(
+                function.handler,
+                environment=environment,
+                on_log=lambda line: console.handler_line("worker", line),
+                timeout_seconds=function.timeout,
+            )
+            self._workers.append(worker)
+            try:
+                worker.start()
+            except WorkerStartFailed as error:
+                raise StartupError(f"{error} ({function.logical_id})") from error
 
     def _pollers(self) -> int:
         """Concurrent batches, as the event source's MaximumConcurrency allows; at most
@@ -355,16 +387,6 @@ def scheduled_event(stack_name: str) -> dict[str, Any]:
         ],
         "detail": {},
     }
-
-
-def _as_source(name: str, handler: Callable[..., Any] | None) -> Callable[[dict[str, Any], Any], Any]:
-    assert handler is not None
-
-    def invoke(event: dict[str, Any], context: Any) -> Any:
-        with console_module.source(name):
-            return handler(event, context)
-
-    return invoke
 
 
 def main() -> int:

@@ -278,7 +278,7 @@ class Commands:
                     if depth == 0
                     else f"{depth} message(s), none visible now"
                 )
-            rows = [["MESSAGE ID", "EVENT", "TYPE", "GROUP", "TRIES", "SENT"]]
+            rows = [["MESSAGE ID", "EVENT", "TYPE", "GROUP", "TRIES", "SENT", "REASON"]]
             rows += [
                 [
                     m.message_id,
@@ -287,6 +287,7 @@ class Commands:
                     m.group_id or "-",
                     str(m.receive_count),
                     when(m.sent_at),
+                    _short(m.reason) if m.reason else "tries used up (see the worker's log)",
                 ]
                 for m in messages
             ]
@@ -307,6 +308,11 @@ class Commands:
 
         def human() -> str:
             lines = [f"message {found.message_id}"]
+            lines.append(
+                f"  reason: {found.reason} ({found.failure_type})"
+                if found.reason
+                else "  reason: none recorded: SQS moved it after maxReceiveCount tries (see the worker's log)"
+            )
             lines += [f"  {name}: {value}" for name, value in sorted(found.attributes.items())]
             lines.append("body:")
             body = data["body"]
@@ -552,6 +558,12 @@ def _report_text(data: dict[str, Any]) -> str:
     # What the reconciler says needs a look: errors, objects Stripe does not know.
     lines += [f"  note: {note}" for note in data.get("messages") or []]
     return "\n".join(lines)
+
+
+def _short(text: str, width: int = 70) -> str:
+    """One line of a table: a long reason cut (`dlq show` prints it whole)."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _json_or_text(body: str) -> Any:

@@ -5,6 +5,10 @@ with a short timeout (BROWSE_VISIBILITY_SECONDS), pages until nothing new comes,
 did not consume visible again at once. On a FIFO queue the later messages of a group stay hidden
 while its earlier ones are being browsed; `depth` tells how many exist in all.
 
+A message the worker parked (one retrying cannot fix) carries why in its message attributes
+(adapters.failed_events: FailureReason, FailureType); one SQS moved after maxReceiveCount tries
+carries none, and the worker's log has its failures.
+
 Redrive sends the message back to the event queue with its group id and deduplication id, then
 deletes it from the DLQ. SQS FIFO drops, silently, a message whose deduplication id it has seen in
 the last five minutes; the DLQ copy would then be deleted and the event lost. Messages sent less
@@ -20,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.failed_events import ERROR_ATTRIBUTE, REASON_ATTRIBUTE
+
 BROWSE_VISIBILITY_SECONDS = 30
 RECEIVE_BATCH = 10
 DEDUPLICATION_WINDOW_SECONDS = 300
@@ -31,6 +37,16 @@ class ParkedMessage:
     receipt_handle: str = field(repr=False)
     body: str = field(repr=False)
     attributes: dict[str, str]
+    message_attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the worker parked it; None for a message SQS moved after maxReceiveCount tries."""
+        return self.message_attributes.get(REASON_ATTRIBUTE)
+
+    @property
+    def failure_type(self) -> str | None:
+        return self.message_attributes.get(ERROR_ATTRIBUTE)
 
     @property
     def group_id(self) -> str | None:
@@ -68,6 +84,8 @@ class ParkedMessage:
             "deduplication_id": self.deduplication_id,
             "receive_count": self.receive_count,
             "sent_at": self.sent_at,
+            "reason": self.reason,
+            "failure_type": self.failure_type,
         }
 
 
@@ -96,10 +114,20 @@ class DeadLetterQueue:
             MaxNumberOfMessages=max(1, min(RECEIVE_BATCH, limit)),
             VisibilityTimeout=BROWSE_VISIBILITY_SECONDS,
             MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
             WaitTimeSeconds=0,
         )
         return [
-            ParkedMessage(m["MessageId"], m["ReceiptHandle"], m["Body"], dict(m.get("Attributes") or {}))
+            ParkedMessage(
+                m["MessageId"],
+                m["ReceiptHandle"],
+                m["Body"],
+                dict(m.get("Attributes") or {}),
+                {
+                    name: str(value.get("StringValue", ""))
+                    for name, value in (m.get("MessageAttributes") or {}).items()
+                },
+            )
             for m in response.get("Messages") or []
         ]
 

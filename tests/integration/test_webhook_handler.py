@@ -737,20 +737,34 @@ def test_property_only_a_valid_signature_over_a_valid_event_is_queued(
 # --- metrics (embedded metric format in the log line) ---------------------------------------------
 
 
-def metric_counts(output: str) -> dict[str, int]:
-    """Metric name -> count over the EMF documents printed, after checking each is valid EMF."""
+def metric_counts(output: str, by: str | None = None) -> dict[str, int]:
+    """Metric name -> count over the EMF documents printed, after checking each is valid EMF; with
+    `by`, "name mode" -> count of the metrics published with that extra dimension."""
     counts: dict[str, int] = {}
     for document in log_lines(output):
         if "_aws" not in document:
             continue
-        [directive] = document["_aws"]["CloudWatchMetrics"]
-        assert directive["Namespace"] == "StripeSync/dev/stripe-sync-test"
-        assert directive["Dimensions"] == [["service"]]
         assert document["service"] == "stripe-sync-webhook"
         assert isinstance(document["_aws"]["Timestamp"], int)
-        for metric in directive["Metrics"]:
-            assert metric["Unit"] == "Count"
-            counts[metric["Name"]] = counts.get(metric["Name"], 0) + document[metric["Name"]]
+        names = [
+            metric["Name"]
+            for directive in document["_aws"]["CloudWatchMetrics"]
+            for metric in directive["Metrics"]
+        ]
+        assert len(names) == len(set(names)), "each metric in one directive"
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "StripeSync/dev/stripe-sync-test"
+            assert directive["Dimensions"][0] == ["service"]
+            extra = [d[1] for d in directive["Dimensions"][1:]]
+            assert extra in ([], ["mode"], ["claimed_mode"])
+            for metric in directive["Metrics"]:
+                assert metric["Unit"] == "Count"
+                name = metric["Name"]
+                if by is None:
+                    counts[name] = counts.get(name, 0) + document[name]
+                elif extra == [by]:
+                    key = f"{name} {document[by]}"
+                    counts[key] = counts.get(key, 0) + document[name]
     return counts
 
 
@@ -778,9 +792,46 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
     monkeypatch.setenv("QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/gone.fifo")
     assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 503
 
-    assert metric_counts(capsys.readouterr().out) == {
+    output = capsys.readouterr().out
+    assert metric_counts(output) == {
         "DeliveriesQueued": 1,
         "DeliveriesRejected": 4,
         "DeliveriesUnverified": 2,
         "DeliveriesFailed": 1,
     }
+    # Per mode: the queued event's (verified), the refused ones' as their bodies claim (untrusted).
+    assert metric_counts(output, by="mode") == {"DeliveriesQueued test": 1}
+    assert metric_counts(output, by="claimed_mode") == {
+        "DeliveriesUnverified test": 1,  # a test event signed with a wrong secret
+        "DeliveriesUnverified live": 1,  # a live event signed by a test-only secret
+    }
+
+
+def test_refused_deliveries_are_counted_by_the_mode_their_body_claims(
+    webhook_http_event_factory: RequestFactory,
+    stripe_event_factory: EventFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rolled live secret: live deliveries are refused while test ones still queue. Per mode, the
+    live refusals stand out; a signed body without a readable `livemode` has no mode to claim."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync/dev/stripe-sync-test")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-webhook")
+    capsys.readouterr()
+    for _ in range(3):
+        live = stripe_event_factory(livemode=True)
+        assert invoke(webhook_http_event_factory(live, secret="whsec_rolled_away"))[0] == 400
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 200
+    assert invoke(webhook_http_event_factory(b"{not json", secret="whsec_rolled_away"))[0] == 400
+    assert (
+        invoke(webhook_http_event_factory(stripe_event_factory(livemode="yes"), secret="whsec_x"))[0] == 400
+    )
+
+    output = capsys.readouterr().out
+    assert metric_counts(output, by="claimed_mode") == {
+        "DeliveriesUnverified live": 3,
+        "DeliveriesUnverified unknown": 2,
+    }
+    assert metric_counts(output, by="mode") == {"DeliveriesQueued test": 1}
+    rejected = [line for line in log_lines(output) if line.get("message") == "webhook rejected"]
+    assert [line["claimed_mode"] for line in rejected] == ["live", "live", "live", "unknown", "unknown"]

@@ -110,10 +110,37 @@ def test_worker_failures_count_the_tries_up_to_the_dlq() -> None:
             exception="Traceback ...",
         ),
     )
+    shown.handler_line(
+        "worker",
+        log(
+            level="WARNING",
+            message="event not applied",
+            event_id="evt_r",
+            event_type="t",
+            reason="Stripe is down",
+            receive_count=2,
+            retry_in_seconds=4,
+        ),
+    )
+    shown.handler_line(
+        "worker",
+        log(
+            level="WARNING",
+            message="event parked in the dead-letter queue",
+            event_id="evt_s",
+            event_type="t",
+            reason="message body is not JSON",
+            dead_letter_message_id="m-dlq-1",
+            receive_count=1,
+        ),
+    )
     assert lines(out) == [
         "worker     evt_p (t): FAILED (subscription object: KeyError), try 1/5: retried in 180 s",
         "worker     evt_p (t): FAILED (subscription object: KeyError), try 5/5: goes to the dead-letter queue",
         "worker     evt_q (t): FAILED (ClientError: throttled); retried in 180 s",
+        "worker     evt_r (t): FAILED (Stripe is down), try 2/5: retried in 4 s",
+        "worker     evt_s (t): PARKED in the dead-letter queue (message body is not JSON): retrying cannot "
+        "fix it; its customer's later events go on. stripe-sync --local dlq show m-dlq-1",
     ]
 
 

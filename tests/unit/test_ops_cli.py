@@ -37,13 +37,35 @@ class FakeSqs:
         self._numbers = iter(range(1, 10_000))
         self.batches: list[list[dict[str, Any]]] = []
 
-    def park(self, event_id: str, *, age: float = 3600, group: str = "cus_1") -> str:
-        """A message in the DLQ, sent `age` seconds ago."""
+    def park(
+        self, event_id: str, *, age: float = 3600, group: str = "cus_1", reason: str | None = None
+    ) -> str:
+        """A message in the DLQ, sent `age` seconds ago; with `reason`, as the worker parks one."""
+        attributes = {}
+        if reason is not None:
+            attributes = {
+                "FailureReason": {"DataType": "String", "StringValue": reason},
+                "FailureType": {"DataType": "String", "StringValue": "MalformedEvent"},
+            }
         return self._add(
-            DLQ, json.dumps({"id": event_id, "object": "event", "type": "invoice.paid"}), group, event_id, age
+            DLQ,
+            json.dumps({"id": event_id, "object": "event", "type": "invoice.paid"}),
+            group,
+            event_id,
+            age,
+            message_attributes=attributes,
         )
 
-    def _add(self, url: str, body: str, group: str | None, dedup: str | None, age: float = 0) -> str:
+    def _add(
+        self,
+        url: str,
+        body: str,
+        group: str | None,
+        dedup: str | None,
+        age: float = 0,
+        *,
+        message_attributes: dict[str, Any] | None = None,
+    ) -> str:
         number = next(self._numbers)
         attributes = {"SentTimestamp": str(int((time.time() - age) * 1000)), "ApproximateReceiveCount": "5"}
         if group:
@@ -57,6 +79,7 @@ class FakeSqs:
                 "Attributes": attributes,
                 "visible_at": 0.0,
                 "receipt": None,
+                "MessageAttributes": message_attributes or {},
             }
         )
         return f"m{number}"
@@ -80,6 +103,11 @@ class FakeSqs:
                         "ReceiptHandle": message["receipt"],
                         "Body": message["Body"],
                         "Attributes": dict(message["Attributes"]),
+                        **(
+                            {"MessageAttributes": message["MessageAttributes"]}
+                            if message["MessageAttributes"]
+                            else {}
+                        ),
                     }
                 )
         return {"Messages": out} if out else {}
@@ -296,10 +324,40 @@ def test_dlq_list_shows_the_messages_and_leaves_them_visible(aws: dict[str, Any]
     first, second = sqs.park("evt_1"), sqs.park("evt_2", group="cus_2")
     code, out, _ = run(*TARGET, "dlq", "list")
     assert code == 0
-    assert out.splitlines()[0].split() == ["MESSAGE", "ID", "EVENT", "TYPE", "GROUP", "TRIES", "SENT"]
+    assert out.splitlines()[0].split() == [
+        "MESSAGE",
+        "ID",
+        "EVENT",
+        "TYPE",
+        "GROUP",
+        "TRIES",
+        "SENT",
+        "REASON",
+    ]
     rows = [line.split()[:4] for line in out.splitlines()[1:]]
     assert rows == [[first, "evt_1", "invoice.paid", "cus_1"], [second, "evt_2", "invoice.paid", "cus_2"]]
     assert sqs.visible(DLQ) == [first, second]
+
+
+def test_dlq_list_and_show_give_the_reason_the_worker_parked_a_message_with(aws: dict[str, Any]) -> None:
+    sqs: FakeSqs = aws["sqs"]
+    parked = sqs.park("evt_1", reason="subscription object: no status")
+    used_up = sqs.park("evt_2", group="cus_2")
+    code, out, _ = run(*TARGET, "dlq", "list")
+    assert code == 0
+    [first, second] = out.splitlines()[1:]
+    assert first.startswith(parked)
+    assert first.endswith("subscription object: no status")
+    assert second.startswith(used_up)
+    assert second.endswith("tries used up (see the worker's log)")
+
+    code, out, _ = run(*TARGET, "--json", "dlq", "show", parked)
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["reason"], shown["failure_type"]) == ("subscription object: no status", "MalformedEvent")
+    code, out, _ = run(*TARGET, "dlq", "show", parked)
+    assert "  reason: subscription object: no status (MalformedEvent)" in out.splitlines()
+    assert sqs.visible(DLQ) == [parked, used_up]
 
 
 def test_dlq_list_says_when_it_is_empty_and_when_more_exist(aws: dict[str, Any]) -> None:

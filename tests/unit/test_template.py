@@ -22,6 +22,8 @@ import pytest
 import stripe
 import yaml
 
+from domain.retry_schedule import REPEATED_FAILURE_RECEIVES, retry_delay, total_retry_seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 SAMPLE_SECRET = "whsec_local_sample_secret"
@@ -184,11 +186,16 @@ def test_worker_table_access_is_the_item_actions_it_uses() -> None:
     }
 
 
-def test_worker_grants_nothing_beyond_the_table_and_the_secret() -> None:
-    # Receiving from the queue comes with the SQS event source (SAM attaches the execution role).
+def test_worker_grants_nothing_beyond_the_table_the_secret_and_its_failed_messages() -> None:
+    # Receiving from the queue comes with the SQS event source (SAM attaches the execution role); a
+    # failed message's short retry and the parking of an unfixable one are the worker's own.
     assert {(action, json.dumps(resource)) for action, resource, _ in granted("WorkerFunction")} - {
         (action, json.dumps(TABLE)) for action in actions_on("WorkerFunction", TABLE)
-    } == {(SECRET_READ[0], json.dumps(SECRET_READ[1]))}
+    } == {
+        (SECRET_READ[0], json.dumps(SECRET_READ[1])),
+        ("sqs:ChangeMessageVisibility", json.dumps({"Fn::GetAtt": ["EventQueue", "Arn"]})),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})),
+    }
 
 
 def test_reconciler_writes_only_its_cursor_item() -> None:
@@ -308,10 +315,12 @@ def test_visibility_timeout_is_at_least_six_worker_timeouts() -> None:
     assert props("EventQueue")["VisibilityTimeout"] >= 6 * function_setting("WorkerFunction", "Timeout")
 
 
-def test_failed_messages_go_to_the_dlq_after_at_least_five_tries() -> None:
+def test_failed_messages_go_to_the_dlq_after_retries_that_outlast_a_short_outage() -> None:
     redrive = props("EventQueue")["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 5
+    # With retries seconds apart (domain.retry_schedule), enough tries to span half an hour.
+    assert total_retry_seconds(redrive["maxReceiveCount"]) >= 1800
 
 
 def test_queue_keeps_messages_four_days() -> None:
@@ -584,7 +593,9 @@ def test_alarm_on_message_age_only_beyond_normal_retries() -> None:
         "AWS/SQS", "ApproximateAgeOfOldestMessage", {"Fn::GetAtt": ["EventQueue", "QueueName"]}
     )
     queue = props("EventQueue")
-    retrying_for = queue["RedrivePolicy"]["maxReceiveCount"] * queue["VisibilityTimeout"]
+    # Every try's delay, the last one's included (then SQS moves it on its next receive).
+    retrying_for = total_retry_seconds(queue["RedrivePolicy"]["maxReceiveCount"] + 1)
+    assert retry_delay(queue["RedrivePolicy"]["maxReceiveCount"]) <= queue["VisibilityTimeout"]
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert retrying_for < alarm["Threshold"] < queue["MessageRetentionPeriod"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
@@ -783,6 +794,8 @@ OWN_METRICS = {
         "EventsUnknown",
         "GuestPurchases",
         "EventsFailed",
+        "EventsFailingRepeatedly",
+        "EventsParked",
         "EventsDeferred",
         "TiesFetched",
         "UnmatchedPayments",
@@ -834,8 +847,14 @@ def test_every_own_metric_an_alarm_reads_is_in_the_stack_namespace_with_its_serv
             if isinstance(metric["Namespace"], str) and metric["Namespace"].startswith("AWS/"):
                 continue
             assert metric["Namespace"] == NAMESPACE, name
-            [dimension] = metric["Dimensions"]
+            dimension, *by_mode = metric["Dimensions"]
             assert dimension["Name"] == "service"
+            # The webhook's per-mode counts (handlers/webhook.py, MODE_METRICS).
+            assert [(d["Name"], d["Value"] in ("test", "live")) for d in by_mode] in (
+                [],
+                [("mode", True)],
+                [("claimed_mode", True)],
+            ), name
             assert metric["MetricName"] in OWN_METRICS[dimension["Value"]], name
 
 
@@ -846,17 +865,26 @@ def test_every_alarm_notifies_the_alarm_topic_both_ways() -> None:
         assert body["Properties"]["AlarmDescription"], name
 
 
-def test_alarm_on_rejected_deliveries_while_nothing_is_queued() -> None:
-    """A wrong or rolled signing secret answers 400 to every delivery: that must page someone."""
+def test_alarm_on_rejected_deliveries_of_a_mode_while_nothing_of_it_is_queued() -> None:
+    """A wrong or rolled signing secret answers 400 to every delivery of its mode: that must page
+    someone, even while the other mode's deliveries still queue."""
     alarm = props("RejectedDeliveriesAlarm")
     metrics = {q["Id"]: q for q in alarm["Metrics"]}
-    assert metrics["unverified"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesUnverified"
-    assert metrics["queued"]["MetricStat"]["Metric"]["MetricName"] == "DeliveriesQueued"
-    expression = metrics["refused"]["Expression"]
-    assert "unverified" in expression
-    assert "queued" in expression
+    for mode in ("test", "live"):
+        unverified = metrics[f"unverified_{mode}"]["MetricStat"]["Metric"]
+        queued = metrics[f"queued_{mode}"]["MetricStat"]["Metric"]
+        assert unverified["MetricName"] == "DeliveriesUnverified"
+        assert {"Name": "claimed_mode", "Value": mode} in unverified["Dimensions"]
+        assert queued["MetricName"] == "DeliveriesQueued"
+        assert {"Name": "mode", "Value": mode} in queued["Dimensions"]
+        period = metrics[f"unverified_{mode}"]["MetricStat"]["Period"]
+        assert period * alarm["EvaluationPeriods"] <= 1800
+    expression = " ".join(metrics["refused"]["Expression"].split())
+    assert expression == (
+        "IF((FILL(unverified_test, 0) >= 3 AND FILL(queued_test, 0) == 0) OR "
+        "(FILL(unverified_live, 0) >= 3 AND FILL(queued_live, 0) == 0), 1, 0)"
+    )
     assert [q["Id"] for q in alarm["Metrics"] if q.get("ReturnData", True)] == ["refused"]
-    assert metrics["unverified"]["MetricStat"]["Period"] * alarm["EvaluationPeriods"] <= 1800
 
 
 def test_alarm_on_the_reconcilers_own_failures() -> None:
@@ -879,10 +907,24 @@ def test_alarm_when_no_reconcile_pass_completes_for_the_configured_hours() -> No
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
-def test_alarm_on_worker_failed_events() -> None:
-    alarm = own_alarm("EventsFailed")
-    assert alarm["Threshold"] == 0
-    assert alarm["Period"] * alarm["EvaluationPeriods"] <= 1800
+def test_an_ordinary_event_failure_pages_no_one() -> None:
+    # Retries and the dead-letter queue are there for it (issue 17).
+    assert not [
+        body
+        for body in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if any(m["MetricName"] == "EventsFailed" for m in alarm_metrics(body))
+    ]
+
+
+def test_an_event_that_keeps_failing_pages_within_minutes() -> None:
+    alarm = own_alarm("EventsFailingRepeatedly")
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    # The 7th try fails ~2 minutes after the first (domain.retry_schedule); the alarm follows within
+    # its period, long before SQS would park the message after maxReceiveCount tries.
+    failing_for = total_retry_seconds(REPEATED_FAILURE_RECEIVES)
+    assert failing_for + alarm["Period"] * alarm["EvaluationPeriods"] <= 300
+    assert failing_for < total_retry_seconds(props("EventQueue")["RedrivePolicy"]["maxReceiveCount"])
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_alarm_on_worker_throttles() -> None:

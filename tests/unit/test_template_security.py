@@ -200,7 +200,11 @@ EXPECTED_EFFECTIVE: dict[str, set[Grant]] = {
         for action in ("GetItem", "BatchGetItem", "Query", "PutItem", "DeleteItem")
     }
     | {(action, EVENT_QUEUE, NO_CONDITION) for action in SQS_QUEUE_EXECUTION_ROLE}
-    | {READ_SECRET}
+    | {
+        ("sqs:ChangeMessageVisibility", EVENT_QUEUE, NO_CONDITION),  # a failed event's short retry
+        ("sqs:SendMessage", DEAD_LETTER_QUEUE, NO_CONDITION),  # parking an unfixable event
+        READ_SECRET,
+    }
     | own_logs("WorkerFunction")
     | TRACES,
     "ReconcileFunction": {
@@ -280,10 +284,14 @@ def test_only_the_worker_consumes_the_queue_and_only_the_event_queue() -> None:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_no_function_touches_the_dead_letter_queue(function: str) -> None:
-    # Only operators redrive it (start-message-move-task), with their own credentials.
-    assert not [grant for grant in effective(function) if grant[1] == DEAD_LETTER_QUEUE]
-    assert not [grant for grant in boundary_grants(function) if grant[1] == DEAD_LETTER_QUEUE]
+def test_only_the_worker_may_send_to_the_dead_letter_queue_and_nothing_else(function: str) -> None:
+    # The worker parks an event retrying cannot fix; only operators read or redrive the queue
+    # (`stripe-sync dlq`, start-message-move-task), with their own credentials.
+    allowed = (
+        {("sqs:SendMessage", DEAD_LETTER_QUEUE, NO_CONDITION)} if function == "WorkerFunction" else set()
+    )
+    assert {grant for grant in effective(function) if grant[1] == DEAD_LETTER_QUEUE} == allowed
+    assert {grant for grant in boundary_grants(function) if grant[1] == DEAD_LETTER_QUEUE} == allowed
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
