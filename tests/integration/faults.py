@@ -559,7 +559,9 @@ def queue_depth(sqs: Any, queue_url: str) -> int:
 # The table, comparable across runs
 # --------------------------------------------------------------------------------------------------
 
-VOLATILE = frozenset({"version", "updated_at", "records_version", "expires_at", "applied_at"})
+VOLATILE = frozenset(
+    {"version", "updated_at", "records_version", "cause_event_id", "expires_at", "applied_at"}
+)
 
 
 def table_items(client: Any, table: str) -> list[dict[str, Any]]:

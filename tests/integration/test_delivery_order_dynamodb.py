@@ -48,7 +48,7 @@ def fresh_table(client: Any) -> str:
 def table_state(client: Any, table: str) -> dict[str, Any]:
     """Every item, minus what legitimately depends on the number of writes (versions, times, ledger)."""
     items = client.scan(TableName=table, ConsistentRead=True)["Items"]
-    volatile = {"version", "updated_at", "records_version", "expires_at", "applied_at"}
+    volatile = {"version", "updated_at", "records_version", "cause_event_id", "expires_at", "applied_at"}
     state = {}
     for item in items:
         if item["pk"]["S"].startswith("EVENT#"):
