@@ -19,16 +19,15 @@ one; metrics in CloudWatch's embedded metric format, as the webhook writes them.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
 
 from adapters.event_bus import PUT_EVENTS_MAX_ENTRIES, AwsCallFailed, park, park_record, publish
 from domain.entitlement_events import ChangeEntry, MalformedStreamRecord, change_entry
+from handlers.log_line import emit
 
 SERVICE = "stripe-sync-publisher"
-DEFAULT_NAMESPACE = "StripeSync"
 PUBLISH_ATTEMPTS = 3
 RETRY_DELAY_SECONDS = 0.2  # then 0.4: PutEvents refusals are throttling or an internal failure
 
@@ -114,26 +113,6 @@ def _retry_from(sequence: str) -> dict[str, Any]:
 def _log(
     level: str, message: str, entry: ChangeEntry | None, *, metrics: tuple[str, ...] = (), **fields: Any
 ) -> None:
-    now = time.time()
-    record: dict[str, Any] = {
-        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE),
-        "level": level,
-        "message": message,
-        "timestamp": round(now, 3),
-    }
     if entry is not None:
-        record.update(detail_type=entry.detail_type, item=entry.resource_key, detail=entry.detail)
-    record.update((key, value) for key, value in fields.items() if value is not None)
-    if metrics:
-        record["_aws"] = {
-            "Timestamp": int(now * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-                    "Dimensions": [["service"]],
-                    "Metrics": [{"Name": name, "Unit": "Count"} for name in metrics],
-                }
-            ],
-        }
-        record.update((name, 1) for name in metrics)
-    print(json.dumps(record, default=str), flush=True)
+        fields.update(detail_type=entry.detail_type, item=entry.resource_key, detail=entry.detail)
+    emit(level, message, service=SERVICE, metrics=metrics, **fields)
