@@ -329,6 +329,10 @@ def _table(resources: Mapping[str, Any], logical_id: str, resolver: _Resolver) -
     for optional in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if optional in properties:
             arguments[optional] = properties[optional]
+    stream = properties.get("StreamSpecification")
+    if isinstance(stream, Mapping) and stream.get("StreamViewType"):
+        # CloudFormation names only the view type; CreateTable also wants it enabled.
+        arguments["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     ttl = properties.get("TimeToLiveSpecification")
     ttl_attribute = None
     if isinstance(ttl, Mapping) and _attribute_text(ttl.get("Enabled", False)) == "true":
