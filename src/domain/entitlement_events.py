@@ -5,7 +5,7 @@ entitlements items, keys and both images in DynamoDB's attribute-value JSON, exa
 delivers them; this module answers with the EventBridge entry to publish, or None when a backend would
 read nothing new. What a backend reads is `features` (each with `until` and `source`), `payment_issue`,
 `deleted` and `livemode`; `version`, `updated_at` and the internal attributes alone never publish (a repair
-that rewrites the same access, for example).
+that rewrites the same access, for example), nor does an item appearing (or going) that grants nothing.
 
 The detail (a published interface, README "Entitlements changed events"):
 
@@ -44,6 +44,9 @@ class Access:
     payment_issue: bool
     deleted: bool
     livemode: bool
+
+    def grants_nothing(self) -> bool:
+        return not self.features and not self.payment_issue and not self.deleted
 
     def as_detail(self) -> dict[str, Any]:
         return {"features": self.features, "payment_issue": self.payment_issue, "deleted": self.deleted}
@@ -127,7 +130,7 @@ def change_entry(record: Mapping[str, Any]) -> ChangeEntry | None:
     if record.get("eventName") in ("INSERT", "MODIFY") and new is None:
         raise MalformedStreamRecord("no NewImage: the stream must carry NEW_AND_OLD_IMAGES")
     before, after = access_of(old), access_of(new)
-    if before == after:
+    if _reads_the_same(before, after):
         return None
     current = {name: plain(value) for name, value in (new or old or {}).items()}
     known = after or before
@@ -145,3 +148,12 @@ def change_entry(record: Mapping[str, Any]) -> ChangeEntry | None:
     if detail_type == USER_DETAIL_TYPE:
         detail["customer_ids"] = current.get("customer_ids") or []
     return ChangeEntry(detail_type, detail, pk)
+
+
+def _reads_the_same(before: Access | None, after: Access | None) -> bool:
+    """No item and an item that grants nothing read alike (no feature, no flag): a customer's first
+    event that grants nothing (customer.created) publishes nothing."""
+    if before is None or after is None:
+        present = after or before
+        return present is None or present.grants_nothing()
+    return before == after

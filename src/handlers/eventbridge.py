@@ -25,7 +25,12 @@ SERVICE = "stripe-sync-eventbridge"
 
 
 class NotQueued(RuntimeError):
-    """The delivery was not queued: Lambda retries it, then parks it in the dead-letter queue."""
+    """The delivery was not queued: Lambda retries it, then parks it in the dead-letter queue.
+    `rejected`: it is not one of Stripe's events (a retry cannot help), else queuing failed."""
+
+    def __init__(self, reason: str, *, rejected: bool = False) -> None:
+        super().__init__(reason)
+        self.rejected = rejected
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             event_type=rejection.event_type,
             eventbridge_id=event.get("id") if isinstance(event, dict) else None,
         )
-        raise NotQueued(rejection.reason) from None
+        raise NotQueued(rejection.reason, rejected=True) from None
     message = queue_message(stripe_event)
     fields: dict[str, Any] = {
         "request_id": request_id,

@@ -76,6 +76,14 @@ def test_nothing_is_published_when_only_what_no_backend_reads_changed() -> None:
     assert change_entry(stream_record(old, new)) is None
 
 
+def test_an_item_that_appears_granting_nothing_publishes_nothing() -> None:
+    # customer.created: the item is written with no feature; a backend reads no access either way.
+    assert change_entry(stream_record(None, customer_item())) is None
+    assert change_entry(stream_record(customer_item(), None)) is None
+    assert change_entry(stream_record(None, customer_item(deleted=True))) is not None
+    assert change_entry(stream_record(None, customer_item(payment_issue=True))) is not None
+
+
 def test_a_feature_without_an_end_stays_without_one() -> None:
     entry = change_entry(stream_record(customer_item(), customer_item(features=FOREVER, version=2)))
     assert entry is not None
