@@ -30,6 +30,9 @@ import select
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +63,23 @@ MAX_ATTEMPTS = 3
 # connect 1 s + read 2 s (9 s) plus the waits (at most 0.3 s) inside the timeout.
 BACKOFF_BASE_SECONDS = 0.1
 ALGORITHM = "AWS4-HMAC-SHA256"
+
+
+# The monotonic time by which every call made inside `time_budget` must have answered (None: no budget).
+_deadline: ContextVar[float | None] = ContextVar("aws_json_deadline", default=None)
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """One time budget shared by every call made inside the block (the webhook's secret read and
+    SendMessage together): an attempt starts only if its worst case (connect + read timeout) fits in
+    what is left, so the block ends within `seconds` plus one backoff wait, and a call that cannot
+    fit fails with AwsCallFailed instead of running past the function's timeout."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 class AwsCallFailed(RuntimeError):
@@ -280,7 +300,18 @@ class AwsJsonClient:
             },
             body,
         )
+        deadline = _deadline.get()
+        failure = AwsCallFailed(f"{operation}: not attempted")
         for attempt in range(1, self.max_attempts + 1):
+            if (
+                deadline is not None
+                and time.monotonic() + self.connect_timeout + self.read_timeout > deadline
+            ):
+                raise AwsCallFailed(
+                    f"{operation}: time budget spent (after {attempt - 1} attempts; last: {failure})",
+                    code=failure.code,
+                    status=failure.status,
+                )
             request = sign(
                 unsigned,
                 environment_credentials(),

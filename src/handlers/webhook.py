@@ -30,6 +30,7 @@ import os
 import time
 from typing import Any
 
+from adapters.aws_json import time_budget
 from adapters.event_queue import QueueUnavailable, enqueue
 from adapters.stripe_credentials import MissingCredentials, SecretsUnavailable, webhook_secrets
 from domain.credentials import CredentialsError
@@ -42,9 +43,28 @@ QUEUED = ("DeliveriesQueued",)
 REJECTED = ("DeliveriesRejected",)
 UNVERIFIED = ("DeliveriesRejected", "DeliveriesUnverified")
 FAILED = ("DeliveriesFailed",)
+# Both AWS calls (the secret read on a cold or refreshing container, SendMessage) share one budget
+# below the function's 10 s timeout (template.yaml), so a slow AWS answers 503 (Stripe retries)
+# rather than a Lambda timeout; the margin covers signing, logging and the response.
+AWS_BUDGET_SECONDS = 7.0
+AWS_BUDGET_MARGIN_SECONDS = 1.5
+
+
+def aws_budget(context: Any) -> float:
+    """Seconds the invocation's AWS calls may take: the budget, or less when the invocation has less."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return AWS_BUDGET_SECONDS
+    left = float(remaining()) / 1000 - AWS_BUDGET_MARGIN_SECONDS
+    return max(0.0, min(AWS_BUDGET_SECONDS, left))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with time_budget(aws_budget(context)):
+        return _handle(event, context)
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     try:
         tolerance = signature_tolerance(os.environ.get("SIGNATURE_TOLERANCE_SECONDS"))

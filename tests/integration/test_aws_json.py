@@ -356,3 +356,67 @@ def test_secret_read_failures_are_secrets_unavailable(
     with pytest.raises(SecretsUnavailable, match="AccessDeniedException"):
         webhook_secrets()
     assert faulty.seen == ["secretsmanager.GetSecretValue"]
+
+
+# --- one time budget for every call of an invocation ------------------------------------------------
+# The faulty service's SQS client: 1 s connect + 0.2 s read timeout, so an attempt's worst case is 1.2 s.
+
+
+def test_no_attempt_starts_that_the_time_budget_cannot_hold(faulty: FaultyService) -> None:
+    faulty.plan = ["slow"] * 3
+    with aws_json.time_budget(1.3), pytest.raises(QueueUnavailable, match=r"time budget spent.*1 attempts"):
+        enqueue("https://q", MESSAGE)
+    assert len(faulty.seen) == 1, "after one timed-out attempt, a second one no longer fits"
+
+
+def test_a_spent_budget_sends_nothing_and_ends_with_its_block(faulty: FaultyService) -> None:
+    with aws_json.time_budget(1.0), pytest.raises(QueueUnavailable, match="time budget spent"):
+        enqueue("https://q", MESSAGE)
+    assert faulty.seen == []
+    assert enqueue("https://q", MESSAGE) == "m-1", "outside the block the call has no budget"
+
+
+class RemainingTime:
+    aws_request_id = "req-budget"
+
+    def __init__(self, milliseconds: int) -> None:
+        self.milliseconds = milliseconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.milliseconds
+
+
+@pytest.mark.parametrize(
+    ("context", "budget"),
+    [(RemainingTime(20_000), 7.0), (RemainingTime(5_000), 3.5), (RemainingTime(1_000), 0.0), (object(), 7.0)],
+    ids=["long-invocation", "short-invocation", "nearly-over", "no-context"],
+)
+def test_the_webhooks_budget_is_the_smaller_of_its_own_and_the_invocations(
+    context: Any, budget: float
+) -> None:
+    from handlers.webhook import aws_budget
+
+    assert aws_budget(context) == pytest.approx(budget)
+
+
+def test_a_slow_sqs_answers_503_within_the_invocations_time(
+    faulty: FaultyService,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    webhook_http_event_factory: Any,
+    stripe_event_factory: Any,
+) -> None:
+    from handlers.webhook import AWS_BUDGET_MARGIN_SECONDS, lambda_handler
+
+    monkeypatch.setenv("QUEUE_URL", "https://q")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_budget")
+    request = webhook_http_event_factory(stripe_event_factory(), secret="whsec_budget")
+    faulty.plan = ["slow"] * 3
+    # 1.3 s for AWS: one slow attempt, and no second one that could run past the invocation's end.
+    context = RemainingTime(int((1.3 + AWS_BUDGET_MARGIN_SECONDS) * 1000))
+
+    response = lambda_handler(request, context)
+
+    assert response["statusCode"] == 503
+    assert len(faulty.seen) == 1
+    assert "time budget spent" in capsys.readouterr().out

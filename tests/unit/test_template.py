@@ -451,6 +451,13 @@ def test_reconciler_time_budget_leaves_room_before_the_timeout() -> None:
     assert 0 < budget < function_setting("ReconcileFunction", "Timeout")
 
 
+def test_the_webhooks_aws_budget_leaves_room_inside_its_timeout() -> None:
+    from handlers import webhook
+
+    timeout = function_setting("WebhookFunction", "Timeout")
+    assert timeout >= webhook.AWS_BUDGET_SECONDS + webhook.AWS_BUDGET_MARGIN_SECONDS
+
+
 def test_reconciler_runs_are_not_retried_on_top_of_the_schedule() -> None:
     assert props("ReconcileFunction")["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
 
