@@ -44,6 +44,8 @@ HANDLER_MODULES = {
     "WebhookFunction": "handlers.webhook",
     "WorkerFunction": "handlers.worker",
     "ReconcileFunction": "handlers.reconcile",
+    "EntitlementsChangedFunction": "handlers.entitlements_changed",
+    "StripeEventBridgeFunction": "handlers.eventbridge",
 }
 # Files a module reads at run time, relative to src/.
 DATA_FILES = {"adapters.settings": ("entitlement_rules.toml",)}

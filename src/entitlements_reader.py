@@ -11,6 +11,14 @@ emails stay out of a reader's reach.
     access = reader.entitlements(reader.customer_for_user("user-42") or "")
     if access and access.has("pro"):
         ...
+
+A backend told of changes (an EventBridge rule on the stack's "Customer Entitlements Changed" events)
+reads the same value from the event, with no table read and no IAM on the table:
+
+    def handler(event, context):
+        access = entitlements_from_event(event)  # the customer's entitlements after the change
+        if access is None or not access.has("pro"):
+            end_sessions(event["detail"]["customer_id"])
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ ENTITLEMENTS_ATTRIBUTES = (
     "deleted",
 )
 LOOKUP_ATTRIBUTES = ("customer_id",)
+# The "entitlements changed" events' envelope (domain.entitlement_events in the stack).
+EVENT_SOURCE = "stripe-sync"
+CUSTOMER_CHANGED = "Customer Entitlements Changed"
+
+
+class NotAnEntitlementsEvent(ValueError):
+    """The event is not a customer's "entitlements changed" event of this stack."""
 
 
 def projection(attributes: tuple[str, ...]) -> dict[str, Any]:
@@ -121,3 +136,38 @@ def parse_entitlements_item(item: dict[str, Any]) -> CustomerEntitlements:
         version=int(item["version"]["N"]),
         updated_at=int(item["updated_at"]["N"]),
     )
+
+
+def entitlements_from_event(event: dict[str, Any]) -> CustomerEntitlements | None:
+    """A "Customer Entitlements Changed" EventBridge event -> the customer's entitlements after the
+    change, as `EntitlementsReader.entitlements` would have read them then (None: the item was deleted).
+    EventBridge delivers at least once and in any order: keep the highest `version` seen per customer
+    and drop a copy with a lower or equal one."""
+    if not isinstance(event, dict) or event.get("source") != EVENT_SOURCE:
+        raise NotAnEntitlementsEvent("not an event of the stripe-sync stack")
+    if event.get("detail-type") != CUSTOMER_CHANGED:
+        raise NotAnEntitlementsEvent(f"detail-type {event.get('detail-type')!r} is not {CUSTOMER_CHANGED!r}")
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise NotAnEntitlementsEvent("event has no detail")
+    after = detail.get("after")
+    if after is None:
+        return None
+    try:
+        return CustomerEntitlements(
+            customer_id=str(detail["customer_id"]),
+            livemode=bool(detail["livemode"]),
+            features={
+                name: FeatureGrant(
+                    until=None if grant.get("until") is None else int(grant["until"]),
+                    source=str(grant["source"]),
+                )
+                for name, grant in after["features"].items()
+            },
+            payment_issue=bool(after["payment_issue"]),
+            deleted=bool(after["deleted"]),
+            version=int(detail["version"]),
+            updated_at=int(detail["updated_at"]),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise NotAnEntitlementsEvent(f"detail is not an entitlements change: {error!r}") from error

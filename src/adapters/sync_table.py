@@ -88,6 +88,10 @@ class EntitlementsItem(SyncItem, discriminator="entitlements"):
     version = NumberAttribute()
     deleted = BooleanAttribute()
     records_version = NumberAttribute()  # internal: one higher at every write to the customer
+    # Internal, for the "entitlements changed" event the table's stream publishes (no extra write):
+    cause_event_id = UnicodeAttribute(null=True)  # the Stripe event whose write changed access
+    account = UnicodeAttribute(null=True)  # the customer's Connect account
+    user_id = UnicodeAttribute(null=True)  # the application's user id the customer names
 
 
 class StateItem(SyncItem, discriminator="state"):
@@ -348,6 +352,9 @@ class DynamoCustomerStore:
             version=change.entitlements_version,
             deleted=entitlements.deleted,
             records_version=change.new_version,
+            cause_event_id=change.event_id,
+            account=change.account,
+            user_id=change.user_id,
         )
         try:
             item.save(

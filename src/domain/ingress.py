@@ -1,4 +1,8 @@
-"""Webhook ingress rules: which request is a verified Stripe event, and how it goes onto the queue.
+"""Ingress rules: which request is a verified Stripe event, and how it goes onto the queue.
+
+Two ways in, one queue: a webhook delivery (signed HTTP request) and an Amazon EventBridge delivery
+from Stripe's partner event source (`eventbridge_event`); both become the same StripeEvent, so they are
+grouped and deduplicated alike (`queue_message`) and one event delivered both ways is queued once.
 
 Pure: the handler passes the API Gateway HTTP API (payload 2.0) event, the secrets and the clock, and
 sends the resulting QueueMessage. Every refusal is a RejectedRequest with its HTTP status and a short
@@ -29,6 +33,8 @@ SQS_ID_MAX_LENGTH = 128
 # Fields a by-reference message keeps (contract: no "data"), and on a thin event what it points at.
 REFERENCE_FIELDS = ("object", "id", "type", "created", "livemode", "account", "api_version")
 THIN_REFERENCE_FIELDS = ("context", "related_object")
+# Stripe's partner event sources are named aws.partner/stripe.com/<event destination id>.
+STRIPE_PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com"
 
 
 class RejectedRequest(Exception):
@@ -184,6 +190,29 @@ def parse_event(text: str) -> StripeEvent:
         document=document,
         text=text,
     )
+
+
+def eventbridge_event(envelope: object) -> StripeEvent:
+    """The Stripe event an EventBridge rule delivers from Stripe's partner event source: the envelope's
+    `detail` is the event exactly as a webhook would carry it (snapshot or thin), `detail-type` its type.
+    Trust comes from IAM (only the partner event bus's rule can invoke the function), not a signature.
+    RejectedRequest(400) when the envelope is not one of Stripe's events."""
+    if not isinstance(envelope, Mapping) or not isinstance(envelope.get("detail"), dict):
+        raise RejectedRequest(400, "not an EventBridge event with a detail")
+    source = envelope.get("source")
+    if not isinstance(source, str) or not source.startswith(STRIPE_PARTNER_SOURCE_PREFIX):
+        raise RejectedRequest(400, "not an event from Stripe's partner event source")
+    # Compact JSON: what the worker parses is the same object the webhook would have queued.
+    event = parse_event(json.dumps(envelope["detail"], separators=(",", ":"), ensure_ascii=False))
+    detail_type = envelope.get("detail-type")
+    if isinstance(detail_type, str) and detail_type != event.type:
+        raise RejectedRequest(
+            400,
+            f"detail-type {detail_type[:80]!r} is not the event's type",
+            event_id=event.id,
+            event_type=event.type,
+        )
+    return event
 
 
 def queue_message(event: StripeEvent) -> QueueMessage:

@@ -140,6 +140,10 @@ class CustomerChange:
     # Unmatched disputes/refunds this change moves into the customer's records: each is written if
     # newer than what the customer holds, then its unmatched copy deleted (both before the record).
     adopted: tuple[Snapshot, ...] = ()
+    # Carried on the entitlements item for its "entitlements changed" event (domain.entitlement_events):
+    # the customer's Connect account and application user id as the live records know them.
+    account: str | None = None
+    user_id: str | None = None
 
     @property
     def new_version(self) -> int:
@@ -484,6 +488,8 @@ class EventApplier:
             entitlements=computed if changed or lagging else None,
             entitlements_version=(stored.version if stored else 0) + (1 if changed else 0),
             updated_at=self._clock() if changed or stored is None else stored.updated_at,
+            account=event.account or _account_of(after),
+            user_id=_user_of(after),
         )
 
     @staticmethod
@@ -664,3 +670,17 @@ class EventApplier:
 @dataclass(slots=True)
 class _Calls:
     count: int = 0
+
+
+def _account_of(live: LiveRecords) -> str | None:
+    """The Connect account the customer's records live in (one per customer: ids are per account)."""
+    return next((s.account for s in live.snapshots.values() if s.account), None)
+
+
+def _user_of(live: LiveRecords) -> str | None:
+    """The application's user id the customer's profile names (None once the customer is deleted)."""
+    for snapshot in live.snapshots.values():
+        record = snapshot.record
+        if isinstance(record, ProfileRecord):
+            return None if record.deleted else record.user_id
+    return None

@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from domain.entitlement_events import SOURCE
+
 _source = threading.local()
 WORKER_OUTCOMES = ("applied", "stale", "duplicate", "ignored", "guest", "unmatched")
 OUTCOME_EXPLANATIONS = {
@@ -87,6 +89,17 @@ class Console:
             self._webhook(record)
         elif who == "worker":
             self._worker(record)
+        elif who == "publisher" and isinstance(record.get("detail"), Mapping):
+            self.line("publisher", change_text(record))
+            # The event as a backend's rule receives it (its envelope's source, detail-type, detail).
+            published = {
+                "source": SOURCE,
+                "detail-type": record.get("detail_type"),
+                "detail": record["detail"],
+            }
+            self.raw(" " * 21 + json.dumps(published, sort_keys=True))
+        elif who == "eventbridge" and record.get("event_id"):
+            self._eventbridge(record)
         else:
             self._other(who, record)
 
@@ -105,6 +118,17 @@ class Console:
             self.line("webhook", f"FAILED {_event(record)}: {status} {detail} (Stripe retries)")
         else:
             self._other("webhook", record)
+
+    def _eventbridge(self, record: Mapping[str, Any]) -> None:
+        message = str(record.get("message"))
+        if message == "eventbridge queued":
+            group = f" (group {record['message_group']})" if record.get("message_group") else ""
+            self.line("eventbridge", f"received {_event(record)} -> queued{group}")
+        elif message == "eventbridge rejected":
+            self.line("eventbridge", f"rejected {_event(record)}: {record.get('reason', '')}".rstrip())
+        else:
+            detail = record.get("error") or record.get("reason") or message
+            self.line("eventbridge", f"FAILED {_event(record)}: {detail}")
 
     def _worker(self, record: Mapping[str, Any]) -> None:
         outcome = record.get("outcome")
@@ -178,6 +202,19 @@ class Console:
         details = " ".join(f"{key}={value}" for key, value in shown.items())
         prefix = "" if level == "INFO" else f"{level} "
         self.line(who, f"{prefix}{record['message']} {details}".rstrip())
+
+    # -- the table's stream (local_runtime.table_stream.StreamObserver) -----------------------------
+
+    def stream_batch_failed(self, size: int, error: BaseException) -> None:
+        self.line(
+            "publisher", f"batch of {size} stream records FAILED ({type(error).__name__}: {error}); retried"
+        )
+
+    def stream_batch_given_up(self, size: int, attempts: int) -> None:
+        self.line(
+            "publisher",
+            f"{size} stream records given up after {attempts} tries (in AWS: described in the publisher's DLQ)",
+        )
 
     # -- the event source mapping (local_runtime.event_source.EventSourceObserver) -------------------
 
@@ -259,6 +296,32 @@ def access_text(access: object) -> str:
     if access.get("deleted"):
         text += " [customer deleted]"
     return text
+
+
+def change_text(record: Mapping[str, Any]) -> str:
+    """A published (or parked) "entitlements changed" event in words: whose, which version, why, and
+    access before -> after."""
+    detail: Mapping[str, Any] = record["detail"]
+    who = detail.get("customer_id") or f"user {detail.get('user_id')}"
+    user = f" (user {detail['user_id']})" if detail.get("customer_id") and detail.get("user_id") else ""
+    verb = "PARKED in the DLQ" if "parked" in str(record.get("message")) else str(record.get("detail_type"))
+    text = f"{verb} {who}{user} v{detail.get('version')}"
+    if detail.get("cause_event_id"):
+        text += f" (cause {detail['cause_event_id']})"
+    return f"{text}: {access_text(_plain_access(detail.get('before')))} -> {access_text(_plain_access(detail.get('after')))}"
+
+
+def _plain_access(access: object) -> object:
+    """The event's access (features with until and source) as the worker logs it (features with until)."""
+    if not isinstance(access, Mapping):
+        return access
+    features = access.get("features")
+    plain = (
+        {name: grant.get("until") for name, grant in features.items()}
+        if isinstance(features, Mapping)
+        else {}
+    )
+    return {**access, "features": plain}
 
 
 def when(timestamp: float) -> str:

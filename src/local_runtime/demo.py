@@ -5,6 +5,10 @@ that converts, a failed renewal that recovers, a cancellation at period end, a o
 refunded. Each event is signed like Stripe signs it (stripe.WebhookSignature) with the runtime's
 secret, posted to the local webhook, and once the worker has applied it the customer's entitlements
 item is read from moto's DynamoDB (entitlements_reader, as a backend service reads it) and printed.
+The last story comes the second way in instead, as Stripe's Amazon EventBridge destination delivers
+it (POST /eventbridge/stripe, no signature). Each "entitlements changed" event the stack publishes is
+read back from the local example subscription (a rule on the bus and a queue, as a backend would
+subscribe) and printed with its version and cause.
 
 Settings: PORT, AWS_PORT (as for `make run`), STRIPE_WEBHOOK_SECRET (the runtime's; when it runs with
 a generated secret, the demo finds that by itself). `--scenario NAME` (repeatable) picks others.
@@ -13,6 +17,7 @@ a generated secret, the demo finds that by itself). `--scenario NAME` (repeatabl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -34,6 +39,8 @@ from local_runtime.config import (
     read_generated_secret,
 )
 from local_runtime.console import when
+from local_runtime.partner_events import EVENTBRIDGE_PATH, envelope_of
+from local_runtime.resources import subscriber_queue_name
 from local_runtime.template import LOCAL_REGION, TemplateError, read_template
 
 DEMO_SCENARIOS = (
@@ -43,6 +50,10 @@ DEMO_SCENARIOS = (
     "purchase_refunded",
 )
 APPLY_TIMEOUT_SECONDS = 15.0
+# The stream poller publishes shortly after the worker's write.
+PUBLISH_TIMEOUT_SECONDS = 5.0
+# The scenarios (by position) that come through EventBridge instead of the webhook.
+VIA_EVENTBRIDGE = frozenset({len(DEMO_SCENARIOS)})
 POLL_SECONDS = 0.1
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -110,6 +121,8 @@ class Demo:
         self.reader = EntitlementsReader(self.table_name, livemode=False, client=dynamodb)
         self.queue_name = stack.event_queue.name
         self.queue_url = ""
+        self.subscriber_name = subscriber_queue_name(stack)
+        self.subscriber_url = ""
 
     def check_runtime(self) -> None:
         try:
@@ -128,6 +141,10 @@ class Demo:
                 f"the local runtime's queue is not reachable ({type(error).__name__}): is AWS_PORT the same as "
                 "`make run`'s?"
             ) from None
+        try:
+            self.subscriber_url = self.sqs.get_queue_url(QueueName=self.subscriber_name)["QueueUrl"]
+        except Exception:  # an older runtime without the publisher: the demo still shows the table
+            self.subscriber_url = ""
 
     def post(self, body: bytes) -> tuple[int, str]:
         from stripe import WebhookSignature  # noqa: PLC0415
@@ -146,6 +163,42 @@ class Demo:
                 return response.status, response.read().decode(errors="replace")
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode(errors="replace")
+
+    def post_eventbridge(self, event: Mapping[str, Any]) -> tuple[int, str]:
+        """The event as Stripe's EventBridge destination delivers it, to the local EventBridge path."""
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{self.url}{EVENTBRIDGE_PATH}",
+            data=json.dumps(envelope_of(dict(event))).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310
+                return response.status, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+
+    def published(self, customer: str, version: int) -> list[dict[str, Any]]:
+        """The "entitlements changed" events for `customer` the example subscription received, until
+        the one with `version` (or PUBLISH_TIMEOUT_SECONDS)."""
+        if not self.subscriber_url:
+            return []
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.subscriber_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            for message in messages:
+                self.sqs.delete_message(QueueUrl=self.subscriber_url, ReceiptHandle=message["ReceiptHandle"])
+                event = json.loads(message["Body"])
+                if event.get("detail", {}).get("customer_id") == customer:
+                    found.append(event)
+            if any(e["detail"].get("version") == version for e in found):
+                break
+            if not messages:
+                time.sleep(POLL_SECONDS)
+        return found
 
     def wait_applied(self) -> bool:
         """True once the event queue is empty (the worker deleted what it applied)."""
@@ -177,24 +230,27 @@ class Demo:
                 scenarios.DEFAULT_PARAMS, customer_id=customer, user_id=f"user_demo_{run}_{index}"
             )
             scenario = scenarios.build(name, params, ends_at=int(time.time()))
-            problems += self.play(index, scenario)
+            problems += self.play(index, scenario, via_eventbridge=index in VIA_EVENTBRIDGE)
         self.say("")
         self.say(
             "Look closer: .venv/bin/stripe-sync --local customer show <customer id>   (records and entitlements)"
         )
         return 1 if problems else 0
 
-    def play(self, index: int, scenario: scenarios.Scenario) -> int:
+    def play(self, index: int, scenario: scenarios.Scenario, *, via_eventbridge: bool = False) -> int:
         self.say("")
-        self.say(f"{index}. {scenario.name}, customer {scenario.customer_id}")
+        way = f"Amazon EventBridge ({EVENTBRIDGE_PATH})" if via_eventbridge else "the webhook"
+        self.say(f"{index}. {scenario.name}, customer {scenario.customer_id}, through {way}")
         self.say(f"   {scenario.story}")
         version = 0
         problems = 0
         for event, body in zip(scenario.events, scenario.bodies(), strict=True):
-            status, answer = self.post(body)
+            status, answer = self.post_eventbridge(event) if via_eventbridge else self.post(body)
             label = f"   {when(int(event['created']))[:16]}  {event['type']:<38}"
             if status != 200:
-                self.say(f"{label} webhook answered {status}: {answer.strip()}")
+                self.say(
+                    f"{label} {'eventbridge' if via_eventbridge else 'webhook'} answered {status}: {answer.strip()}"
+                )
                 return problems + 1
             if not self.wait_applied():
                 self.say(
@@ -206,6 +262,13 @@ class Demo:
             changed = access is not None and access.version != version
             version = access.version if access is not None else 0
             self.say(f"{label} {entitlements_text(access)}{'  <- changed' if changed else ''}")
+            if changed:
+                for told in self.published(str(scenario.customer_id), version):
+                    detail = told["detail"]
+                    self.say(
+                        f"{'':<61}   published {told['detail-type']} v{detail['version']} "
+                        f"(cause {detail.get('cause_event_id')})"
+                    )
         self.say(f"   expected: {scenario.expected_access}")
         return problems
 

@@ -2,11 +2,14 @@
 
     moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
     HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)
+    HTTP :PORT /eventbridge/stripe -> handlers.eventbridge.lambda_handler (Stripe's EventBridge events)
     poller threads                ->  handlers.worker.lambda_handler (SQS event source mapping), each
                                       poller with a worker process of its own
+    stream thread                 ->  handlers.entitlements_changed.lambda_handler (the table's stream,
+                                      "entitlements changed" events to the bus: shown as published)
     timer thread                  ->  handlers.reconcile.lambda_handler (only with STRIPE_API_KEY)
 
-The webhook and the reconciler run in this process, imported after the environment points every AWS
+The webhook, the EventBridge ingress, the publisher and the reconciler run in this process, imported after the environment points every AWS
 client at moto with dummy credentials. The worker runs as Lambda runs it: each concurrent batch in an
 execution environment of its own (local_runtime.worker_processes: one child process per poller,
 importing the handler once, one batch at a time), so that no handler module state is shared between
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import signal
 import sys
@@ -32,6 +36,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from local_runtime import console as console_module
+from local_runtime.apigateway import HttpResponse
 from local_runtime.aws_server import AwsPortTaken, AwsServerFailed, AwsServerProcess
 from local_runtime.config import (
     DEFAULT_AWS_PORT,
@@ -49,7 +54,9 @@ from local_runtime.config import (
 from local_runtime.console import Console, HandlerOutput
 from local_runtime.event_source import EventSourceMapping, QueueBinding
 from local_runtime.lambda_context import LocalLambdaContext
-from local_runtime.resources import LocalResources, create_resources
+from local_runtime.partner_events import EVENTBRIDGE_PATH, NotAnEnvelope, eventbridge_envelope
+from local_runtime.resources import LocalResources, create_resources, subscriber_queue_name
+from local_runtime.table_stream import TableStreamMapping
 from local_runtime.template import (
     LOCAL_ACCOUNT_ID,
     LOCAL_REGION,
@@ -93,6 +100,7 @@ class LocalRuntime:
         self._stdout: TextIO | None = None
         self._webhook: Callable[..., Any] | None = None
         self._workers: list[WorkerProcess] = []
+        self._eventbridge: Callable[..., Any] | None = None
         self._secret_file_written = False
         self.resources: LocalResources | None = None
         self.console: Console | None = None
@@ -109,7 +117,11 @@ class LocalRuntime:
 
         try:
             self._server = WebhookServer(
-                (LOOPBACK, config.port), self.stack.webhook_route, self._invoke_webhook, self._webhook_error
+                (LOOPBACK, config.port),
+                self.stack.webhook_route,
+                self._invoke_webhook,
+                self._webhook_error,
+                eventbridge=self._invoke_eventbridge if self.stack.eventbridge is not None else None,
             )
         except OSError as error:
             raise PortTaken(error.errno, port_taken_hint("PORT", config.port)) from None
@@ -121,6 +133,7 @@ class LocalRuntime:
             boto3.client("sqs"),
             boto3.client("dynamodb"),
             visibility_timeout=config.visibility_timeout,
+            events=boto3.client("events"),
         )
         self.resources = resources
         self._function_environment(resources)
@@ -135,6 +148,9 @@ class LocalRuntime:
         self._stdout = sys.stdout
         sys.stdout = HandlerOutput(self.console, self._out)
         self._start_workers()
+        publisher = self._import_handler(self.stack.publisher.function) if self.stack.publisher else None
+        if self.stack.eventbridge is not None:
+            self._eventbridge = self._import_handler(self.stack.eventbridge)
         reconcile = None
         if config.api_key_configured and self.stack.reconciler is not None:
             reconcile = self._import_handler(self.stack.reconciler, required=False)
@@ -166,6 +182,8 @@ class LocalRuntime:
                 receiving=receiving,
             )
             self._spawn(f"poller-{number + 1}", functools.partial(mapping.run, self._stop))
+        if publisher is not None:
+            self._start_stream(boto3, resources, publisher)
         if reconcile is not None:
             self._spawn("reconcile", lambda: self._reconcile_loop(reconcile))
         self._banner(reconcile is not None)
@@ -234,6 +252,46 @@ class LocalRuntime:
             except WorkerStartFailed as error:
                 raise StartupError(f"{error} ({function.logical_id})") from error
 
+    def _start_stream(self, boto3: Any, resources: LocalResources, publisher: Callable[..., Any]) -> None:
+        """The publisher's DynamoDB Streams event source mapping, as the template declares it."""
+        spec = self.stack.publisher
+        assert spec is not None
+        assert self.console is not None
+        table = boto3.client("dynamodb").describe_table(TableName=resources.table_name)["Table"]
+        if not table.get("LatestStreamArn"):
+            self.console.line("runtime", "the table has no stream: no entitlements changed events")
+            return
+        mapping = TableStreamMapping(
+            boto3.client("dynamodbstreams"),
+            table["LatestStreamArn"],
+            _as_source("publisher", publisher),
+            lambda: LocalLambdaContext.for_function(self.stack.stack_name, spec.function),
+            self.console,
+            filters=spec.filters,
+            batch_size=spec.batch_size,
+            max_retry_attempts=spec.max_retry_attempts,
+        )
+        self._spawn("stream", functools.partial(mapping.run, self._stop))
+
+    def _invoke_eventbridge(self, body: bytes) -> HttpResponse:
+        """POST /eventbridge/stripe: the ingress invoked as the partner event bus's rule would."""
+        assert self._eventbridge is not None
+        assert self.console is not None
+        from handlers.eventbridge import NotQueued  # noqa: PLC0415 - after the sandbox, like the handler
+
+        try:
+            envelope = eventbridge_envelope(body)
+        except NotAnEnvelope as error:
+            self.console.line("eventbridge", f"rejected: 400 {error}")
+            return _json_response(400, {"error": str(error)})
+        context = LocalLambdaContext.for_function(self.stack.stack_name, self.stack.eventbridge)  # type: ignore[arg-type]
+        try:
+            with console_module.source("eventbridge"):
+                result = self._eventbridge(envelope, context)
+        except NotQueued as error:
+            return _json_response(400 if error.rejected else 503, {"error": str(error)})
+        return _json_response(200, result if isinstance(result, dict) else {"queued": True})
+
     def _pollers(self) -> int:
         """Concurrent batches, as the event source's MaximumConcurrency allows; at most
         MAX_LOCAL_POLLERS: past that, threads of one process only wait for each other."""
@@ -245,6 +303,10 @@ class LocalRuntime:
         functions = [self.stack.webhook, self.stack.worker]
         if self.stack.reconciler is not None:
             functions.append(self.stack.reconciler)
+        if self.stack.publisher is not None:
+            functions.append(self.stack.publisher.function)
+        if self.stack.eventbridge is not None:
+            functions.append(self.stack.eventbridge)
         for function in functions:
             for name, value in function.environment.items():
                 if name in NOT_FROM_TEMPLATE:
@@ -344,6 +406,16 @@ class LocalRuntime:
             f"visibility {resources.visibility_timeout} s, DLQ after {resources.max_receive_count} tries)",
             f"  DLQ         {stack.dead_letter_queue.name}",
         ]
+        if stack.eventbridge is not None:
+            lines.append(
+                f"  eventbridge {config.webhook_base}{EVENTBRIDGE_PATH}  (POST an EventBridge event, or a bare "
+                "Stripe event; no signature)"
+            )
+        if stack.publisher is not None:
+            lines.append(
+                f"  changes     entitlements changed events -> bus {stack.publisher.bus_name} "
+                f"(example subscription -> queue {subscriber_queue_name(stack)})"
+            )
         if reconciling:
             lines.append(f"  reconciler  now, then every {config.reconcile_every} s (STRIPE_API_KEY is set)")
         else:
@@ -370,6 +442,20 @@ class LocalRuntime:
         ]
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
+
+
+def _as_source(name: str, handler: Callable[..., Any] | None) -> Callable[[dict[str, Any], Any], Any]:
+    assert handler is not None
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with console_module.source(name):
+            return handler(event, context)
+
+    return invoke
+
+
+def _json_response(status: int, body: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(status, [("content-type", "application/json")], json.dumps(body).encode())
 
 
 def scheduled_event(stack_name: str) -> dict[str, Any]:

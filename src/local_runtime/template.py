@@ -15,6 +15,7 @@ Fn::Or, Fn::Sub over those, and Ref / Fn::GetAtt to the few resources the runtim
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ LOCAL_PARAMETERS: Mapping[str, str] = {"Stage": "dev"}
 WEBHOOK_HANDLER = "handlers.webhook.lambda_handler"
 WORKER_HANDLER = "handlers.worker.lambda_handler"
 RECONCILE_HANDLER = "handlers.reconcile.lambda_handler"
+PUBLISHER_HANDLER = "handlers.entitlements_changed.lambda_handler"
+EVENTBRIDGE_HANDLER = "handlers.eventbridge.lambda_handler"
 
 # AWS::SQS::Queue properties that are also SQS queue attributes of the same name. Everything else
 # (QueueName, RedrivePolicy resolved separately, RedriveAllowPolicy, KMS keys, tags) is not needed
@@ -121,6 +124,21 @@ class LocalStack:
     parameters: Mapping[str, str] = field(default_factory=dict)
     # The event source's ScalingConfig.MaximumConcurrency (None: not set, Lambda's own limits).
     max_concurrency: int | None = None
+    # "Entitlements changed" events: the publisher on the table's stream, and what it publishes to.
+    publisher: PublisherSpec | None = None
+    # The second way in (Stripe's events from EventBridge): always served locally, on a path of its own.
+    eventbridge: FunctionSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSpec:
+    function: FunctionSpec
+    filters: tuple[Mapping[str, Any], ...]  # the stream event source's FilterCriteria patterns
+    batch_size: int
+    max_retry_attempts: int
+    bus_logical_id: str
+    bus_name: str
+    dead_letter_queue: QueueSpec
 
 
 class CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]
@@ -204,6 +222,44 @@ def local_stack(
         stack_name=stack_name,
         parameters=dict(parameters),
         max_concurrency=max_concurrency,
+        publisher=_publisher(template, resolver),
+        eventbridge=(
+            _function(template, eventbridge_id, resolver)
+            if (eventbridge_id := _function_with_handler(resources, EVENTBRIDGE_HANDLER, required=False))
+            else None
+        ),
+    )
+
+
+def _publisher(template: Mapping[str, Any], resolver: _Resolver) -> PublisherSpec | None:
+    resources: Mapping[str, Any] = template["Resources"]
+    publisher_id = _function_with_handler(resources, PUBLISHER_HANDLER, required=False)
+    if publisher_id is None:
+        return None
+    function = _function(template, publisher_id, resolver)
+    sources = _events(resources, publisher_id, "DynamoDB")
+    if len(sources) != 1:
+        raise TemplateError(f"{publisher_id} must have exactly one DynamoDB event source, has {len(sources)}")
+    source = resolver.resolve(sources[0])
+    filters = tuple(
+        json.loads(entry["Pattern"]) for entry in (source.get("FilterCriteria") or {}).get("Filters", [])
+    )
+    bus, queue = function.environment.get("EVENT_BUS_NAME"), function.environment.get("DEAD_LETTER_QUEUE_URL")
+    if not isinstance(bus, ResourceRef) or not isinstance(queue, ResourceRef):
+        raise TemplateError(
+            f"{publisher_id} needs EVENT_BUS_NAME: !Ref <bus> and DEAD_LETTER_QUEUE_URL: !Ref <queue>"
+        )
+    bus_properties = resolver.resolve(resources[bus.logical_id].get("Properties") or {})
+    return PublisherSpec(
+        function=function,
+        filters=filters,
+        batch_size=_integer(source.get("BatchSize", 100), f"{publisher_id} BatchSize"),
+        max_retry_attempts=_integer(
+            source.get("MaximumRetryAttempts", 10), f"{publisher_id} MaximumRetryAttempts"
+        ),
+        bus_logical_id=bus.logical_id,
+        bus_name=str(bus_properties.get("Name") or f"{resolver.stack_name}-{bus.logical_id}"),
+        dead_letter_queue=_queue(resources, queue.logical_id, resolver),
     )
 
 
@@ -329,6 +385,10 @@ def _table(resources: Mapping[str, Any], logical_id: str, resolver: _Resolver) -
     for optional in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if optional in properties:
             arguments[optional] = properties[optional]
+    stream = properties.get("StreamSpecification")
+    if isinstance(stream, Mapping) and stream.get("StreamViewType"):
+        # CloudFormation names only the view type; CreateTable also wants it enabled.
+        arguments["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     ttl = properties.get("TimeToLiveSpecification")
     ttl_attribute = None
     if isinstance(ttl, Mapping) and _attribute_text(ttl.get("Enabled", False)) == "true":

@@ -1,8 +1,10 @@
 """The local HTTP endpoint: what API Gateway does in front of the webhook function, on loopback.
 
 POST on the template's route (`/webhooks/stripe`) invokes the handler with the HTTP API payload 2.0
-event and answers with its response; GET /health answers 200 (local only, for scripts); anything
-else answers API Gateway's 404 without invoking the function.
+event and answers with its response; POST /eventbridge/stripe hands an EventBridge-shaped Stripe event
+to the EventBridge ingress (local_runtime.partner_events: the second way in, which in AWS has no URL);
+GET /health answers 200 (local only, for scripts); anything else answers API Gateway's 404 without
+invoking the function.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from local_runtime.apigateway import (
     internal_error,
     not_found,
 )
+from local_runtime.partner_events import EVENTBRIDGE_PATH
 from local_runtime.template import HttpRoute
 
 # API Gateway HTTP APIs take at most 10 MB; the function itself gets at most 6 MB (the handler says 413).
@@ -46,10 +49,12 @@ class WebhookServer(ThreadingHTTPServer):
         route: HttpRoute,
         invoke: Invoke,
         on_error: Callable[[BaseException], None],
+        eventbridge: Callable[[bytes], HttpResponse] | None = None,
     ) -> None:
         self.route = route
         self.invoke = invoke
         self.on_error = on_error
+        self.eventbridge = eventbridge
         super().__init__(address, _RequestHandler)
 
 
@@ -82,6 +87,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         if self.command == "GET" and path == HEALTH_PATH:
             self._send(HttpResponse(200, [("content-type", "application/json")], b'{"status":"ok"}'))
+            return
+        if path == EVENTBRIDGE_PATH and self.command == "POST" and self.server.eventbridge is not None:
+            if (body := self._body()) is not None:
+                self._send(self.server.eventbridge(body))
             return
         route = self.server.route
         if self.command != route.method or path != route.path:

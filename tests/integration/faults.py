@@ -560,6 +560,9 @@ def queue_depth(sqs: Any, queue_url: str) -> int:
 # --------------------------------------------------------------------------------------------------
 
 VOLATILE = frozenset({"version", "updated_at", "records_version", "expires_at", "applied_at"})
+# What the entitlements item's last access change knew (for its "entitlements changed" event): the item
+# is not rewritten when only these would change, so they depend on the delivery order.
+AS_OF_LAST_CHANGE = frozenset({"cause_event_id", "user_id", "account"})
 
 
 def table_items(client: Any, table: str) -> list[dict[str, Any]]:
@@ -582,7 +585,8 @@ def table_state(client: Any, table: str) -> dict[tuple[str, str], str]:
     for item in table_items(client, table):
         if item["pk"]["S"].startswith(("EVENT#", "RECONCILE")):
             continue
-        kept = {k: v for k, v in item.items() if k not in VOLATILE}
+        dropped = VOLATILE | AS_OF_LAST_CHANGE if item["sk"]["S"] == "ENTITLEMENTS" else VOLATILE
+        kept = {k: v for k, v in item.items() if k not in dropped}
         if kept.get("stamp_event", {}).get("S", "").startswith(("fetch_", "sync_")):
             kept["stamp_event"] = {"S": "<fetched>"}
             kept["stamp_created"] = {"N": "<fetched>"}

@@ -287,3 +287,32 @@ def test_the_packaged_webhook_answers_without_loading_heavy_packages(webhook_pac
     )
     result = json.loads(completed.stdout.splitlines()[-1])
     assert result == {"status": 400, "heavy": []}
+
+
+@pytest.mark.parametrize(
+    ("function", "own_modules"),
+    [
+        (
+            "EntitlementsChangedFunction",
+            {"handlers.entitlements_changed", "adapters.event_bus", "domain.entitlement_events"},
+        ),
+        (
+            "StripeEventBridgeFunction",
+            {
+                "handlers.eventbridge",
+                "adapters.event_queue",
+                "domain.ingress",
+                "domain.credentials",
+                "domain.signature",
+            },
+        ),
+    ],
+)
+def test_the_eventbridge_functions_are_lean_and_bundle_no_third_party_package(
+    function: str, own_modules: set[str], lock: dict[str, package_function.LockedDistribution]
+) -> None:
+    modules, external = package_function.import_closure(package_function.HANDLER_MODULES[function])
+    shared = {"handlers", "handlers.log_line", "adapters", "adapters.aws_json", "domain"}
+    assert modules == shared | own_modules
+    assert external - set(sys.stdlib_module_names) == set()
+    assert closure_of(function, lock) == {}

@@ -29,12 +29,16 @@ BOUNDARIES = {
     "WebhookFunction": "WebhookPermissionsBoundary",
     "WorkerFunction": "WorkerPermissionsBoundary",
     "ReconcileFunction": "ReconcilePermissionsBoundary",
+    "EntitlementsChangedFunction": "EntitlementsChangedPermissionsBoundary",
+    "StripeEventBridgeFunction": "StripeEventBridgePermissionsBoundary",
 }
 FUNCTIONS = tuple(BOUNDARIES)
 LOG_GROUPS = {
     "WebhookFunction": "WebhookLogGroup",
     "WorkerFunction": "WorkerLogGroup",
     "ReconcileFunction": "ReconcileLogGroup",
+    "EntitlementsChangedFunction": "EntitlementsChangedLogGroup",
+    "StripeEventBridgeFunction": "StripeEventBridgeLogGroup",
 }
 
 # A grant is (action, resource, condition), resource and condition as canonical JSON so that grants
@@ -55,6 +59,13 @@ NO_CONDITION = canonical(None)
 TABLE = arn("SyncTable")
 EVENT_QUEUE = arn("EventQueue")
 DEAD_LETTER_QUEUE = arn("DeadLetterQueue")
+TABLE_STREAM = canonical({"Fn::GetAtt": ["SyncTable", "StreamArn"]})
+TABLE_STREAMS = canonical(
+    {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${SyncTable}/stream/*"}
+)
+ENTITLEMENTS_BUS = arn("EntitlementsEventBus")
+ENTITLEMENTS_CHANGES_DLQ = arn("EntitlementsChangesDeadLetterQueue")
+STRIPE_EVENTBRIDGE_DLQ = arn("StripeEventBridgeDeadLetterQueue")
 SECRET = canonical({"Ref": "StripeSecret"})
 CURSOR_ONLY = canonical({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECONCILE", "RECONCILE#*"]}})
 TRACES = {
@@ -81,7 +92,18 @@ DECRYPT_THROUGH_SERVICES: dict[str, Grant] = {
         )
         for function in ("WorkerFunction", "ReconcileFunction")
     },
+    # Stream records arrive decrypted by DynamoDB; the EventBridge ingress touches only SSE-SQS queues.
+    "EntitlementsChangedFunction": (
+        "kms:Decrypt",
+        ACCOUNT_KEYS,
+        canonical({"StringEquals": {"kms:ViaService": THROUGH_DYNAMODB}}),
+    ),
 }
+
+
+def decrypt_through_services(function: str) -> set[Grant]:
+    grant = DECRYPT_THROUGH_SERVICES.get(function)
+    return set() if grant is None else {grant}
 
 
 def own_logs(function: str) -> set[Grant]:
@@ -144,8 +166,14 @@ XRAY_WRITE_ONLY_ACCESS = {
     "xray:GetSamplingStatisticSummaries",
 }
 SQS_QUEUE_EXECUTION_ROLE = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+DYNAMODB_EXECUTION_ROLE = {
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+}
 # Event sources for which SAM attaches no policy to the role (they invoke through a resource policy).
-EVENTS_WITHOUT_ROLE_POLICY = {"HttpApi", "Schedule"}
+EVENTS_WITHOUT_ROLE_POLICY = {"HttpApi", "Schedule", "EventBridgeRule"}
 
 
 def sam_managed_grants(function: str) -> set[Grant]:
@@ -159,6 +187,8 @@ def sam_managed_grants(function: str) -> set[Grant]:
     for event in props(function).get("Events", {}).values():
         if event["Type"] == "SQS":
             actions |= SQS_QUEUE_EXECUTION_ROLE | BASIC_EXECUTION_ROLE
+        elif event["Type"] == "DynamoDB":
+            actions |= DYNAMODB_EXECUTION_ROLE | BASIC_EXECUTION_ROLE
         else:
             assert event["Type"] in EVENTS_WITHOUT_ROLE_POLICY, (
                 f"{event['Type']}: its SAM policy is not reviewed"
@@ -218,6 +248,23 @@ EXPECTED_EFFECTIVE: dict[str, set[Grant]] = {
     }
     | own_logs("ReconcileFunction")
     | TRACES,
+    "EntitlementsChangedFunction": {
+        ("events:PutEvents", ENTITLEMENTS_BUS, NO_CONDITION),
+        ("sqs:SendMessage", ENTITLEMENTS_CHANGES_DLQ, NO_CONDITION),
+        ("dynamodb:DescribeStream", TABLE_STREAM, NO_CONDITION),
+        ("dynamodb:GetRecords", TABLE_STREAM, NO_CONDITION),
+        ("dynamodb:GetShardIterator", TABLE_STREAM, NO_CONDITION),
+        ("dynamodb:ListStreams", TABLE_STREAMS, NO_CONDITION),
+    }
+    | own_logs("EntitlementsChangedFunction")
+    | TRACES,
+    # Only queues: no table, no secret (trust comes from IAM, not a signature).
+    "StripeEventBridgeFunction": {
+        ("sqs:SendMessage", EVENT_QUEUE, NO_CONDITION),
+        ("sqs:SendMessage", STRIPE_EVENTBRIDGE_DLQ, NO_CONDITION),
+    }
+    | own_logs("StripeEventBridgeFunction")
+    | TRACES,
 }
 
 
@@ -241,9 +288,14 @@ def test_effective_permissions_are_exactly_what_the_function_uses(function: str)
 def test_boundary_is_the_role_policies_plus_the_capped_sam_policies(function: str) -> None:
     # A policy grant missing from the boundary is denied in AWS (and nowhere else); a boundary statement
     # that no policy needs is room for a future grant nobody reviewed.
-    capped_sam_grants = own_logs(function) | TRACES | {DECRYPT_THROUGH_SERVICES[function]}
+    capped_sam_grants = own_logs(function) | TRACES | decrypt_through_services(function)
     if function == "WorkerFunction":
         capped_sam_grants |= {(action, EVENT_QUEUE, NO_CONDITION) for action in SQS_QUEUE_EXECUTION_ROLE}
+    if function == "EntitlementsChangedFunction":
+        capped_sam_grants |= {
+            (action, TABLE_STREAMS if action == "dynamodb:ListStreams" else TABLE_STREAM, NO_CONDITION)
+            for action in DYNAMODB_EXECUTION_ROLE
+        }
     assert boundary_grants(function) == role_policies(function) | capped_sam_grants
 
 
@@ -261,9 +313,9 @@ def test_boundary_names_no_wildcard_action(function: str) -> None:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_kms_is_reachable_only_through_the_services_the_function_uses(function: str) -> None:
-    assert {grant for grant in boundary_grants(function) if grant[0].startswith("kms:")} == {
-        DECRYPT_THROUGH_SERVICES[function]
-    }
+    assert {
+        grant for grant in boundary_grants(function) if grant[0].startswith("kms:")
+    } == decrypt_through_services(function)
     assert not [grant for grant in effective(function) if grant[0].startswith("kms:")]
 
 
@@ -394,23 +446,34 @@ REVIEWED_SUPPRESSIONS = {
     ("WebhookLogGroup", "CKV_AWS_158"),
     ("WorkerLogGroup", "CKV_AWS_158"),
     ("ReconcileLogGroup", "CKV_AWS_158"),
+    ("EntitlementsChangedLogGroup", "CKV_AWS_158"),
+    ("StripeEventBridgeLogGroup", "CKV_AWS_158"),
     ("WebhookFunction", "CKV_AWS_173"),
     ("WorkerFunction", "CKV_AWS_173"),
     ("ReconcileFunction", "CKV_AWS_173"),
+    ("EntitlementsChangedFunction", "CKV_AWS_173"),
+    ("StripeEventBridgeFunction", "CKV_AWS_173"),
     # SqsManagedSseEnabled, which the check does not know.
     ("EventQueue", "CKV_AWS_27"),
     ("DeadLetterQueue", "CKV_AWS_27"),
+    ("EntitlementsChangesDeadLetterQueue", "CKV_AWS_27"),
+    ("StripeEventBridgeDeadLetterQueue", "CKV_AWS_27"),
     # No function is invoked asynchronously with anything worth keeping.
     ("WebhookFunction", "CKV_AWS_116"),
     ("WorkerFunction", "CKV_AWS_116"),
     ("ReconcileFunction", "CKV_AWS_116"),
+    ("EntitlementsChangedFunction", "CKV_AWS_116"),  # a stream consumer: OnFailure destination instead
     # No VPC.
     ("WebhookFunction", "CKV_AWS_117"),
     ("WorkerFunction", "CKV_AWS_117"),
     ("ReconcileFunction", "CKV_AWS_117"),
+    ("EntitlementsChangedFunction", "CKV_AWS_117"),
+    ("StripeEventBridgeFunction", "CKV_AWS_117"),
     # Concurrency capped by the API throttle and the event source instead (ReconcileFunction reserves 1).
     ("WebhookFunction", "CKV_AWS_115"),
     ("WorkerFunction", "CKV_AWS_115"),
+    ("EntitlementsChangedFunction", "CKV_AWS_115"),
+    ("StripeEventBridgeFunction", "CKV_AWS_115"),
 }
 
 

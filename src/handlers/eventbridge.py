@@ -1,0 +1,93 @@
+"""EventBridge ingress Lambda: Stripe's events from its partner event bus onto the same queue.
+
+Stripe's Amazon EventBridge event destination puts each event on a partner event bus of the account;
+a rule of this stack (template.yaml, StripeEventSourceName) invokes this function with the EventBridge
+envelope, whose `detail` is the Stripe event. domain.ingress makes the same QueueMessage the webhook
+makes (deduplication id = event id with its Connect account, group = the customer), so the worker,
+the reconciler, the DLQ and the metrics see no difference, and an event delivered both ways is queued
+once (the FIFO queue's deduplication) and applied once (the record's stamp) beyond that window.
+
+Trust comes from IAM: only the stack's rule may invoke the function. Failures raise: EventBridge
+invokes asynchronously, so Lambda retries twice and then sends the envelope to
+StripeEventBridgeDeadLetterQueue (alarmed), where nothing is lost.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from adapters.event_queue import QueueUnavailable, enqueue
+from domain.ingress import RejectedRequest, eventbridge_event, queue_message
+from handlers.log_line import emit
+
+SERVICE = "stripe-sync-eventbridge"
+
+
+class NotQueued(RuntimeError):
+    """The delivery was not queued: Lambda retries it, then parks it in the dead-letter queue.
+    `rejected`: it is not one of Stripe's events (a retry cannot help), else queuing failed."""
+
+    def __init__(self, reason: str, *, rejected: bool = False) -> None:
+        super().__init__(reason)
+        self.rejected = rejected
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = getattr(context, "aws_request_id", None)
+    queue_url = os.environ.get("QUEUE_URL")
+    if not queue_url:
+        emit(
+            "ERROR",
+            "eventbridge failed",
+            service=SERVICE,
+            metrics=("DeliveriesFailed",),
+            reason="QUEUE_URL is not set",
+        )
+        raise NotQueued("QUEUE_URL is not set")
+    try:
+        stripe_event = eventbridge_event(event)
+    except RejectedRequest as rejection:
+        emit(
+            "ERROR",
+            "eventbridge rejected",
+            service=SERVICE,
+            metrics=("DeliveriesRejected",),
+            request_id=request_id,
+            reason=rejection.reason,
+            event_id=rejection.event_id,
+            event_type=rejection.event_type,
+            eventbridge_id=event.get("id") if isinstance(event, dict) else None,
+        )
+        raise NotQueued(rejection.reason, rejected=True) from None
+    message = queue_message(stripe_event)
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "event_id": stripe_event.id,
+        "event_type": stripe_event.type,
+        "livemode": stripe_event.livemode,
+        "account": stripe_event.account,
+        "message_group": message.group_id,
+        "by_reference": message.by_reference,
+    }
+    try:
+        message_id = enqueue(queue_url, message)
+    except QueueUnavailable as error:
+        emit(
+            "ERROR",
+            "eventbridge not queued",
+            service=SERVICE,
+            metrics=("DeliveriesFailed",),
+            error=str(error),
+            **fields,
+        )
+        raise NotQueued(str(error)) from error
+    emit(
+        "INFO",
+        "eventbridge queued",
+        service=SERVICE,
+        metrics=("DeliveriesQueued",),
+        message_id=message_id,
+        **fields,
+    )
+    return {"queued": True, "message_id": message_id}
