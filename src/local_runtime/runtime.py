@@ -100,6 +100,7 @@ class LocalRuntime:
         self._stdout: TextIO | None = None
         self._webhook: Callable[..., Any] | None = None
         self._workers: list[WorkerProcess] = []
+        self._environments: dict[str, dict[str, str]] = {}  # by function logical id
         self._eventbridge: Callable[..., Any] | None = None
         self._secret_file_written = False
         self.resources: LocalResources | None = None
@@ -136,7 +137,7 @@ class LocalRuntime:
             events=boto3.client("events"),
         )
         self.resources = resources
-        self._function_environment(resources)
+        self._function_environments(resources)
         self.console = Console(
             self._out,
             max_receive_count=resources.max_receive_count,
@@ -230,12 +231,13 @@ class LocalRuntime:
             raise StartupError(f"moto did not start: {error}") from None
 
     def _start_workers(self) -> None:
-        """One worker process per poller, each importing the handler with the functions' environment
-        (already in os.environ, which a spawned child inherits) and the worker's service name."""
+        """One worker process per poller, each importing the handler with the worker's own
+        environment over what it inherits (the sandbox's AWS and Stripe settings) and its service name."""
         function = self.stack.worker
         service = function.environment.get("POWERTOOLS_SERVICE_NAME")
         environment = {
-            "POWERTOOLS_SERVICE_NAME": service if isinstance(service, str) else function.logical_id
+            **self._environments[function.logical_id],
+            "POWERTOOLS_SERVICE_NAME": service if isinstance(service, str) else function.logical_id,
         }
         console = self.console
         assert console is not None
@@ -298,8 +300,16 @@ class LocalRuntime:
         allowed = self.stack.max_concurrency
         return max(1, min(allowed if allowed is not None else MAX_LOCAL_POLLERS, MAX_LOCAL_POLLERS))
 
-    def _function_environment(self, resources: LocalResources) -> None:
-        """The template's function environment (the user's environment wins), resources resolved."""
+    def _function_environments(self, resources: LocalResources) -> None:
+        """Each function's template environment, resources resolved (the user's environment wins for
+        plain values, never for a resource: always the local one, never a real one).
+
+        The worker runs in its own processes and gets exactly its own environment. The other
+        functions share this process's os.environ, so they must agree on every name they both set:
+        the worker's DEAD_LETTER_QUEUE_URL is the event queue's DLQ while the publisher's is its own,
+        and one shared environment once sent the worker's parked events to the publisher's DLQ.
+        """
+        user = dict(os.environ)
         functions = [self.stack.webhook, self.stack.worker]
         if self.stack.reconciler is not None:
             functions.append(self.stack.reconciler)
@@ -308,19 +318,33 @@ class LocalRuntime:
         if self.stack.eventbridge is not None:
             functions.append(self.stack.eventbridge)
         for function in functions:
+            environment: dict[str, str] = {}
             for name, value in function.environment.items():
                 if name in NOT_FROM_TEMPLATE:
                     continue
                 if isinstance(value, ResourceRef):
                     resolved = resources.resolve(value, self.stack)
                     if resolved is not None:
-                        os.environ[name] = resolved  # always the local resource, never a real one
+                        environment[name] = resolved
                 else:
-                    os.environ.setdefault(name, value)
-        for name, value in LOCAL_FUNCTION_DEFAULTS.items():
-            os.environ.setdefault(name, value)
-        os.environ["TABLE_NAME"] = resources.table_name
-        os.environ["QUEUE_URL"] = resources.queue_url
+                    environment[name] = user.get(name, value)
+            for name, value in LOCAL_FUNCTION_DEFAULTS.items():
+                environment[name] = user.get(name, value)
+            environment["TABLE_NAME"] = resources.table_name
+            environment["QUEUE_URL"] = resources.queue_url
+            self._environments[function.logical_id] = environment
+        shared: dict[str, tuple[str, str]] = {}
+        for function in functions:
+            if function is self.stack.worker:
+                continue
+            for name, value in self._environments[function.logical_id].items():
+                first = shared.setdefault(name, (function.logical_id, value))
+                if first[1] != value:
+                    raise StartupError(
+                        f"{first[0]} and {function.logical_id} both set {name}, to different values, "
+                        "and run in one process here: rename one of them in template.yaml"
+                    )
+                os.environ[name] = value
 
     def _import_handler(self, function: FunctionSpec, *, required: bool = True) -> Callable[..., Any] | None:
         module_name, _, attribute = function.handler.rpartition(".")
