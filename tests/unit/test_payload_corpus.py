@@ -1,4 +1,4 @@
-"""Every real shape is accepted and applied: Stripe's OpenAPI fixture objects (../shared, the current
+"""Every real shape is accepted and applied: Stripe's OpenAPI fixture objects (events/stripe_fixtures.json, the current
 shapes of every object) and Stripe's documented payloads of older API versions, under every event type
 the README tells users to subscribe to. Each ends applied, stale, duplicate, ignored, guest or
 unmatched (never failed); a truly malformed payload fails with an error that names what is missing.

@@ -1,6 +1,6 @@
 """The sample Stripe objects and scenarios must look like what Stripe sends, or every test built on
-them proves nothing. Shapes are compared with Stripe's OpenAPI fixtures in ../shared (beside the
-repository in CI)."""
+them proves nothing. Shapes are compared with Stripe's OpenAPI fixtures (events/stripe_fixtures.json, a copy
+in the repository)."""
 
 from __future__ import annotations
 
