@@ -260,7 +260,10 @@ def subscription_grant(
         if subscription.pause_behavior is not None and not rules.paused_collection_keeps_access:
             return None
     elif status in rules.grace_statuses:
-        ends.append(_grace_started(subscription, invoices) + rules.grace_period_seconds)
+        started = _grace_started(subscription, invoices)
+        if subscription.past_due_since is not None:
+            started = min(started, subscription.past_due_since)
+        ends.append(started + rules.grace_period_seconds)
     else:
         return None
     return Grant(min(ends) if ends else None, subscription.id)
@@ -276,6 +279,10 @@ def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceR
     still collecting. An older invoice Stripe stopped retrying, left open on a subscription that was
     `active` again (after a plan change), does not start it. Without a known invoice: the current
     period's start (the renewal invoice is finalized then), or its due date for `send_invoice`.
+
+    Under "leave the subscription past-due" Stripe stops retrying the first unpaid invoice and makes
+    each new renewal invoice `latest_invoice`: the invoices alone would restart the grace every
+    period, so `subscription_grant` also counts from `past_due_since`, when the spell began.
     """
     starts: list[int] = []
     for invoice in invoices:

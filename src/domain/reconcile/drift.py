@@ -20,6 +20,7 @@ from domain.records import (
     Record,
     RecordKind,
     Snapshot,
+    SubscriptionRecord,
 )
 from domain.stripe_objects import record_of
 
@@ -84,6 +85,9 @@ def same_record(fetched: Record, stored: Record) -> bool:
     if isinstance(fetched, PurchaseRecord) and isinstance(stored, PurchaseRecord) and fetched.is_paid:
         # When it was paid comes from the event that showed it (the worker keeps it; a fetch cannot say).
         fetched = replace(fetched, paid_at=fetched.paid_at or stored.paid_at)
+    if isinstance(fetched, SubscriptionRecord) and isinstance(stored, SubscriptionRecord):
+        # When the past_due spell began comes from the events that showed it, as the worker keeps it.
+        fetched = replace(fetched, past_due_since=stored.past_due_since)
     if isinstance(fetched, DisputeRecord) and isinstance(stored, DisputeRecord):
         if fetched.customer_id is None:
             fetched = replace(fetched, customer_id=stored.customer_id)
