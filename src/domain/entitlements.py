@@ -329,10 +329,11 @@ def _revoked_payment_intents(
 
 
 def _fully_refunded(charge: ChargeRecord, refunds: list[RefundRecord]) -> bool:
-    """Stripe's `refunded` flag, less the refunds known to have failed since: the charge's own list
-    and the Refund objects of this charge, merged by id; a failed or canceled refund stays so."""
-    if not charge.refunded:
-        return False
+    """Whether the charge's whole amount went back, decided by the refund objects' own statuses and
+    amounts: the charge's embedded list and the Refund objects of this charge, merged by id (a refund
+    seen failed or canceled stays so). Each refund counts once, whatever the charge snapshot's
+    `amount_refunded` already left out. With no refund object known, or none known to have failed,
+    Stripe's `refunded` flag says it (a refund that did not fail is in `amount_refunded`)."""
     known: dict[str, RefundState] = {r.id: r for r in charge.refunds}
     for refund in refunds:
         if refund.charge_id == charge.id or (
@@ -341,13 +342,9 @@ def _fully_refunded(charge: ChargeRecord, refunds: list[RefundRecord]) -> bool:
             state = RefundState(refund.id, refund.amount, refund.status)
             if refund.id not in known or not known[refund.id].reversed:
                 known[refund.id] = state
-    # A failure the charge's own list already shows is already out of its amount_refunded.
-    failed_since = sum(
-        r.amount
-        for r in known.values()
-        if r.reversed and not any(e.id == r.id and e.reversed for e in charge.refunds)
-    )
-    return charge.amount_refunded - failed_since >= charge.amount
+    if sum(r.amount for r in known.values() if not r.reversed) >= charge.amount > 0:
+        return True
+    return charge.refunded and not any(r.reversed for r in known.values())
 
 
 def _purchase_grants(
