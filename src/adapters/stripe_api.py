@@ -24,6 +24,10 @@ Json = Mapping[str, Any]
 MAX_NETWORK_RETRIES = 3
 # The largest page Stripe's list endpoints serve.
 LIST_LIMIT = 100
+# What a fetch by id expands: a Checkout session's payment time is its PaymentIntent's charge's.
+FETCH_EXPANSIONS: dict[str, dict[str, list[str]]] = {
+    "checkout.session": {"expand": ["payment_intent.latest_charge"]}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,9 @@ class StripeApi:
         }
         if object_type not in retrieve:
             raise LookupError(f"cannot fetch Stripe objects of type {object_type!r}")
-        return _plain(retrieve[object_type](object_id, options=_options(account)))
+        # A session's payment charge says when it was paid (its term counts from then).
+        params: Any = FETCH_EXPANSIONS.get(object_type) or None
+        return _plain(retrieve[object_type](object_id, params, options=_options(account)))
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
         return _plain(self.client(livemode).v1.events.retrieve(event_id, options=_options(account)))

@@ -135,7 +135,7 @@ def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | 
     )
     record = with_event_mode(record, event.object, event.livemode)
     if isinstance(record, PurchaseRecord) and record.is_paid and not event.fetched:
-        record = replace(record, paid_at=event.created)
+        record = replace(record, paid_at=min(event.created, record.paid_at or event.created))
     if isinstance(record, DisputeRecord) and record.status == "lost":
         record = replace(record, lost_at=event.created)
     stamp = Stamp(event.created, rank_of(record, event.type), event.id)
@@ -344,6 +344,7 @@ def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
     if isinstance(line_items, Mapping):
         items = tuple(purchased_item(line) for line in _list_data(line_items))
     metadata = _mapping(obj.get("metadata"))
+    paid = obj.get("status") == "complete" and obj.get("payment_status") in ("paid", "no_payment_required")
     return PurchaseRecord(
         id=_id(obj),
         customer_id=_customer(obj),
@@ -358,7 +359,24 @@ def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
         line_items=items,
         metadata_features=_features_from_metadata(metadata),
         metadata_product_id=_metadata_product(metadata),
+        paid_at=_payment_time(obj.get("payment_intent")) if paid else None,
     )
+
+
+def _payment_time(payment_intent: Any) -> int | None:
+    """When a session's payment was made, from its PaymentIntent when fetched expanded
+    (`payment_intent.latest_charge`, or the `charges` list of API versions before 2022-11-15): the
+    `created` of the charge that succeeded. A webhook names the PaymentIntent by id only: there the
+    event's own time says it."""
+    intent = _mapping(payment_intent)
+    charges = [intent["latest_charge"]] if isinstance(intent.get("latest_charge"), Mapping) else []
+    charges += _list_data(intent.get("charges"))
+    times = [
+        int(c["created"])
+        for c in charges
+        if c.get("status") == "succeeded" and _int_or_none(c.get("created"))
+    ]
+    return min(times) if times else None
 
 
 def purchased_item(line: Json) -> PurchasedItem:

@@ -89,3 +89,53 @@ def test_thin_invoice_upcoming_is_ignored_without_any_request(fake: FakeStripe) 
     result = applier(MemoryStore(), fake).apply(notification("v1.invoice.upcoming"))
     assert result.outcome is Outcome.IGNORED
     assert fake.requests == []
+
+
+def test_a_thin_checkout_event_fetches_the_session_with_its_payments_charge_and_counts_the_term_from_it(
+    fake: FakeStripe,
+) -> None:
+    """The session is created at T0 and paid 20 hours later; the fetch expands
+    `payment_intent.latest_charge`, whose `created` starts a purchase's term (issue 20, 8)."""
+    ids = s.IdFactory(2)
+    paid = T0 + 20 * 3600
+    session = s.checkout_session(
+        ids,
+        id="cs_thin",
+        mode="payment",
+        status="complete",
+        payment_status="paid",
+        customer="cus_thin",
+        payment_intent="pi_thin",
+        amount_total=900,
+        created=T0,
+        metadata={"product_id": "prod_book"},
+    )
+    fake.put_session(session, [])
+    fake.put(
+        s.payment_intent(
+            ids,
+            id="pi_thin",
+            amount=900,
+            customer="cus_thin",
+            status="succeeded",
+            created=T0,
+            latest_charge="ch_thin",
+        )
+    )
+    fake.put(
+        s.charge(ids, id="ch_thin", amount=900, customer="cus_thin", payment_intent="pi_thin", created=paid)
+    )
+    store = MemoryStore()
+    rules = EntitlementRules(purchase_term_seconds=30 * DAY)
+    thin = notification(
+        "v1.checkout.session.completed",
+        related_object={"id": "cs_thin", "type": "checkout.session", "url": "/v1/checkout/sessions/cs_thin"},
+        created="2026-01-10T00:00:00.000Z",  # delivered (and fetched) days later
+    )
+    api = StripeApi({"test": KEY}, fake.url)
+    result = EventApplier(store, rules, clock=lambda: T0 + 9 * DAY, stripe=api).apply(thin)
+    assert result.outcome is Outcome.APPLIED
+    fetch = next(r for r in fake.requests if r.path == "/v1/checkout/sessions/cs_thin")
+    assert "payment_intent.latest_charge" in fetch.query.values()
+    grant = store.entitlements["cus_thin"].entitlements.features["prod_book"]
+    assert grant.until == paid + 30 * DAY

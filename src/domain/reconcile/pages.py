@@ -40,7 +40,11 @@ from domain.stripe_objects import Ignored, parse_event, snapshot_of
 SCAN_PAGE_ITEMS = 1000  # items a records page examines: bounds the fetches one page can need
 # What each backfill phase lists (domain.reconcile.backfill.backfill_object picks what can grant access).
 BACKFILL_LIST_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sessions": ("/v1/checkout/sessions", {"status": "complete", "expand": ["data.line_items"]}),
+    # The payment's charge says when the session was paid: its term counts from then.
+    "sessions": (
+        "/v1/checkout/sessions",
+        {"status": "complete", "expand": ["data.line_items", "data.payment_intent.latest_charge"]},
+    ),
     "payments": ("/v1/payment_intents", {}),
     "refunds": ("/v1/refunds", {"expand": ["data.charge"]}),
     "disputes": ("/v1/disputes", {"expand": ["data.charge"]}),
