@@ -46,23 +46,33 @@ class EntitlementRules:
     purchase_term_by_product: Mapping[str, int | None] = field(default_factory=dict)
     features_by_lookup_key: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     features_by_product: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Price ids, which include the plan ids of API versions before prices and products (2018-02-05).
+    features_by_price: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Paused payment collection keeps the status `active`; whether access continues is a business choice.
     paused_collection_keeps_access: bool = True
     user_id_metadata_key: str = "user_id"
 
-    def features_for(self, product_id: str | None, lookup_key: str | None) -> tuple[str, ...]:
-        """Lookup key first, then product; a product nothing maps grants a feature named after it,
-        so access never silently disappears for a product someone forgot to map."""
+    def features_for(
+        self, product_id: str | None, lookup_key: str | None, price_id: str | None = None
+    ) -> tuple[str, ...]:
+        """Lookup key first, then price (or plan), then product; a product nothing maps grants a
+        feature named after it, so access never silently disappears for a product someone forgot to
+        map, and a plan of an API version without products one named after the plan."""
         if lookup_key and lookup_key in self.features_by_lookup_key:
             return self.features_by_lookup_key[lookup_key]
+        if price_id and price_id in self.features_by_price:
+            return self.features_by_price[price_id]
         if product_id and product_id in self.features_by_product:
             return self.features_by_product[product_id]
-        return (product_id,) if product_id else ()
+        if product_id:
+            return (product_id,)
+        return (price_id,) if price_id else ()
 
-    def maps(self, product_id: str | None, lookup_key: str | None) -> bool:
-        """Whether the repository's mapping names this price's lookup key or product."""
+    def maps(self, product_id: str | None, lookup_key: str | None, price_id: str | None = None) -> bool:
+        """Whether the repository's mapping names this price's lookup key, price (plan) or product."""
         return bool(
             (lookup_key and lookup_key in self.features_by_lookup_key)
+            or (price_id and price_id in self.features_by_price)
             or (product_id and product_id in self.features_by_product)
         )
 
@@ -82,6 +92,7 @@ class EntitlementRules:
             "purchase_term_days_by_product",
             "features_by_lookup_key",
             "features_by_product",
+            "features_by_price",
             "paused_collection_keeps_access",
             "user_id_metadata_key",
         }
@@ -100,6 +111,7 @@ class EntitlementRules:
             },
             features_by_lookup_key=_feature_table(raw, "features_by_lookup_key"),
             features_by_product=_feature_table(raw, "features_by_product"),
+            features_by_price=_feature_table(raw, "features_by_price"),
             paused_collection_keeps_access=_bool(raw, "paused_collection_keeps_access", True),
             user_id_metadata_key=str(raw.get("user_id_metadata_key", "user_id")),
         )
@@ -236,8 +248,8 @@ def _subscription_grants(
         if access is None:
             continue
         for item in subscription.items:
-            if summary is None or rules.maps(item.product_id, item.lookup_key):
-                grants.append((rules.features_for(item.product_id, item.lookup_key), access))
+            if summary is None or rules.maps(item.product_id, item.lookup_key, item.price_id):
+                grants.append((rules.features_for(item.product_id, item.lookup_key, item.price_id), access))
         candidate = Grant(access.until, STRIPE_ENTITLEMENTS_SOURCE)
         if summary_access is None or candidate.outlasts(summary_access):
             summary_access = candidate
@@ -351,7 +363,10 @@ def _purchase_grants(
     purchase: PurchaseRecord, rules: EntitlementRules
 ) -> list[tuple[tuple[str, ...], str | None]]:
     if purchase.line_items:
-        return [(rules.features_for(i.product_id, i.lookup_key), i.product_id) for i in purchase.line_items]
+        return [
+            (rules.features_for(i.product_id, i.lookup_key, i.price_id), i.product_id)
+            for i in purchase.line_items
+        ]
     if purchase.metadata_features:
         return [(purchase.metadata_features, purchase.metadata_product_id)]
     if purchase.metadata_product_id:

@@ -44,8 +44,8 @@ class Stamp:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionItem:
-    price_id: str
-    product_id: str
+    price_id: str  # the price, or the plan of API versions before prices
+    product_id: str | None  # None for a plan of an API version before 2018-02-05 (no products then)
     lookup_key: str | None
     quantity: int | None
     usage_type: str  # licensed | metered

@@ -5,7 +5,8 @@ discounts, sources and tax ids). Shapes differ by API version and all of them ar
 * the billing period is on the subscription before 2025-03-31 and on each item since;
 * an invoice names its subscription in `subscription` (older) or `parent.subscription_details`;
 * a customer is a `customer` (`cus_…`) or, with Accounts v2, a `customer_account`;
-* an item has `price` (and, in older versions, the same data again as `plan`).
+* an item has `price` (and, in older versions, the same data again as `plan`); a plan of a version
+  before 2018-02-05 names no product (its `id` and `name` are its identity).
 """
 
 from __future__ import annotations
@@ -270,8 +271,9 @@ def _subscription_item(item: Json) -> SubscriptionItem:
     recurring = price.get("recurring")
     usage_type = recurring.get("usage_type") if isinstance(recurring, Mapping) else price.get("usage_type")
     product = _ref(price.get("product"))
-    if product is None:
+    if product is None and price.get("object") != "plan":
         raise _MissingField("price without product")
+    # A plan rendered for an API version before 2018-02-05 has no product: its id is its identity.
     return SubscriptionItem(
         price_id=_id(price),
         product_id=product,

@@ -645,13 +645,13 @@ class EventApplier:
             kind = OBJECT_KINDS[object_type]
             obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
             calls.count += 1
-            fetched = self._stamped_fetch(kind, obj, event)
-            record = fetched.record
+            current = self._stamped_fetch(kind, obj, event)
+            record = current.record
             if isinstance(record, PurchaseRecord) and record.is_paid and record.paid_at is None:
                 # No payment charge came with it: the thin event's time is Stripe's time of the payment
                 # it reports; the fetch's is later.
-                fetched = replace(fetched, record=replace(record, paid_at=event.created))
-            return event, fetched
+                current = replace(current, record=replace(record, paid_at=event.created))
+            return event, current
         full = dict(self._stripe.fetch_event(snapshot_event or event.id, event.livemode, event.account))
         calls.count += 1
         if event.account and not full.get("account"):

@@ -308,3 +308,24 @@ def test_the_shipped_rules_file_is_valid() -> None:
     from adapters.settings import load_rules
 
     assert load_rules() == EntitlementRules()
+
+
+def test_a_plan_without_product_grants_by_price_id_and_the_price_mapping_sits_between_key_and_product() -> (
+    None
+):
+    plan_item = SubscriptionItem("gold", None, None, 1, "licensed", T0, T0 + 30 * DAY)
+    assert set(features(subscription(items=(plan_item,)))) == {"gold"}
+    rules = EntitlementRules.from_mapping(
+        {
+            "features_by_lookup_key": {"pro_monthly": ["by_key"]},
+            "features_by_price": {"gold": ["by_price"], "price_1": ["by_price"]},
+            "features_by_product": {"prod_pro": ["by_product"]},
+        }
+    )
+    assert set(features(subscription(items=(plan_item,)), rules=rules)) == {"by_price"}
+    priced = SubscriptionItem("price_1", "prod_pro", None, 1, "licensed", T0, T0 + 30 * DAY)
+    assert set(features(subscription(items=(priced,)), rules=rules)) == {"by_price"}
+    keyed = replace(priced, lookup_key="pro_monthly")
+    assert set(features(subscription(items=(keyed,)), rules=rules)) == {"by_key"}
+    with pytest.raises(RulesError, match=r"features_by_price\.gold"):
+        EntitlementRules.from_mapping({"features_by_price": {"gold": "pro"}})
