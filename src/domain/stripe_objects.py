@@ -46,6 +46,11 @@ class _MissingField(ValueError):
     """Something the rules need is absent (a safe message: it quotes no value)."""
 
 
+class NotAtStripe(LookupError):
+    """Stripe answers 404 `resource_missing`: it has no such object (or event) any more. An answer,
+    not a failure: the object is gone (see `gone_object`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StripeEvent:
     id: str
@@ -141,6 +146,36 @@ def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | 
         record = replace(record, lost_at=event.created)
     stamp = Stamp(event.created, rank_of(record, event.type), event.id)
     return Snapshot(record, stamp, customer_of(record), event.account)
+
+
+def gone_object(kind: RecordKind, object_id: str, customer_id: str | None, livemode: bool) -> Json | None:
+    """What an object Stripe answers 404 for means, as Stripe's own deleted stub (`{"id", "object",
+    "deleted": true}`), for the kinds whose deletion changes access: a customer removed (its access
+    ends), a subscription gone with its deleted test clock or customer (it grants nothing: ended), a
+    deleted draft invoice (it flags nothing). None for the others: money that moved stays moved, and
+    refunds and disputes change only by their own events; a 404 for them changes nothing."""
+    if kind == "profile":
+        return {"id": object_id, "object": "customer", "deleted": True, "livemode": livemode}
+    if customer_id is None:
+        return None
+    if kind == "subscription":
+        return {
+            "id": object_id,
+            "object": "subscription",
+            "customer": customer_id,
+            "deleted": True,
+            "status": "canceled",
+            "livemode": livemode,
+        }
+    if kind == "invoice":  # only drafts can be deleted: it reads as a draft, which flags nothing
+        return {
+            "id": object_id,
+            "object": "invoice",
+            "customer": customer_id,
+            "deleted": True,
+            "livemode": livemode,
+        }
+    return None
 
 
 def with_event_mode(record: Record, obj: Json, livemode: bool) -> Record:
