@@ -272,10 +272,7 @@ def subscription_grant(
         if subscription.pause_behavior is not None and not rules.paused_collection_keeps_access:
             return None
     elif status in rules.grace_statuses:
-        started = _grace_started(subscription, invoices)
-        if subscription.past_due_since is not None:
-            started = min(started, subscription.past_due_since)
-        ends.append(started + rules.grace_period_seconds)
+        ends.append(_grace_started(subscription, invoices) + rules.grace_period_seconds)
     else:
         return None
     return Grant(min(ends) if ends else None, subscription.id)
@@ -292,13 +289,18 @@ def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceR
     `active` again (after a plan change), does not start it. Without a known invoice: the current
     period's start (the renewal invoice is finalized then), or its due date for `send_invoice`.
 
-    Under "leave the subscription past-due" Stripe stops retrying the first unpaid invoice and makes
-    each new renewal invoice `latest_invoice`: the invoices alone would restart the grace every
-    period, so `subscription_grant` also counts from `past_due_since`, when the spell began.
+    The grace belongs to the past_due spell, not to one invoice: under "leave the subscription
+    past-due" Stripe stops retrying the first unpaid invoice and makes each new renewal invoice
+    `latest_invoice`, which must not restart the grace. So an open invoice whose problem began after
+    the subscription was last paid up (the latest `paid_at` of its invoices; never, when none is
+    known) belongs to the current spell too. Invoices are separate objects, each stored as its
+    latest snapshot: the answer is the same in any delivery order.
     """
+    own = [invoice for invoice in invoices if invoice.subscription_id == subscription.id]
+    paid_up = max((i.paid_at or i.as_of for i in own if i.status == "paid"), default=None)
     starts: list[int] = []
-    for invoice in invoices:
-        if invoice.subscription_id != subscription.id or invoice.status != "open":
+    for invoice in own:
+        if invoice.status != "open":
             continue
         if invoice.amount_remaining <= 0 and invoice.amount_due > 0:
             continue
@@ -306,7 +308,8 @@ def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceR
         still_collected = invoice.next_payment_attempt is not None or (
             invoice.collection_method == "send_invoice"
         )
-        if latest or still_collected:
+        this_spell = paid_up is None or invoice.problem_started > paid_up
+        if latest or still_collected or this_spell:
             starts.append(invoice.problem_started)
     if starts:
         return min(starts)

@@ -76,10 +76,6 @@ class SubscriptionRecord:
     # Fields added later keep defaults, so that bodies stored by older code still load.
     collection_method: str | None = None  # charge_automatically | send_invoice
     days_until_due: int | None = None  # send_invoice: the invoice is due this many days after it is sent
-    # Stripe's time of the first event that showed the current past_due spell (a run of grace statuses;
-    # the worker carries it over from snapshot to snapshot, None once the subscription leaves them):
-    # the grace counts from it, so a renewal invoice made during the spell does not restart it.
-    past_due_since: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +96,7 @@ class InvoiceRecord:
     collection_method: str | None = None  # charge_automatically | send_invoice
     finalized_at: int | None = None  # status_transitions.finalized_at: the first charge attempt
     next_payment_attempt: int | None = None  # None once Stripe stopped retrying
+    paid_at: int | None = None  # status_transitions.paid_at: when the subscription was last paid up
 
     @property
     def is_unpaid_problem(self) -> bool:

@@ -338,6 +338,7 @@ def _invoice(obj: Json, _event_type: str, as_of: int) -> InvoiceRecord:
         collection_method=_str_or_none(obj.get("collection_method") or obj.get("billing")),
         finalized_at=_int_or_none(transitions.get("finalized_at")) or _int_or_none(obj.get("finalized_at")),
         next_payment_attempt=_int_or_none(obj.get("next_payment_attempt")),
+        paid_at=_int_or_none(transitions.get("paid_at")),
     )
 
 

@@ -30,12 +30,10 @@ from domain.records import (
     PaymentRecord,
     ProfileRecord,
     PurchaseRecord,
-    Record,
     RecordKind,
     RefundRecord,
     Snapshot,
     Stamp,
-    SubscriptionRecord,
 )
 from domain.stripe_objects import (
     OBJECT_KINDS,
@@ -575,12 +573,9 @@ class EventApplier:
 
     def _carry_over(self, snapshot: Snapshot, existing: Snapshot | None, calls: _Calls) -> Snapshot:
         """What later snapshots do not say again: a Checkout session's line items (fetched once, with
-        the event's Connect account) and when it was paid; when a dispute was lost; when a
-        subscription's past_due spell began."""
+        the event's Connect account) and when it was paid; when a dispute was lost."""
         record = snapshot.record
         previous = existing.record if existing is not None else None
-        if isinstance(record, SubscriptionRecord):
-            return replace(snapshot, record=self._past_due_spell(record, snapshot.stamp, previous))
         if isinstance(record, DisputeRecord) and isinstance(previous, DisputeRecord):
             if record.status != "won" and previous.lost_at is not None:
                 lost_at = min(previous.lost_at, record.lost_at or previous.lost_at)
@@ -602,24 +597,6 @@ class EventApplier:
                 snapshot, record=replace(record, line_items=tuple(purchased_item(li) for li in lines))
             )
         return snapshot
-
-    def _past_due_spell(
-        self, record: SubscriptionRecord, stamp: Stamp, previous: Record | None
-    ) -> SubscriptionRecord:
-        """When the current past_due spell began: the earliest snapshot of it (a spell is a run of
-        grace statuses; leaving them, once paid up, ends it). A snapshot fetched from Stripe is stamped
-        later than the spell began, so an earlier one always wins."""
-        grace = self._rules.grace_statuses
-        if record.status not in grace:
-            return replace(record, past_due_since=None)
-        since = stamp.created
-        if (
-            isinstance(previous, SubscriptionRecord)
-            and previous.status in grace
-            and previous.past_due_since is not None
-        ):
-            since = min(since, previous.past_due_since)
-        return replace(record, past_due_since=since)
 
     def _customer_of_orphan(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> str | None:
         record = snapshot.record

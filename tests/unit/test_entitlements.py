@@ -136,10 +136,23 @@ def test_an_older_open_invoice_left_after_a_plan_change_does_not_eat_a_later_ren
     """Stripe leaves the earlier renewal invoice open (and stops retrying it) when a paid proration
     invoice makes the subscription active again; the next renewal then fails."""
     old = invoice(id="in_old", created=T0 - 28 * DAY, finalized_at=T0 - 28 * DAY, next_payment_attempt=None)
+    proration = invoice("paid", id="in_prorate", created=T0 - 20 * DAY, paid_at=T0 - 20 * DAY)
     renewal = invoice(id="in_new", created=T0, finalized_at=T0 + 3600, next_payment_attempt=T0 + 3 * DAY)
     past_due = subscription("past_due", latest_invoice_id="in_new")
-    assert features(past_due, old, renewal)["prod_pro"].until == T0 + 3600 + 7 * DAY
-    assert features(past_due, renewal, old)["prod_pro"].until == T0 + 3600 + 7 * DAY
+    assert features(past_due, old, proration, renewal)["prod_pro"].until == T0 + 3600 + 7 * DAY
+    assert features(past_due, renewal, proration, old)["prod_pro"].until == T0 + 3600 + 7 * DAY
+
+
+def test_leave_past_due_an_older_invoice_unpaid_since_the_last_payment_keeps_the_spells_start() -> None:
+    """Stripe stopped retrying the first unpaid invoice and left the subscription past_due: no
+    payment since, so the new renewal invoice does not restart the grace."""
+    paid = invoice("paid", id="in_paid", created=T0 - 56 * DAY, paid_at=T0 - 56 * DAY)
+    first = invoice(
+        id="in_first", created=T0 - 28 * DAY, finalized_at=T0 - 28 * DAY, next_payment_attempt=None
+    )
+    renewal = invoice(id="in_new", created=T0, finalized_at=T0 + 3600, next_payment_attempt=T0 + 3 * DAY)
+    past_due = subscription("past_due", latest_invoice_id="in_new")
+    assert features(past_due, paid, first, renewal)["prod_pro"].until == T0 - 21 * DAY
 
 
 def test_grace_counts_from_the_first_unpaid_invoice_stripe_still_collects() -> None:

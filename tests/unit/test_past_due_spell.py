@@ -1,6 +1,7 @@
 """Grace that ends (issue 20, 3): under "leave the subscription past-due" the grace counts from the
 first unpaid invoice of the current past_due spell; a new renewal invoice does not restart it, and the
-spell ends once the subscription leaves past_due. Through the applier, as the worker runs it."""
+spell ends once the subscription is paid up. The same in every delivery order. Through the applier,
+as the worker runs it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 
 from domain.entitlements import DAY, EntitlementRules
-from domain.records import SubscriptionRecord
 from domain.sync import EventApplier
 from local_runtime import stripe_samples as s
 from tests.memory_store import MemoryStore
@@ -48,6 +48,7 @@ def invoice(
     attempts: int,
     next_attempt: int | None,
     event_id: str,
+    paid_at: int | None = None,
 ) -> dict[str, Any]:
     ids = s.IdFactory(event_created)
     obj = s.invoice(
@@ -56,7 +57,7 @@ def invoice(
         customer="cus_1",
         subscription="sub_1",
         items=[s.ItemSpec(PRO)],
-        status="open",
+        status="paid" if paid_at else "open",
         billing_reason="subscription_cycle",
         created=created,
         period_start=created - 28 * DAY,
@@ -65,18 +66,23 @@ def invoice(
         attempt_count=attempts,
         next_payment_attempt=next_attempt,
         finalized_at=created + HOUR,
+        paid_at=paid_at,
     )
-    return s.event(ids, "invoice.payment_failed", obj, created=event_created, id=event_id)
+    event_type = "invoice.paid" if paid_at else "invoice.payment_failed"
+    return s.event(ids, event_type, obj, created=event_created, id=event_id)
 
 
-# The reproduced case: the February renewal fails at its finalization (Feb 1, 01:00); the retries run
-# out on Feb 22 and the subscription is left past_due; the March renewal invoice fails as well.
+# The reproduced case: January is paid; the February renewal fails at its finalization (Feb 1, 01:00);
+# the retries run out on Feb 22 and the subscription is left past_due; the March renewal fails too.
+JAN_PAID = invoice(
+    "in_jan", JAN1, JAN1 + HOUR, attempts=1, next_attempt=None, event_id="evt_0", paid_at=JAN1 + HOUR
+)
 FEB_FAILED = invoice("in_feb", FEB1, FEB1 + HOUR, attempts=1, next_attempt=FEB1 + 3 * DAY, event_id="evt_1")
 PAST_DUE = sub("past_due", FEB1 + HOUR, FEB1, MAR1, "in_feb", event_id="evt_2")
 RETRIES_OVER = invoice("in_feb", FEB1, FEB1 + 21 * DAY, attempts=4, next_attempt=None, event_id="evt_3")
 MAR_FAILED = invoice("in_mar", MAR1, MAR1 + HOUR, attempts=1, next_attempt=MAR1 + 3 * DAY, event_id="evt_4")
 STILL_PAST_DUE = sub("past_due", MAR1 + HOUR, MAR1, APR1, "in_mar", event_id="evt_5")
-HISTORY = [FEB_FAILED, PAST_DUE, RETRIES_OVER, MAR_FAILED, STILL_PAST_DUE]
+HISTORY = [JAN_PAID, FEB_FAILED, PAST_DUE, RETRIES_OVER, MAR_FAILED, STILL_PAST_DUE]
 
 
 def deliver(events: list[dict[str, Any]], rules: EntitlementRules | None = None) -> MemoryStore:
@@ -103,58 +109,48 @@ def test_the_configured_grace_length_counts_from_the_spells_first_unpaid_invoice
     assert grace_end(store) == FEB1 + HOUR + 3 * DAY
 
 
-def orders_keeping_the_subscription_snapshots_in_order() -> list[list[dict[str, Any]]]:
-    """Every delivery order of the invoices around the two subscription snapshots."""
-    found = []
-    for order in permutations(HISTORY):
-        if order.index(PAST_DUE) < order.index(STILL_PAST_DUE):
-            found.append(list(order))
-    return found
-
-
-@pytest.mark.parametrize("order", orders_keeping_the_subscription_snapshots_in_order())
-def test_the_same_grace_end_in_any_order_of_the_invoices(order: list[dict[str, Any]]) -> None:
-    assert grace_end(deliver(order)) == FEB1 + HOUR + 7 * DAY
+@pytest.mark.parametrize("order", list(permutations(HISTORY)))
+def test_the_same_grace_end_in_every_delivery_order(order: tuple[dict[str, Any], ...]) -> None:
+    assert grace_end(deliver(list(order))) == FEB1 + HOUR + 7 * DAY
 
 
 def test_duplicates_and_a_reconcile_fetch_during_the_spell_keep_where_it_began() -> None:
     """A snapshot the reconciler fetched is stamped with the fetch time, later than the spell began."""
     fetched = {**STILL_PAST_DUE, "id": "evt_fetch", "created": MAR2, "fetched": True}
-    store = deliver([*HISTORY, PAST_DUE, fetched, STILL_PAST_DUE])
+    store = deliver([*HISTORY, PAST_DUE, fetched, STILL_PAST_DUE, FEB_FAILED])
     assert grace_end(store) == FEB1 + HOUR + 7 * DAY
 
 
 def test_the_spell_ends_when_the_subscription_is_paid_up_and_a_later_failure_starts_a_new_one() -> None:
-    ids = s.IdFactory(FEB1 + 9 * DAY)
-    feb_paid = s.invoice(
-        ids,
-        id="in_feb",
-        customer="cus_1",
-        subscription="sub_1",
-        items=[s.ItemSpec(PRO)],
-        status="paid",
-        billing_reason="subscription_cycle",
-        created=FEB1,
-        period_start=FEB1 - 28 * DAY,
-        period_end=FEB1,
-        attempted=True,
-        attempt_count=2,
-        finalized_at=FEB1 + HOUR,
+    """Paying the February invoice makes the subscription active: the March failure is a new spell."""
+    paid = invoice(
+        "in_feb",
+        FEB1,
+        FEB1 + 9 * DAY,
+        attempts=2,
+        next_attempt=None,
+        event_id="evt_paid",
         paid_at=FEB1 + 9 * DAY,
     )
-    paid = s.event(ids, "invoice.paid", feb_paid, created=FEB1 + 9 * DAY, id="evt_paid")
     paid_up = sub("active", FEB1 + 9 * DAY, FEB1, MAR1, "in_feb", event_id="evt_active")
-    store = deliver([FEB_FAILED, PAST_DUE, paid, paid_up, MAR_FAILED, STILL_PAST_DUE])
-    assert grace_end(store) == MAR1 + HOUR + 7 * DAY
-    record = store.records["cus_1"][("subscription", "sub_1")].record
-    assert isinstance(record, SubscriptionRecord)
-    assert record.past_due_since == MAR1 + HOUR
+    history = [JAN_PAID, FEB_FAILED, PAST_DUE, paid, paid_up, MAR_FAILED, STILL_PAST_DUE]
+    for order in (history, list(reversed(history))):
+        assert grace_end(deliver(order)) == MAR1 + HOUR + 7 * DAY
 
 
-def test_a_subscription_that_leaves_past_due_forgets_the_spell() -> None:
-    canceled = sub("canceled", MAR1 + 2 * HOUR, MAR1, APR1, "in_mar", event_id="evt_end")
-    store = deliver([*HISTORY, canceled])
-    record = store.records["cus_1"][("subscription", "sub_1")].record
-    assert isinstance(record, SubscriptionRecord)
-    assert record.past_due_since is None
-    assert "prod_pro" not in store.entitlements["cus_1"].entitlements.features
+def test_an_earlier_invoice_left_open_after_a_paid_plan_change_starts_no_spell() -> None:
+    """The February invoice stays open and Stripe stops retrying it when a paid proration invoice
+    makes the subscription active again (Feb 2); the March renewal then fails: a new spell."""
+    proration = invoice(
+        "in_prorate",
+        FEB1 + DAY,
+        FEB1 + DAY,
+        attempts=1,
+        next_attempt=None,
+        event_id="evt_pr",
+        paid_at=FEB1 + DAY,
+    )
+    active = sub("active", FEB1 + DAY + 1, FEB1, MAR1, "in_prorate", event_id="evt_active")
+    history = [JAN_PAID, FEB_FAILED, PAST_DUE, proration, active, RETRIES_OVER, MAR_FAILED, STILL_PAST_DUE]
+    for order in (history, list(reversed(history))):
+        assert grace_end(deliver(order)) == MAR1 + HOUR + 7 * DAY

@@ -20,7 +20,6 @@ from domain.records import (
     Record,
     RecordKind,
     Snapshot,
-    SubscriptionRecord,
 )
 from domain.stripe_objects import record_of
 
@@ -85,9 +84,6 @@ def same_record(fetched: Record, stored: Record) -> bool:
     if isinstance(fetched, PurchaseRecord) and isinstance(stored, PurchaseRecord) and fetched.is_paid:
         # When it was paid, as the worker keeps it (the event that showed it, or the payment's charge).
         fetched = replace(fetched, paid_at=stored.paid_at if stored.paid_at is not None else fetched.paid_at)
-    if isinstance(fetched, SubscriptionRecord) and isinstance(stored, SubscriptionRecord):
-        # When the past_due spell began comes from the events that showed it, as the worker keeps it.
-        fetched = replace(fetched, past_due_since=stored.past_due_since)
     if isinstance(fetched, DisputeRecord) and isinstance(stored, DisputeRecord):
         if fetched.customer_id is None:
             fetched = replace(fetched, customer_id=stored.customer_id)
