@@ -4,10 +4,12 @@
 It serves what the worker, the reconciler, the backfill and the ops CLI read, as Stripe does:
 * lists, newest first, with `limit`, `starting_after`, `has_more`, `created[gte|gt|lte|lt]`:
   subscriptions (`status`, default "not canceled"; `customer`, `customer_account`; test-clock
-  subscriptions only with `test_clock`), Checkout sessions (`status`; `expand[]=data.line_items`),
-  payment intents, charges, refunds and disputes (`expand[]=data.charge`), customers (deleted ones
-  are never listed), invoices, events (`delivery_success`, `type`, `types[]`);
-* objects by id (a deleted customer answers `{"deleted": true}`; `expand[]=charge` on a dispute),
+  subscriptions only with `test_clock`), Checkout sessions (`status`; `expand[]=data.line_items`,
+  `data.payment_intent.latest_charge`), payment intents, charges, refunds and disputes
+  (`expand[]=data.charge`), customers (deleted ones are never listed), invoices, events
+  (`delivery_success`, `type`, `types[]`);
+* objects by id (a deleted customer answers `{"deleted": true}`; `expand[]=charge` on a dispute,
+  `expand[]=payment_intent.latest_charge` on a Checkout session),
   Checkout line items, `GET /v1/entitlements/active_entitlements?customer=…`, events by id, thin
   events at `GET /v2/core/events/{id}`;
 * the key's mode selects the objects (a test key sees test objects only) and the `Stripe-Account`
@@ -372,6 +374,8 @@ class FakeStripe:
         expand = _expand(query)
         if kind == "dispute" and "charge" in expand:
             return 200, json.dumps(self._with_charge(stored.obj, scope))
+        if kind == "checkout.session" and "payment_intent.latest_charge" in expand:
+            return 200, json.dumps(self._with_payment(stored.obj, scope))
         return 200, stored.text
 
     def _list(self, kind: str, query: Mapping[str, str], scope: _Scope) -> str:
@@ -395,14 +399,29 @@ class FakeStripe:
         return _list_text(page, has_more, f"/v1/{PATH_OF[kind]}")
 
     def _expanded(self, kind: str, stored: _Stored, expand: set[str], scope: _Scope) -> str:
-        if kind == "checkout.session" and "data.line_items" in expand:
-            lines = self._line_items.get(str(stored.obj["id"]), [])
-            url = f"/v1/checkout/sessions/{stored.obj['id']}/line_items"
-            listing = {"object": "list", "data": lines, "has_more": False, "url": url}
-            return json.dumps({**stored.obj, "line_items": listing})
+        if kind == "checkout.session" and expand & {"data.line_items", "data.payment_intent.latest_charge"}:
+            obj = dict(stored.obj)
+            if "data.line_items" in expand:
+                lines = self._line_items.get(str(stored.obj["id"]), [])
+                url = f"/v1/checkout/sessions/{stored.obj['id']}/line_items"
+                obj["line_items"] = {"object": "list", "data": lines, "has_more": False, "url": url}
+            if "data.payment_intent.latest_charge" in expand:
+                obj = self._with_payment(obj, scope)
+            return json.dumps(obj)
         if kind in ("refund", "dispute") and "data.charge" in expand:
             return json.dumps(self._with_charge(stored.obj, scope))
         return stored.text
+
+    def _with_payment(self, obj: Json, scope: _Scope) -> Json:
+        """A session with its PaymentIntent expanded, and that PaymentIntent's latest charge."""
+        intent = self._collections["payment_intent"].by_id.get(str(obj.get("payment_intent")))
+        if intent is None or not scope.sees(intent):
+            return obj
+        expanded = dict(intent.obj)
+        charge = self._collections["charge"].by_id.get(str(expanded.get("latest_charge")))
+        if charge is not None and scope.sees(charge):
+            expanded["latest_charge"] = charge.obj
+        return {**obj, "payment_intent": expanded}
 
     def _with_charge(self, obj: Json, scope: _Scope) -> Json:
         charge = self._collections["charge"].by_id.get(str(obj.get("charge")))

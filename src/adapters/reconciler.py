@@ -40,6 +40,7 @@ from domain.reconcile.request import DEFAULT_MAX_REQUESTS_PER_SECOND
 from domain.reconcile.run import ReconcileNotConfigured as NotConfigured
 from domain.reconcile.run import Reconciler as ReconcileUseCase
 from domain.records import RecordKind, Snapshot
+from domain.stripe_objects import NotAtStripe
 
 VERIFIED_KINDS = ("subscription", "purchase", "payment", "dispute", "entitlement_summary")
 
@@ -100,6 +101,8 @@ def _translated[T](request: Callable[[], T]) -> T:
         return request()
     except stripe.StripeError as error:
         raise port_failure(error) from error
+    except NotAtStripe as error:  # adapters.stripe_api's 404 resource_missing
+        raise NotFound(str(error), http_status=404, code="resource_missing") from error
 
 
 # -- the table ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from stripe._base_address import BaseAddresses
 from stripe.params import EventListParams, SubscriptionListParams
 
 from domain.credentials import Mode
+from domain.stripe_objects import NotAtStripe
 
 Json = Mapping[str, Any]
 
@@ -24,6 +25,10 @@ Json = Mapping[str, Any]
 MAX_NETWORK_RETRIES = 3
 # The largest page Stripe's list endpoints serve.
 LIST_LIMIT = 100
+# What a fetch by id expands: a Checkout session's payment time is its PaymentIntent's charge's.
+FETCH_EXPANSIONS: dict[str, dict[str, list[str]]] = {
+    "checkout.session": {"expand": ["payment_intent.latest_charge"]}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +81,19 @@ class StripeApi:
         }
         if object_type not in retrieve:
             raise LookupError(f"cannot fetch Stripe objects of type {object_type!r}")
-        return _plain(retrieve[object_type](object_id, options=_options(account)))
+        # A session's payment charge says when it was paid (its term counts from then).
+        params: Any = FETCH_EXPANSIONS.get(object_type) or None
+        return _answered(lambda: retrieve[object_type](object_id, params, options=_options(account)))
 
     def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
-        return _plain(self.client(livemode).v1.events.retrieve(event_id, options=_options(account)))
+        return _answered(
+            lambda: self.client(livemode).v1.events.retrieve(event_id, options=_options(account))
+        )
 
     def fetch_thin_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
         """A thin event as `GET /v2/core/events/{id}` has it (v2 names the account `Stripe-Context`)."""
         options: Any = {"stripe_context": account} if account else {}
-        return _plain(self.client(livemode).v2.core.events.retrieve(event_id, options=options))
+        return _answered(lambda: self.client(livemode).v2.core.events.retrieve(event_id, options=options))
 
     def checkout_line_items(self, session_id: str, livemode: bool, account: str | None) -> list[Json]:
         pages = self.client(livemode).v1.checkout.sessions.line_items.list(
@@ -133,6 +142,17 @@ class StripeApi:
             query["stripe_account"] = account
         page = raw_request("get", path, **query).data
         return StripePage(list(page["data"]), bool(page["has_more"]))
+
+
+def _answered(request: Callable[[], Any]) -> dict[str, Any]:
+    """The object as plain JSON; Stripe's "no such object" (404 `resource_missing`) as the domain's
+    NotAtStripe, an answer the worker and the reconciler act on. Any other error stays the SDK's."""
+    try:
+        return _plain(request())
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404 and error.code == "resource_missing":
+            raise NotAtStripe(error.user_message or str(error)) from error
+        raise
 
 
 def _mode(livemode: bool) -> Mode:

@@ -46,23 +46,33 @@ class EntitlementRules:
     purchase_term_by_product: Mapping[str, int | None] = field(default_factory=dict)
     features_by_lookup_key: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     features_by_product: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Price ids, which include the plan ids of API versions before prices and products (2018-02-05).
+    features_by_price: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Paused payment collection keeps the status `active`; whether access continues is a business choice.
     paused_collection_keeps_access: bool = True
     user_id_metadata_key: str = "user_id"
 
-    def features_for(self, product_id: str | None, lookup_key: str | None) -> tuple[str, ...]:
-        """Lookup key first, then product; a product nothing maps grants a feature named after it,
-        so access never silently disappears for a product someone forgot to map."""
+    def features_for(
+        self, product_id: str | None, lookup_key: str | None, price_id: str | None = None
+    ) -> tuple[str, ...]:
+        """Lookup key first, then price (or plan), then product; a product nothing maps grants a
+        feature named after it, so access never silently disappears for a product someone forgot to
+        map, and a plan of an API version without products one named after the plan."""
         if lookup_key and lookup_key in self.features_by_lookup_key:
             return self.features_by_lookup_key[lookup_key]
+        if price_id and price_id in self.features_by_price:
+            return self.features_by_price[price_id]
         if product_id and product_id in self.features_by_product:
             return self.features_by_product[product_id]
-        return (product_id,) if product_id else ()
+        if product_id:
+            return (product_id,)
+        return (price_id,) if price_id else ()
 
-    def maps(self, product_id: str | None, lookup_key: str | None) -> bool:
-        """Whether the repository's mapping names this price's lookup key or product."""
+    def maps(self, product_id: str | None, lookup_key: str | None, price_id: str | None = None) -> bool:
+        """Whether the repository's mapping names this price's lookup key, price (plan) or product."""
         return bool(
             (lookup_key and lookup_key in self.features_by_lookup_key)
+            or (price_id and price_id in self.features_by_price)
             or (product_id and product_id in self.features_by_product)
         )
 
@@ -82,6 +92,7 @@ class EntitlementRules:
             "purchase_term_days_by_product",
             "features_by_lookup_key",
             "features_by_product",
+            "features_by_price",
             "paused_collection_keeps_access",
             "user_id_metadata_key",
         }
@@ -100,6 +111,7 @@ class EntitlementRules:
             },
             features_by_lookup_key=_feature_table(raw, "features_by_lookup_key"),
             features_by_product=_feature_table(raw, "features_by_product"),
+            features_by_price=_feature_table(raw, "features_by_price"),
             paused_collection_keeps_access=_bool(raw, "paused_collection_keeps_access", True),
             user_id_metadata_key=str(raw.get("user_id_metadata_key", "user_id")),
         )
@@ -236,8 +248,8 @@ def _subscription_grants(
         if access is None:
             continue
         for item in subscription.items:
-            if summary is None or rules.maps(item.product_id, item.lookup_key):
-                grants.append((rules.features_for(item.product_id, item.lookup_key), access))
+            if summary is None or rules.maps(item.product_id, item.lookup_key, item.price_id):
+                grants.append((rules.features_for(item.product_id, item.lookup_key, item.price_id), access))
         candidate = Grant(access.until, STRIPE_ENTITLEMENTS_SOURCE)
         if summary_access is None or candidate.outlasts(summary_access):
             summary_access = candidate
@@ -276,10 +288,19 @@ def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceR
     still collecting. An older invoice Stripe stopped retrying, left open on a subscription that was
     `active` again (after a plan change), does not start it. Without a known invoice: the current
     period's start (the renewal invoice is finalized then), or its due date for `send_invoice`.
+
+    The grace belongs to the past_due spell, not to one invoice: under "leave the subscription
+    past-due" Stripe stops retrying the first unpaid invoice and makes each new renewal invoice
+    `latest_invoice`, which must not restart the grace. So an open invoice whose problem began after
+    the subscription was last paid up (the latest `paid_at` of its invoices; never, when none is
+    known) belongs to the current spell too. Invoices are separate objects, each stored as its
+    latest snapshot: the answer is the same in any delivery order.
     """
+    own = [invoice for invoice in invoices if invoice.subscription_id == subscription.id]
+    paid_up = max((i.paid_at or i.as_of for i in own if i.status == "paid"), default=None)
     starts: list[int] = []
-    for invoice in invoices:
-        if invoice.subscription_id != subscription.id or invoice.status != "open":
+    for invoice in own:
+        if invoice.status != "open":
             continue
         if invoice.amount_remaining <= 0 and invoice.amount_due > 0:
             continue
@@ -287,7 +308,8 @@ def _grace_started(subscription: SubscriptionRecord, invoices: Iterable[InvoiceR
         still_collected = invoice.next_payment_attempt is not None or (
             invoice.collection_method == "send_invoice"
         )
-        if latest or still_collected:
+        this_spell = paid_up is None or invoice.problem_started > paid_up
+        if latest or still_collected or this_spell:
             starts.append(invoice.problem_started)
     if starts:
         return min(starts)
@@ -322,10 +344,11 @@ def _revoked_payment_intents(
 
 
 def _fully_refunded(charge: ChargeRecord, refunds: list[RefundRecord]) -> bool:
-    """Stripe's `refunded` flag, less the refunds known to have failed since: the charge's own list
-    and the Refund objects of this charge, merged by id; a failed or canceled refund stays so."""
-    if not charge.refunded:
-        return False
+    """Whether the charge's whole amount went back, decided by the refund objects' own statuses and
+    amounts: the charge's embedded list and the Refund objects of this charge, merged by id (a refund
+    seen failed or canceled stays so). Each refund counts once, whatever the charge snapshot's
+    `amount_refunded` already left out. With no refund object known, or none known to have failed,
+    Stripe's `refunded` flag says it (a refund that did not fail is in `amount_refunded`)."""
     known: dict[str, RefundState] = {r.id: r for r in charge.refunds}
     for refund in refunds:
         if refund.charge_id == charge.id or (
@@ -334,20 +357,19 @@ def _fully_refunded(charge: ChargeRecord, refunds: list[RefundRecord]) -> bool:
             state = RefundState(refund.id, refund.amount, refund.status)
             if refund.id not in known or not known[refund.id].reversed:
                 known[refund.id] = state
-    # A failure the charge's own list already shows is already out of its amount_refunded.
-    failed_since = sum(
-        r.amount
-        for r in known.values()
-        if r.reversed and not any(e.id == r.id and e.reversed for e in charge.refunds)
-    )
-    return charge.amount_refunded - failed_since >= charge.amount
+    if sum(r.amount for r in known.values() if not r.reversed) >= charge.amount > 0:
+        return True
+    return charge.refunded and not any(r.reversed for r in known.values())
 
 
 def _purchase_grants(
     purchase: PurchaseRecord, rules: EntitlementRules
 ) -> list[tuple[tuple[str, ...], str | None]]:
     if purchase.line_items:
-        return [(rules.features_for(i.product_id, i.lookup_key), i.product_id) for i in purchase.line_items]
+        return [
+            (rules.features_for(i.product_id, i.lookup_key, i.price_id), i.product_id)
+            for i in purchase.line_items
+        ]
     if purchase.metadata_features:
         return [(purchase.metadata_features, purchase.metadata_product_id)]
     if purchase.metadata_product_id:

@@ -12,7 +12,9 @@ Each record has a role:
 * `CONTEXT`: kept while it can matter — the profile, the Stripe Entitlements summary, a subscription
   that is not over (`canceled` and `incomplete_expired` are final in Stripe), an open invoice (grace
   period, payment problem), every charge and dispute (they revoke purchases, and may arrive before the
-  purchase they revoke; there is one per refund or dispute, not per month).
+  purchase they revoke; there is one per refund or dispute, not per month), and of each subscription's
+  paid invoices the one paid last (when the subscription was last paid up: the grace of a later
+  past_due spell counts from the first invoice unpaid since, see `domain.entitlements`).
 * `GRANT`: a one-time purchase or payment that grants something by itself. Of those, the state keeps
   only the ones that win a feature (the latest `until`, see `Grant.outlasts`), so 1,000 lifetime
   purchases of one product keep one entry. The others are *spilled*: when a winner is revoked or
@@ -34,10 +36,10 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from domain.entitlements import EntitlementRules, Entitlements, Grant, compute_entitlements
-from domain.records import RecordKind, Snapshot
+from domain.records import InvoiceRecord, RecordKind, Snapshot
 
 # Bump when the role rules below change: states built by older code are then rebuilt once.
-LAYOUT = 1
+LAYOUT = 2
 FINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 REVOKING_KINDS: frozenset[RecordKind] = frozenset({"charge", "refund", "dispute"})
 GRANTING_KINDS: frozenset[RecordKind] = frozenset({"purchase", "payment"})
@@ -100,6 +102,8 @@ def build(history: Iterable[Snapshot], rules: EntitlementRules) -> LiveRecords:
         if livemode is None and snapshot.record.kind in MODE_KINDS:
             livemode = snapshot.record.livemode
     kept = {key: s for key, s in latest.items() if role_of(s, rules) is not Role.SETTLED}
+    for snapshot in _last_paid(latest.values()).values():
+        kept[snapshot.key] = snapshot
     winners = _winners(kept, rules)
     return LiveRecords(_without_losers(kept, winners), livemode, _spills(kept, winners), fingerprint(rules))
 
@@ -117,6 +121,16 @@ def advance(live: LiveRecords, snapshot: Snapshot, rules: EntitlementRules) -> L
     records.pop(key, None)
     if role is not Role.SETTLED:
         records[key] = snapshot
+    was_paid_for = _paid_subscription(current) if current is not None else None
+    if was_paid_for is not None and _paid_subscription(snapshot) != was_paid_for:
+        return None  # the last paid invoice is paid no more: the one before is in the history
+    paid_for = _paid_subscription(snapshot)
+    if paid_for is not None:
+        held = next((s for s in records.values() if _paid_subscription(s) == paid_for), None)
+        if held is None or _paid_order(snapshot) > _paid_order(held):
+            if held is not None:
+                records.pop(held.key)
+            records[key] = snapshot
     livemode = live.livemode
     if livemode is None and snapshot.record.kind in MODE_KINDS:
         livemode = snapshot.record.livemode
@@ -143,6 +157,36 @@ def entitlements_of(customer_id: str, live: LiveRecords, rules: EntitlementRules
         # Every record of the customer may have settled: its mode is remembered, not recomputed.
         return replace(computed, livemode=live.livemode)
     return computed
+
+
+# -- when each subscription was last paid up ------------------------------------------------------
+
+
+def _paid_subscription(snapshot: Snapshot) -> str | None:
+    """The subscription a paid invoice belongs to (None for anything else)."""
+    record = snapshot.record
+    if isinstance(record, InvoiceRecord) and record.status == "paid":
+        return record.subscription_id
+    return None
+
+
+def _paid_order(snapshot: Snapshot) -> tuple[int, str]:
+    record = snapshot.record
+    assert isinstance(record, InvoiceRecord)
+    return (record.paid_at or record.as_of, record.id)
+
+
+def _last_paid(history: Iterable[Snapshot]) -> dict[str, Snapshot]:
+    """Of each subscription's paid invoices, the one paid last."""
+    last: dict[str, Snapshot] = {}
+    for snapshot in history:
+        subscription = _paid_subscription(snapshot)
+        if subscription is None:
+            continue
+        held = last.get(subscription)
+        if held is None or _paid_order(snapshot) > _paid_order(held):
+            last[subscription] = snapshot
+    return last
 
 
 # -- which purchases win --------------------------------------------------------------------------

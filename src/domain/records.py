@@ -44,8 +44,8 @@ class Stamp:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionItem:
-    price_id: str
-    product_id: str
+    price_id: str  # the price, or the plan of API versions before prices
+    product_id: str | None  # None for a plan of an API version before 2018-02-05 (no products then)
     lookup_key: str | None
     quantity: int | None
     usage_type: str  # licensed | metered
@@ -96,6 +96,7 @@ class InvoiceRecord:
     collection_method: str | None = None  # charge_automatically | send_invoice
     finalized_at: int | None = None  # status_transitions.finalized_at: the first charge attempt
     next_payment_attempt: int | None = None  # None once Stripe stopped retrying
+    paid_at: int | None = None  # status_transitions.paid_at: when the subscription was last paid up
 
     @property
     def is_unpaid_problem(self) -> bool:

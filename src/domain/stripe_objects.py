@@ -5,7 +5,8 @@ discounts, sources and tax ids). Shapes differ by API version and all of them ar
 * the billing period is on the subscription before 2025-03-31 and on each item since;
 * an invoice names its subscription in `subscription` (older) or `parent.subscription_details`;
 * a customer is a `customer` (`cus_…`) or, with Accounts v2, a `customer_account`;
-* an item has `price` (and, in older versions, the same data again as `plan`).
+* an item has `price` (and, in older versions, the same data again as `plan`); a plan of a version
+  before 2018-02-05 names no product (its `id` and `name` are its identity).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class MalformedEvent(ValueError):
 
 class _MissingField(ValueError):
     """Something the rules need is absent (a safe message: it quotes no value)."""
+
+
+class NotAtStripe(LookupError):
+    """Stripe answers 404 `resource_missing`: it has no such object (or event) any more. An answer,
+    not a failure: the object is gone (see `gone_object`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +141,41 @@ def snapshot_of(event: StripeEvent, user_id_key: str = "user_id") -> Snapshot | 
     )
     record = with_event_mode(record, event.object, event.livemode)
     if isinstance(record, PurchaseRecord) and record.is_paid and not event.fetched:
-        record = replace(record, paid_at=event.created)
+        record = replace(record, paid_at=min(event.created, record.paid_at or event.created))
     if isinstance(record, DisputeRecord) and record.status == "lost":
         record = replace(record, lost_at=event.created)
     stamp = Stamp(event.created, rank_of(record, event.type), event.id)
     return Snapshot(record, stamp, customer_of(record), event.account)
+
+
+def gone_object(kind: RecordKind, object_id: str, customer_id: str | None, livemode: bool) -> Json | None:
+    """What an object Stripe answers 404 for means, as Stripe's own deleted stub (`{"id", "object",
+    "deleted": true}`), for the kinds whose deletion changes access: a customer removed (its access
+    ends), a subscription gone with its deleted test clock or customer (it grants nothing: ended), a
+    deleted draft invoice (it flags nothing). None for the others: money that moved stays moved, and
+    refunds and disputes change only by their own events; a 404 for them changes nothing."""
+    if kind == "profile":
+        return {"id": object_id, "object": "customer", "deleted": True, "livemode": livemode}
+    if customer_id is None:
+        return None
+    if kind == "subscription":
+        return {
+            "id": object_id,
+            "object": "subscription",
+            "customer": customer_id,
+            "deleted": True,
+            "status": "canceled",
+            "livemode": livemode,
+        }
+    if kind == "invoice":  # only drafts can be deleted: it reads as a draft, which flags nothing
+        return {
+            "id": object_id,
+            "object": "invoice",
+            "customer": customer_id,
+            "deleted": True,
+            "livemode": livemode,
+        }
+    return None
 
 
 def with_event_mode(record: Record, obj: Json, livemode: bool) -> Record:
@@ -270,8 +306,9 @@ def _subscription_item(item: Json) -> SubscriptionItem:
     recurring = price.get("recurring")
     usage_type = recurring.get("usage_type") if isinstance(recurring, Mapping) else price.get("usage_type")
     product = _ref(price.get("product"))
-    if product is None:
+    if product is None and price.get("object") != "plan":
         raise _MissingField("price without product")
+    # A plan rendered for an API version before 2018-02-05 has no product: its id is its identity.
     return SubscriptionItem(
         price_id=_id(price),
         product_id=product,
@@ -301,6 +338,7 @@ def _invoice(obj: Json, _event_type: str, as_of: int) -> InvoiceRecord:
         collection_method=_str_or_none(obj.get("collection_method") or obj.get("billing")),
         finalized_at=_int_or_none(transitions.get("finalized_at")) or _int_or_none(obj.get("finalized_at")),
         next_payment_attempt=_int_or_none(obj.get("next_payment_attempt")),
+        paid_at=_int_or_none(transitions.get("paid_at")),
     )
 
 
@@ -344,6 +382,7 @@ def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
     if isinstance(line_items, Mapping):
         items = tuple(purchased_item(line) for line in _list_data(line_items))
     metadata = _mapping(obj.get("metadata"))
+    paid = obj.get("status") == "complete" and obj.get("payment_status") in ("paid", "no_payment_required")
     return PurchaseRecord(
         id=_id(obj),
         customer_id=_customer(obj),
@@ -358,7 +397,24 @@ def _purchase(obj: Json, _event_type: str, _as_of: int) -> PurchaseRecord:
         line_items=items,
         metadata_features=_features_from_metadata(metadata),
         metadata_product_id=_metadata_product(metadata),
+        paid_at=_payment_time(obj.get("payment_intent")) if paid else None,
     )
+
+
+def _payment_time(payment_intent: Any) -> int | None:
+    """When a session's payment was made, from its PaymentIntent when fetched expanded
+    (`payment_intent.latest_charge`, or the `charges` list of API versions before 2022-11-15): the
+    `created` of the charge that succeeded. A webhook names the PaymentIntent by id only: there the
+    event's own time says it."""
+    intent = _mapping(payment_intent)
+    charges = [intent["latest_charge"]] if isinstance(intent.get("latest_charge"), Mapping) else []
+    charges += _list_data(intent.get("charges"))
+    times = [
+        int(c["created"])
+        for c in charges
+        if c.get("status") == "succeeded" and _int_or_none(c.get("created"))
+    ]
+    return min(times) if times else None
 
 
 def purchased_item(line: Json) -> PurchasedItem:

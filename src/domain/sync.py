@@ -41,7 +41,9 @@ from domain.stripe_objects import (
     Ignored,
     MalformedEvent,
     NeedsFetch,
+    NotAtStripe,
     StripeEvent,
+    gone_object,
     parse_event,
     purchased_item,
     rank_of,
@@ -206,6 +208,8 @@ class Result:
     tie_fetched: bool = False
     api_calls: int = 0
     notes: tuple[str, ...] = field(default=())
+    # What Stripe answered 404 for while applying (the object or event is gone): logged as a field.
+    not_found: tuple[str, ...] = ()
 
     @property
     def entitlements_changed(self) -> bool:
@@ -261,14 +265,19 @@ class EventApplier:
             return None
         account = body.get("account")
         account = account if isinstance(account, str) and account else None
+        # NotAtStripe goes up: the payload stays unreadable, and the worker parks it with both reasons.
         fetched = dict(self._stripe.fetch_event(event_id, livemode, account))
         if account and not fetched.get("account"):
             fetched["account"] = account
         return fetched
 
     def _apply(self, body: Json) -> Result:
-        event = parse_event(body)
         calls = _Calls()
+        result = self._apply_counted(body, calls)
+        return replace(result, not_found=tuple(calls.not_found)) if calls.not_found else result
+
+    def _apply_counted(self, body: Json, calls: _Calls) -> Result:
+        event = parse_event(body)
         found = snapshot_of(event, self._rules.user_id_metadata_key)
         if isinstance(found, NeedsFetch):
             event, found = self._fetch_missing(event, found, calls)
@@ -332,7 +341,18 @@ class EventApplier:
                 and self._can_fetch(event.livemode)
             ):
                 # Stripe's `created` cannot order these two: ask Stripe for the object as it is now.
-                snapshot = self._fetched_snapshot(snapshot, event, customer, calls)
+                current = self._fetched_snapshot(snapshot, event, customer, calls)
+                if current is None:
+                    return Result(
+                        Outcome.IGNORED,
+                        event.id,
+                        event.type,
+                        customer,
+                        reason=f"{snapshot.record.kind} gone from Stripe (404): its record is left as it is",
+                        tie_fetched=True,
+                        api_calls=calls.count,
+                    )
+                snapshot = current
                 tie_fetched = True
             if existing is not None and not snapshot.stamp > existing.stamp:
                 if self._repair(event, view, live) is None:
@@ -589,8 +609,12 @@ class EventApplier:
             and self._can_fetch(event.livemode)
             and self._stripe is not None
         ):
-            charge = self._stripe.fetch_object("charge", record.charge_id, event.livemode, event.account)
             calls.count += 1
+            try:
+                charge = self._stripe.fetch_object("charge", record.charge_id, event.livemode, event.account)
+            except NotAtStripe:
+                calls.not_found.append(f"charge {record.charge_id}")
+                return None  # stored as unmatched, as with a charge that names no customer
             found = charge.get("customer") or charge.get("customer_account")
             customer = found if isinstance(found, str) else None
         return customer
@@ -606,8 +630,12 @@ class EventApplier:
         snapshot_event: str | None = None
         if related is None and event.thin:
             # A thin event without related_object: the v2 event says which v1 snapshot event to apply.
-            thin = self._stripe.fetch_thin_event(event.id, event.livemode, event.account)
             calls.count += 1
+            try:
+                thin = self._stripe.fetch_thin_event(event.id, event.livemode, event.account)
+            except NotAtStripe:
+                calls.not_found.append(f"event {event.id}")
+                return event, Ignored(f"thin event {event.id} gone from Stripe (404): nothing to apply")
             found_related = thin.get("related_object")
             if isinstance(found_related, Mapping) and isinstance(found_related.get("id"), str):
                 related = (str(found_related.get("type") or ""), found_related["id"])
@@ -620,11 +648,30 @@ class EventApplier:
         if related is not None:  # thin event: the object as it is now
             object_type, object_id = related
             kind = OBJECT_KINDS[object_type]
-            obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
             calls.count += 1
-            return event, self._stamped_fetch(kind, obj, event)
-        full = dict(self._stripe.fetch_event(snapshot_event or event.id, event.livemode, event.account))
+            try:
+                obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
+            except NotAtStripe:
+                calls.not_found.append(f"{object_type} {object_id}")
+                # Which customer it was is not known here (the reconciler ends a stored subscription
+                # Stripe no longer has); a customer is its own id.
+                gone = gone_object(kind, object_id, None, event.livemode)
+                if gone is None:
+                    return event, Ignored(f"{object_type} gone from Stripe (404): nothing to apply")
+                obj = gone
+            current = self._stamped_fetch(kind, obj, event)
+            record = current.record
+            if isinstance(record, PurchaseRecord) and record.is_paid and record.paid_at is None:
+                # No payment charge came with it: the thin event's time is Stripe's time of the payment
+                # it reports; the fetch's is later.
+                current = replace(current, record=replace(record, paid_at=event.created))
+            return event, current
         calls.count += 1
+        try:
+            full = dict(self._stripe.fetch_event(snapshot_event or event.id, event.livemode, event.account))
+        except NotAtStripe:
+            calls.not_found.append(f"event {snapshot_event or event.id}")
+            return event, Ignored("event gone from Stripe (404, kept 30 days): nothing to apply")
         if event.account and not full.get("account"):
             full["account"] = event.account
         fetched = parse_event(full)
@@ -635,7 +682,9 @@ class EventApplier:
 
     def _fetched_snapshot(
         self, snapshot: Snapshot, event: StripeEvent, customer: str, calls: _Calls
-    ) -> Snapshot:
+    ) -> Snapshot | None:
+        """The object as Stripe has it now; its deletion when Stripe answers 404 and that changes
+        access (`gone_object`), else None: the event is ignored."""
         assert self._stripe is not None
         object_type = STRIPE_OBJECT_OF[snapshot.record.kind]
         object_id = customer if snapshot.record.kind == "entitlement_summary" else snapshot.record.id
@@ -645,8 +694,15 @@ class EventApplier:
             now = self._clock()
             record = replace(snapshot.record, lookup_keys=tuple(sorted(set(keys))), complete=True)
             return Snapshot(record, Stamp(now, 0, f"fetch_{object_id}_{now}"), customer, event.account)
-        obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
         calls.count += 1
+        try:
+            obj = self._stripe.fetch_object(object_type, object_id, event.livemode, event.account)
+        except NotAtStripe:
+            calls.not_found.append(f"{object_type} {object_id}")
+            gone = gone_object(snapshot.record.kind, object_id, customer, event.livemode)
+            if gone is None:
+                return None
+            obj = gone
         fetched = self._stamped_fetch(snapshot.record.kind, obj, event)
         if fetched.customer_id is None:
             fetched = replace(fetched, customer_id=customer)
@@ -670,6 +726,7 @@ class EventApplier:
 @dataclass(slots=True)
 class _Calls:
     count: int = 0
+    not_found: list[str] = field(default_factory=list)
 
 
 def _account_of(live: LiveRecords) -> str | None:

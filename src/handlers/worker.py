@@ -50,7 +50,7 @@ from adapters.stripe_credentials import api_keys
 from domain.credentials import Mode
 from domain.entitlements import Entitlements
 from domain.retry_schedule import failing_repeatedly, retry_delay
-from domain.stripe_objects import MalformedEvent
+from domain.stripe_objects import MalformedEvent, NotAtStripe
 from domain.sync import EventApplier, Outcome, Result, RetryLater
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
@@ -116,9 +116,10 @@ def record_reserve_ms() -> int:
 
 
 # Failures retrying cannot fix: an unreadable payload (after domain.sync's fetch from Stripe, when it
-# can), a request Stripe answers 400/404 (an object or event it does not have). Anything else (5xx,
+# can), a request Stripe rejects (400), a 404 the applier has no answer for (a thin event's or a tie's
+# 404 is one: the object is gone, see domain.stripe_objects.gone_object). Anything else (5xx,
 # 429, a dropped connection, a revoked key an operator can fix, DynamoDB) is retried.
-UNFIXABLE: tuple[type[Exception], ...] = (MalformedEvent, stripe.InvalidRequestError)
+UNFIXABLE: tuple[type[Exception], ...] = (MalformedEvent, stripe.InvalidRequestError, NotAtStripe)
 
 
 def apply_message(record: SQSRecord) -> Result | None:
@@ -147,8 +148,13 @@ def apply_message(record: SQSRecord) -> Result | None:
 
 
 def failure_reason(error: BaseException) -> str:
-    """The error, and the unreadable payload behind a Stripe fetch that failed too."""
+    """The error, and the unreadable payload behind a Stripe fetch that failed too (NotAtStripe
+    carries the SDK's error as its context, and that one the payload's)."""
     context = error.__context__
+    for _ in range(3):
+        if context is None or isinstance(context, MalformedEvent):
+            break
+        context = context.__context__
     if isinstance(context, MalformedEvent) and context is not error:
         return f"{context}; fetching the event from Stripe: {type(error).__name__}: {error}"
     return str(error) or type(error).__name__
@@ -247,6 +253,8 @@ def report(result: Result) -> None:
         entitlements_after=_access(result.after) if changed else None,
         api_calls=result.api_calls,
         notes=list(result.notes) or None,
+        # Objects and events Stripe answered 404 for: the object is gone, which is an answer.
+        not_found=list(result.not_found) or None,
     )
 
 

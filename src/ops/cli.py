@@ -640,6 +640,10 @@ def _failure_message(error: Exception) -> str | None:
     stripe_message = _stripe_failure(error)
     if stripe_message is not None:
         return stripe_message
+    from domain.stripe_objects import NotAtStripe  # noqa: PLC0415
+
+    if isinstance(error, NotAtStripe):
+        return f"Stripe: {error}"
     if isinstance(error, LookupError | ValueError):
         return f"{type(error).__name__}: {error}"
     return None

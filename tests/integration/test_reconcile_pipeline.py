@@ -289,11 +289,13 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     report = world.run()
 
     assert report.complete
-    assert core(report.counts) == Counts(checked=7, missing=1, stale=3, extra=1, repaired=5, not_found=1)
+    # The subscription Stripe answers 404 for is gone (deleted with its test data): it ends.
+    assert core(report.counts) == Counts(checked=8, missing=1, stale=3, extra=2, repaired=6, not_found=1)
     assert {(d.kind, d.object_id) for d in report.drifts} == {
         (DriftKind.MISSING, "sub_cus_missing"),
         (DriftKind.STALE, "sub_cus_stale"),
         (DriftKind.EXTRA, "sub_cus_clock"),
+        (DriftKind.EXTRA, "sub_cus_gone"),
         (DriftKind.STALE, "cs_test_async"),
         (DriftKind.STALE, "pi_buyer"),
     }
@@ -313,6 +315,7 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
         "cus_missing",
         "cus_stale",
         "cus_clock",
+        "cus_gone",
         "cus_buyer",
     }
     for message in messages:
@@ -338,9 +341,10 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     payment = world.stored("cus_buyer", "pi_buyer", "PAYMENT")
     assert payment is not None
     assert payment.record.status == "succeeded"  # type: ignore[union-attr]
-    left = world.stored("cus_gone", "sub_cus_gone")
-    assert left is not None
-    assert left.record.status == "active"  # type: ignore[union-attr]
+    ended = world.stored("cus_gone", "sub_cus_gone")
+    assert ended is not None
+    assert ended.record.status == "canceled"  # type: ignore[union-attr]
+    assert world.features("cus_gone") == set()
 
     # The next pass finds nothing left to repair.
     again = world.run()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import stripe
 
 from adapters.stripe_api import StripeApi
 from domain.entitlements import EntitlementRules
@@ -80,12 +79,88 @@ def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_even
     assert stored.stamp.event_id == "evt_1Snapshot"
 
 
-def test_a_thin_event_stripe_no_longer_has_fails_for_a_retry_with_the_reason(fake: FakeStripe) -> None:
-    with pytest.raises(stripe.InvalidRequestError, match=r"No such v2\.core\.event"):
-        applier(MemoryStore(), fake).apply(notification("v1.customer.subscription.updated"))
+def test_a_thin_event_stripe_no_longer_has_is_acknowledged_with_what_was_not_found(fake: FakeStripe) -> None:
+    """Stripe's 404 is an answer: there is nothing to apply (issue 20, 5), and nothing to retry."""
+    result = applier(MemoryStore(), fake).apply(notification("v1.customer.subscription.updated"))
+    assert result.outcome is Outcome.IGNORED
+    assert result.not_found == ("event evt_test_65RNzFGhTWFx8oxE",)
+    assert "404" in result.reason
 
 
 def test_thin_invoice_upcoming_is_ignored_without_any_request(fake: FakeStripe) -> None:
     result = applier(MemoryStore(), fake).apply(notification("v1.invoice.upcoming"))
     assert result.outcome is Outcome.IGNORED
     assert fake.requests == []
+
+
+def test_a_thin_checkout_event_fetches_the_session_with_its_payments_charge_and_counts_the_term_from_it(
+    fake: FakeStripe,
+) -> None:
+    """The session is created at T0 and paid 20 hours later; the fetch expands
+    `payment_intent.latest_charge`, whose `created` starts a purchase's term (issue 20, 8)."""
+    ids = s.IdFactory(2)
+    paid = T0 + 20 * 3600
+    session = s.checkout_session(
+        ids,
+        id="cs_thin",
+        mode="payment",
+        status="complete",
+        payment_status="paid",
+        customer="cus_thin",
+        payment_intent="pi_thin",
+        amount_total=900,
+        created=T0,
+        metadata={"product_id": "prod_book"},
+    )
+    fake.put_session(session, [])
+    fake.put(
+        s.payment_intent(
+            ids,
+            id="pi_thin",
+            amount=900,
+            customer="cus_thin",
+            status="succeeded",
+            created=T0,
+            latest_charge="ch_thin",
+        )
+    )
+    fake.put(
+        s.charge(ids, id="ch_thin", amount=900, customer="cus_thin", payment_intent="pi_thin", created=paid)
+    )
+    store = MemoryStore()
+    rules = EntitlementRules(purchase_term_seconds=30 * DAY)
+    thin = notification(
+        "v1.checkout.session.completed",
+        related_object={"id": "cs_thin", "type": "checkout.session", "url": "/v1/checkout/sessions/cs_thin"},
+        created="2026-01-10T00:00:00.000Z",  # delivered (and fetched) days later
+    )
+    api = StripeApi({"test": KEY}, fake.url)
+    result = EventApplier(store, rules, clock=lambda: T0 + 9 * DAY, stripe=api).apply(thin)
+    assert result.outcome is Outcome.APPLIED
+    fetch = next(r for r in fake.requests if r.path == "/v1/checkout/sessions/cs_thin")
+    assert "payment_intent.latest_charge" in fetch.query.values()
+    grant = store.entitlements["cus_thin"].entitlements.features["prod_book"]
+    assert grant.until == paid + 30 * DAY
+
+
+def test_a_thin_event_whose_object_stripe_answers_404_for_is_an_answer_not_a_failure(
+    fake: FakeStripe,
+) -> None:
+    """The real adapter turns Stripe's 404 `resource_missing` into the domain's NotAtStripe: a removed
+    customer's deletion is applied, a deleted draft invoice's event acknowledged (issue 20, 5)."""
+    store = MemoryStore()
+    removed = notification(
+        "v1.customer.updated",
+        related_object={"id": "cus_removed", "type": "customer", "url": "/v1/customers/cus_removed"},
+    )
+    result = applier(store, fake).apply(removed)
+    assert (result.outcome, result.not_found) == (Outcome.APPLIED, ("customer cus_removed",))
+    assert store.entitlements["cus_removed"].entitlements.deleted
+    draft = notification(
+        "v1.invoice.deleted",
+        id="evt_test_draft",
+        related_object={"id": "in_deleted", "type": "invoice", "url": "/v1/invoices/in_deleted"},
+    )
+    result = applier(store, fake).apply(draft)
+    assert (result.outcome, result.not_found) == (Outcome.IGNORED, ("invoice in_deleted",))
+    assert [r.path for r in fake.requests] == ["/v1/customers/cus_removed", "/v1/invoices/in_deleted"]

@@ -227,7 +227,7 @@ def test_an_unreadable_event_stripe_does_not_know_is_parked_with_both_reasons(
     stack.poll_until_idle()
 
     [parked] = stack.parked()
-    assert parked.failure_type == "InvalidRequestError"
+    assert parked.failure_type == "NotAtStripe"  # adapters.stripe_api's name for a 404 resource_missing
     assert parked.reason is not None
     assert parked.reason.startswith("subscription object:"), parked.reason
     assert "fetching the event from Stripe" in parked.reason

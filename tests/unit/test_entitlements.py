@@ -136,10 +136,23 @@ def test_an_older_open_invoice_left_after_a_plan_change_does_not_eat_a_later_ren
     """Stripe leaves the earlier renewal invoice open (and stops retrying it) when a paid proration
     invoice makes the subscription active again; the next renewal then fails."""
     old = invoice(id="in_old", created=T0 - 28 * DAY, finalized_at=T0 - 28 * DAY, next_payment_attempt=None)
+    proration = invoice("paid", id="in_prorate", created=T0 - 20 * DAY, paid_at=T0 - 20 * DAY)
     renewal = invoice(id="in_new", created=T0, finalized_at=T0 + 3600, next_payment_attempt=T0 + 3 * DAY)
     past_due = subscription("past_due", latest_invoice_id="in_new")
-    assert features(past_due, old, renewal)["prod_pro"].until == T0 + 3600 + 7 * DAY
-    assert features(past_due, renewal, old)["prod_pro"].until == T0 + 3600 + 7 * DAY
+    assert features(past_due, old, proration, renewal)["prod_pro"].until == T0 + 3600 + 7 * DAY
+    assert features(past_due, renewal, proration, old)["prod_pro"].until == T0 + 3600 + 7 * DAY
+
+
+def test_leave_past_due_an_older_invoice_unpaid_since_the_last_payment_keeps_the_spells_start() -> None:
+    """Stripe stopped retrying the first unpaid invoice and left the subscription past_due: no
+    payment since, so the new renewal invoice does not restart the grace."""
+    paid = invoice("paid", id="in_paid", created=T0 - 56 * DAY, paid_at=T0 - 56 * DAY)
+    first = invoice(
+        id="in_first", created=T0 - 28 * DAY, finalized_at=T0 - 28 * DAY, next_payment_attempt=None
+    )
+    renewal = invoice(id="in_new", created=T0, finalized_at=T0 + 3600, next_payment_attempt=T0 + 3 * DAY)
+    past_due = subscription("past_due", latest_invoice_id="in_new")
+    assert features(past_due, paid, first, renewal)["prod_pro"].until == T0 - 21 * DAY
 
 
 def test_grace_counts_from_the_first_unpaid_invoice_stripe_still_collects() -> None:
@@ -308,3 +321,24 @@ def test_the_shipped_rules_file_is_valid() -> None:
     from adapters.settings import load_rules
 
     assert load_rules() == EntitlementRules()
+
+
+def test_a_plan_without_product_grants_by_price_id_and_the_price_mapping_sits_between_key_and_product() -> (
+    None
+):
+    plan_item = SubscriptionItem("gold", None, None, 1, "licensed", T0, T0 + 30 * DAY)
+    assert set(features(subscription(items=(plan_item,)))) == {"gold"}
+    rules = EntitlementRules.from_mapping(
+        {
+            "features_by_lookup_key": {"pro_monthly": ["by_key"]},
+            "features_by_price": {"gold": ["by_price"], "price_1": ["by_price"]},
+            "features_by_product": {"prod_pro": ["by_product"]},
+        }
+    )
+    assert set(features(subscription(items=(plan_item,)), rules=rules)) == {"by_price"}
+    priced = SubscriptionItem("price_1", "prod_pro", None, 1, "licensed", T0, T0 + 30 * DAY)
+    assert set(features(subscription(items=(priced,)), rules=rules)) == {"by_price"}
+    keyed = replace(priced, lookup_key="pro_monthly")
+    assert set(features(subscription(items=(keyed,)), rules=rules)) == {"by_key"}
+    with pytest.raises(RulesError, match=r"features_by_price\.gold"):
+        EntitlementRules.from_mapping({"features_by_price": {"gold": "pro"}})

@@ -333,12 +333,32 @@ def test_a_refund_of_the_winning_purchase_asks_for_the_history_once_spilled() ->
 
 def test_settled_records_leave_and_the_mode_is_remembered() -> None:
     rules = EntitlementRules()
-    paid = InvoiceRecord("in_1", CUSTOMER, True, "sub_1", "paid", 900, 0, 1, None, None, T0, T0)
+    # A paid one-off invoice (of no subscription): nothing keeps it.
+    paid = InvoiceRecord("in_1", CUSTOMER, True, None, "paid", 900, 0, 1, None, None, T0, T0)
     live = live_records.build([Snapshot(paid, Stamp(T0, 0, "evt_1"), CUSTOMER)], rules)
     assert live.snapshots == {}
     entitlements = live_records.entitlements_of(CUSTOMER, live, rules)
     assert entitlements.livemode is True
     assert entitlements == compute_entitlements(CUSTOMER, [paid], rules)
+
+
+def test_of_a_subscriptions_paid_invoices_only_the_one_paid_last_stays() -> None:
+    """When the subscription was last paid up bounds a later past_due spell (domain.entitlements)."""
+    rules = EntitlementRules()
+    paid = [
+        InvoiceRecord(
+            f"in_{n}", CUSTOMER, True, "sub_1", "paid", 900, 0, 1, None, None, T0, T0, paid_at=T0 + n
+        )
+        for n in (3, 1, 2)
+    ]
+    snapshots = [Snapshot(r, Stamp(T0 + 10, 0, f"evt_{r.id}"), CUSTOMER) for r in paid]
+    assert set(live_records.build(snapshots, rules).snapshots) == {("invoice", "in_3")}
+    live = live_records.empty(rules)
+    for snapshot in snapshots:
+        advanced = live_records.advance(live, snapshot, rules)
+        assert advanced is not None
+        live = advanced
+    assert set(live.snapshots) == {("invoice", "in_3")}
 
 
 def test_new_rules_have_another_fingerprint() -> None:

@@ -4,6 +4,11 @@ the README tells users to subscribe to. Each ends applied, stale, duplicate, ign
 unmatched (never failed); a truly malformed payload fails with an error that names what is missing.
 
 Versions: subscription items (2016-07-06; before, a subscription had one `plan` and a `quantity`);
+plans without `product`, identified by their `id` (and `name`) before 2018-02-05
+(https://docs.stripe.com/changelog/2018-02-05/plans-link-individual-products-several-fields-moved);
+`finalized_at` under `status_transitions` (2019-03-14); Checkout's PaymentIntent made only at
+confirmation (2022-08-01); `PaymentIntent.charges` replaced by `latest_charge` (2022-11-15, see
+tests/unit/test_purchase_term_paths.py);
 `invoice.status` (2018-05-21; before, `paid` / `forgiven` / `closed`), `invoice.date` -> `created` and
 `billing` -> `collection_method` (2019-03-14); charges stop embedding `refunds` (2022-11-15); periods
 move to the items and `invoice.subscription` under `parent` (2025-03-31.basil,
@@ -198,6 +203,102 @@ def test_a_subscription_from_before_items_grants_its_plans_product() -> None:
     assert (record.current_period_start, record.created) == (1_450_000_000, 1_450_000_000)
     assert record.collection_method == "charge_automatically"
     assert apply(event(old_subscription(), "customer.subscription.updated")) is Outcome.APPLIED
+
+
+def pre_product_subscription() -> dict[str, Any]:
+    """2017 (API versions before 2018-02-05): items, each with a plan that has a `name` and no
+    `product` (plans became linked to products in 2018-02-05; prices came later still)."""
+    gold = {
+        "id": "gold",
+        "object": "plan",
+        "amount": 2000,
+        "currency": "usd",
+        "interval": "month",
+        "interval_count": 1,
+        "name": "Gold Special",
+        "statement_descriptor": None,
+        "trial_period_days": None,
+        "livemode": False,
+        "metadata": {},
+        "created": 1_480_000_000,
+    }
+    return {
+        "id": "sub_2017",
+        "object": "subscription",
+        "customer": "cus_2017",
+        "status": "active",
+        "items": {
+            "object": "list",
+            "data": [{"id": "si_2017", "object": "subscription_item", "plan": gold, "quantity": 1}],
+            "has_more": False,
+        },
+        "plan": gold,
+        "quantity": 1,
+        "start": 1_490_000_000,
+        "current_period_start": 1_490_000_000,
+        "current_period_end": 1_492_678_400,
+        "cancel_at_period_end": False,
+        "billing": "charge_automatically",
+    }
+
+
+def test_a_plan_from_before_products_grants_by_the_plan() -> None:
+    record = record_of("subscription", pre_product_subscription())
+    assert isinstance(record, SubscriptionRecord)
+    assert [(i.price_id, i.product_id) for i in record.items] == [("gold", None)]
+    store = MemoryStore()
+    applier = EventApplier(store, EntitlementRules(), clock=lambda: 1_490_000_100)
+    result = applier.apply(event(pre_product_subscription(), "customer.subscription.updated"))
+    assert result.outcome is Outcome.APPLIED
+    assert set(store.entitlements["cus_2017"].entitlements.features) == {"gold"}  # named after the plan
+    mapped = EntitlementRules.from_mapping({"features_by_price": {"gold": ["pro", "api"]}})
+    store = MemoryStore()
+    result = EventApplier(store, mapped, clock=lambda: 1_490_000_100).apply(
+        event(pre_product_subscription(), "customer.subscription.updated")
+    )
+    assert result.outcome is Outcome.APPLIED
+    assert set(store.entitlements["cus_2017"].entitlements.features) == {"pro", "api"}
+
+
+def test_a_subscription_from_before_items_and_products_grants_by_its_plan() -> None:
+    obj = pre_product_subscription()
+    del obj["items"]
+    record = record_of("subscription", obj)
+    assert isinstance(record, SubscriptionRecord)
+    assert [(i.price_id, i.product_id, i.quantity) for i in record.items] == [("gold", None, 1)]
+    assert apply(event(obj, "customer.subscription.updated")) is Outcome.APPLIED
+
+
+def test_a_price_without_product_is_still_malformed() -> None:
+    obj = pre_product_subscription()
+    obj["items"]["data"][0]["price"] = {"id": "price_1", "object": "price"}
+    with pytest.raises(MalformedEvent, match="price without product"):
+        record_of("subscription", obj)
+
+
+def test_an_invoices_finalization_before_and_since_status_transitions() -> None:
+    """2019-03-14 moved `finalized_at` under `status_transitions` (the grace counts from it)."""
+    base = {"id": "in_f", "object": "invoice", "customer": "cus_f", "status": "open", "created": 100}
+    for obj in (base | {"finalized_at": 200}, base | {"status_transitions": {"finalized_at": 200}}):
+        record = record_of("invoice", obj)
+        assert isinstance(record, InvoiceRecord)
+        assert record.finalized_at == 200
+
+
+def test_a_payment_mode_session_without_a_payment_intent_yet() -> None:
+    """2022-08-01: Checkout creates the PaymentIntent only when the customer confirms: an open or
+    expired session names none (and grants nothing)."""
+    obj = {
+        "id": "cs_open",
+        "object": "checkout.session",
+        "mode": "payment",
+        "status": "expired",
+        "payment_status": "unpaid",
+        "customer": "cus_open",
+        "payment_intent": None,
+        "created": 100,
+    }
+    assert apply(event(obj, "checkout.session.expired")) is Outcome.APPLIED
 
 
 def test_periods_only_on_the_items_since_basil(resources: dict[str, Any]) -> None:

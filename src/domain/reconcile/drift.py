@@ -82,8 +82,8 @@ def same_record(fetched: Record, stored: Record) -> bool:
         # Only one-time purchases keep their line items (a subscription grants through itself).
         fetched = replace(fetched, line_items=stored.line_items)
     if isinstance(fetched, PurchaseRecord) and isinstance(stored, PurchaseRecord) and fetched.is_paid:
-        # When it was paid comes from the event that showed it (the worker keeps it; a fetch cannot say).
-        fetched = replace(fetched, paid_at=fetched.paid_at or stored.paid_at)
+        # When it was paid, as the worker keeps it (the event that showed it, or the payment's charge).
+        fetched = replace(fetched, paid_at=stored.paid_at if stored.paid_at is not None else fetched.paid_at)
     if isinstance(fetched, DisputeRecord) and isinstance(stored, DisputeRecord):
         if fetched.customer_id is None:
             fetched = replace(fetched, customer_id=stored.customer_id)

@@ -35,12 +35,16 @@ from domain.reconcile.ports import (
 from domain.reconcile.repairs import event_message, fetched_message
 from domain.reconcile.skips import SkippedPhase, SkipReason, skip_detail, skip_reason
 from domain.records import EntitlementSummaryRecord, RecordKind, Snapshot, SubscriptionRecord
-from domain.stripe_objects import Ignored, parse_event, snapshot_of
+from domain.stripe_objects import Ignored, customer_of, gone_object, parse_event, snapshot_of
 
 SCAN_PAGE_ITEMS = 1000  # items a records page examines: bounds the fetches one page can need
 # What each backfill phase lists (domain.reconcile.backfill.backfill_object picks what can grant access).
 BACKFILL_LIST_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sessions": ("/v1/checkout/sessions", {"status": "complete", "expand": ["data.line_items"]}),
+    # The payment's charge says when the session was paid: its term counts from then.
+    "sessions": (
+        "/v1/checkout/sessions",
+        {"status": "complete", "expand": ["data.line_items", "data.payment_intent.latest_charge"]},
+    ),
     "payments": ("/v1/payment_intents", {}),
     "refunds": ("/v1/refunds", {"expand": ["data.charge"]}),
     "disputes": ("/v1/disputes", {"expand": ["data.charge"]}),
@@ -296,10 +300,29 @@ class PageReader:
                     self.stripe.fetch_object(object_type, record.id, record.livemode, snapshot.account),
                 )
             )
-        except NotFound:
+        except NotFound as error:
+            # "No such object" is an answer: the object is gone. Its deletion is applied where it
+            # changes access (a subscription ends); other records are left as they are.
+            gone = None
+            if error.code == "resource_missing":
+                gone = gone_object(record.kind, record.id, customer_of(record), record.livemode)
+            if gone is None:
+                page.problem(
+                    f"{object_type} {record.id}: Stripe answers 404; its record is left as it is",
+                    Counts(not_found=1),
+                )
+                return
             page.problem(
-                f"{object_type} {record.id}: Stripe answers 404; its record is left as it is",
-                Counts(not_found=1),
+                f"{object_type} {record.id}: Stripe answers 404; applied as gone", Counts(not_found=1)
+            )
+            self.compare(
+                page,
+                record.kind,
+                gone,
+                snapshot,
+                self.now_ms(),
+                account=snapshot.account,
+                unlisted=unlisted_subscription,
             )
             return
         except Refused as error:

@@ -30,7 +30,7 @@ class Counts:
     stale: int = 0
     extra: int = 0
     repaired: int = 0  # repairs queued (none in a dry run)
-    not_found: int = 0  # records whose object Stripe answers 404 for: reported, never changed
+    not_found: int = 0  # records whose object Stripe answers 404 for: reported; a subscription ends
     skipped: int = 0  # records of a mode with no API key, objects that name no customer
     errors: int = 0  # objects that could not be compared, phases Stripe failed, runs stopped by an error
     phases_skipped: int = 0  # phases left for the next pass (ReconcileReport.skipped says why)
