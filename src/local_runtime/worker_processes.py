@@ -33,6 +33,7 @@ START_TIMEOUT_SECONDS = 60.0
 # Beyond the function's Timeout: the child's own time budget ends the batch first (handlers.worker).
 KILL_GRACE_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 10.0
+EXIT_CODE_WAIT_SECONDS = 2.0
 
 
 class WorkerStartFailed(RuntimeError):
@@ -184,7 +185,11 @@ class WorkerProcess:
             try:
                 message = connection.recv()
             except (EOFError, OSError):
-                code = self._process.exitcode if self._process is not None else None
+                code = None
+                if self._process is not None:
+                    # The pipe closes a moment before the process is reaped: wait for its exit code.
+                    self._process.join(EXIT_CODE_WAIT_SECONDS)
+                    code = self._process.exitcode
                 raise WorkerInvocationFailed(
                     f"the worker's process ended (exit code {code}) during its {what}"
                 ) from None
