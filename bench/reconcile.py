@@ -11,8 +11,8 @@ The account, on the fake Stripe API of the tests (requests counted at the server
 1. A reconcile pass with nothing drifted (the first pass: 30 days of events). Targets (issue 11):
    at most 1 Stripe request per 100 objects plus 1 per stored summary, at most 1 BatchGetItem per 100
    objects; nothing queued.
-2. The backfill of the same account into an empty table: every object compared by lists and queued;
-   it must fit in consecutive reconcile runs within the Lambda's time limit. Stripe's pace is the
+2. The backfill of the same account into an empty table: every object compared by lists and queued,
+   and each subscribed customer's active entitlements read (SUMMARIES of them list some); it must fit in consecutive reconcile runs within the Lambda's time limit. Stripe's pace is the
    limit: runs are measured unpaced and the Stripe time added at the reconciler's default pace.
 """
 
@@ -402,7 +402,7 @@ def _kind(path: str, query: Any) -> str:
     if path == "/v1/events":
         return "list undelivered events" if query.get("delivery_success") == "false" else "list change events"
     if path == "/v1/entitlements/active_entitlements":
-        return "active entitlements (per customer with a summary)"
+        return "active entitlements (pass: per customer with a summary; backfill: per subscribed customer)"
     parts = path.split("/")
     if len(parts) == 3 or path == "/v1/checkout/sessions":
         return "list " + path.removeprefix("/v1/")

@@ -2,15 +2,16 @@
 
 A single module that depends on boto3 only, for backend services to vendor (copy this file) or install
 with the project. It reads the published entitlements item (DESIGN.md, "The entitlements item") and the
-user lookup item; it never writes. IAM: the stack's EntitlementsReaderPolicy output, which allows
-GetItem of those two items and only of the attributes below (ENTITLEMENTS_ATTRIBUTES,
-LOOKUP_ATTRIBUTES): every read names them in a ProjectionExpression, so records holding customers'
+user entitlements item (DESIGN.md, "The user entitlements item"); it never writes. IAM: the stack's EntitlementsReaderPolicy output, which allows
+GetItem of those items and only of the attributes below (ENTITLEMENTS_ATTRIBUTES,
+USER_ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES): every read names them in a ProjectionExpression, so records holding customers'
 emails stay out of a reader's reach.
 
     reader = EntitlementsReader("stripe-sync-prod-SyncTable-…", livemode=True)
-    access = reader.entitlements(reader.customer_for_user("user-42") or "")
+    access = reader.user_entitlements("user-42")  # everything any of the user's customers grants
     if access and access.has("pro"):
         ...
+    access = reader.entitlements("cus_…")  # one customer's
 
 A backend told of changes (an EventBridge rule on the stack's "Customer Entitlements Changed" events)
 reads the same value from the event, with no table read and no IAM on the table:
@@ -32,6 +33,16 @@ import boto3
 # What each read asks for; template.yaml's EntitlementsReaderPolicy allows exactly these (and the keys).
 ENTITLEMENTS_ATTRIBUTES = (
     "customer_id",
+    "livemode",
+    "features",
+    "payment_issue",
+    "updated_at",
+    "version",
+    "deleted",
+)
+USER_ENTITLEMENTS_ATTRIBUTES = (
+    "user_id",
+    "customer_ids",
     "livemode",
     "features",
     "payment_issue",
@@ -86,6 +97,29 @@ class CustomerEntitlements:
         return {name for name, grant in self.features.items() if grant.active_at(at)}
 
 
+@dataclass(frozen=True, slots=True)
+class UserEntitlements:
+    """A user's access across all their Stripe customers: a feature is granted when any of them
+    grants it (the latest `until` wins)."""
+
+    user_id: str
+    customer_ids: tuple[str, ...]
+    livemode: bool
+    features: dict[str, FeatureGrant]
+    payment_issue: bool
+    deleted: bool  # every customer of the user is deleted
+    version: int
+    updated_at: int
+
+    def has(self, feature: str, now: float | None = None) -> bool:
+        grant = self.features.get(feature)
+        return grant is not None and grant.active_at(time.time() if now is None else now)
+
+    def active_features(self, now: float | None = None) -> set[str]:
+        at = time.time() if now is None else now
+        return {name for name, grant in self.features.items() if grant.active_at(at)}
+
+
 class EntitlementsReader:
     def __init__(self, table_name: str, *, livemode: bool = True, client: Any = None) -> None:
         self._table = table_name
@@ -103,9 +137,24 @@ class EntitlementsReader:
         item = response.get("Item")
         return None if item is None else parse_entitlements_item(item)
 
+    def user_entitlements(self, user_id: str, *, livemode: bool | None = None) -> UserEntitlements | None:
+        """The application user's access (customer metadata or Checkout client_reference_id named
+        them) across all their customers, in this reader's mode unless told otherwise; None when no
+        customer names the user."""
+        mode = "live" if (self._livemode if livemode is None else livemode) else "test"
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": "ENTITLEMENTS"}},
+            ConsistentRead=True,
+            **projection(USER_ENTITLEMENTS_ATTRIBUTES),
+        )
+        item = response.get("Item")
+        return None if item is None else parse_user_entitlements_item(item)
+
     def customer_for_user(self, user_id: str, *, livemode: bool | None = None) -> str | None:
-        """The Stripe customer of the application's user (customer metadata or Checkout
-        client_reference_id), in this reader's mode unless told otherwise."""
+        """One Stripe customer of the application's user (the one whose record named the user last),
+        in this reader's mode unless told otherwise. A user may have several customers: for what the
+        user may use, read `user_entitlements`."""
         mode = "live" if (self._livemode if livemode is None else livemode) else "test"
         response = self._client.get_item(
             TableName=self._table,
@@ -117,8 +166,7 @@ class EntitlementsReader:
         return None if item is None else str(item["customer_id"]["S"])
 
 
-def parse_entitlements_item(item: dict[str, Any]) -> CustomerEntitlements:
-    """The item as DynamoDB's low-level API returns it -> CustomerEntitlements."""
+def _features(item: dict[str, Any]) -> dict[str, FeatureGrant]:
     features: dict[str, FeatureGrant] = {}
     for name, value in item.get("features", {}).get("M", {}).items():
         grant = value["M"]
@@ -127,10 +175,29 @@ def parse_entitlements_item(item: dict[str, Any]) -> CustomerEntitlements:
             until=int(until["N"]) if until and "N" in until else None,
             source=str(grant["source"]["S"]),
         )
+    return features
+
+
+def parse_user_entitlements_item(item: dict[str, Any]) -> UserEntitlements:
+    """The user entitlements item as DynamoDB's low-level API returns it -> UserEntitlements."""
+    return UserEntitlements(
+        user_id=str(item["user_id"]["S"]),
+        customer_ids=tuple(str(c["S"]) for c in item.get("customer_ids", {}).get("L", [])),
+        livemode=bool(item["livemode"]["BOOL"]),
+        features=_features(item),
+        payment_issue=bool(item["payment_issue"]["BOOL"]),
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        version=int(item["version"]["N"]),
+        updated_at=int(item["updated_at"]["N"]),
+    )
+
+
+def parse_entitlements_item(item: dict[str, Any]) -> CustomerEntitlements:
+    """The item as DynamoDB's low-level API returns it -> CustomerEntitlements."""
     return CustomerEntitlements(
         customer_id=str(item["customer_id"]["S"]),
         livemode=bool(item["livemode"]["BOOL"]),
-        features=features,
+        features=_features(item),
         payment_issue=bool(item["payment_issue"]["BOOL"]),
         deleted=bool(item.get("deleted", {}).get("BOOL", False)),
         version=int(item["version"]["N"]),

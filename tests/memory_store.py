@@ -19,6 +19,7 @@ from domain.sync import (
     StaleWrite,
     StoredEntitlements,
 )
+from domain.user_entitlements import UserEntitlements, with_part
 
 
 @dataclass
@@ -29,6 +30,8 @@ class MemoryStore:
     states: dict[str, LiveRecords] = field(default_factory=dict)
     computed_from: dict[str, int] = field(default_factory=dict)  # entitlements' records_version
     users: dict[tuple[str, bool], str] = field(default_factory=dict)
+    # (user id, livemode) -> the user entitlements item
+    user_entitlements: dict[tuple[str, bool], UserEntitlements] = field(default_factory=dict)
     payments: dict[str, str] = field(default_factory=dict)
     guests: dict[str, Snapshot] = field(default_factory=dict)
     # payment intent (else charge) -> (kind, object id) -> an unmatched dispute or refund
@@ -94,6 +97,17 @@ class MemoryStore:
                 change.entitlements, change.entitlements_version, change.updated_at
             )
             self.computed_from[customer] = change.new_version
+        for user_id, livemode, part in change.user_parts():
+            merged = with_part(
+                self.user_entitlements.get((user_id, livemode)),
+                user_id,
+                livemode,
+                part,
+                change.now,
+                repair=change.users_repair,
+            )
+            if merged is not None:
+                self.user_entitlements[(user_id, livemode)] = merged
 
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
         return self.payments.get(payment_intent_id or "") or self.payments.get(charge_id or "")
@@ -131,6 +145,10 @@ class MemoryStore:
                 for c, e in self.entitlements.items()
             },
             "users": dict(self.users),
+            "user_entitlements": {
+                key: (dict(item.features), item.payment_issue, item.deleted, item.customer_ids)
+                for key, item in self.user_entitlements.items()
+            },
             "guests": {object_id: snapshot.record for object_id, snapshot in self.guests.items()},
             "unmatched": {
                 ref: {key: snapshot.record for key, snapshot in group.items()}

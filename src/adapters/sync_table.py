@@ -7,6 +7,7 @@ Item layout (only the entitlements item is a published contract, see DESIGN.md):
     CUSTOMER#<customer>         STATE                   the live records (domain.live_records) + version
     CUSTOMER#<customer>         <KIND>#<object id>      one record per Stripe object (snapshot + stamp)
     USER#<test|live>#<user id>  CUSTOMER                application user -> customer (consistent read)
+    USER#<test|live>#<user id>  ENTITLEMENTS            a user's access across customers (contract)
     PAYMENT#<payment intent>    CUSTOMER                payment -> customer, for disputes
     GUEST#<object id>           <KIND>#<object id>      purchases without a customer
     UNMATCHED#<intent|charge>   <KIND>#<object id>      disputes/refunds of a payment no customer knows
@@ -20,13 +21,14 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pynamodb.attributes import (
     BinaryAttribute,
     BooleanAttribute,
     DiscriminatorAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
@@ -49,8 +51,10 @@ from domain.sync import (
     StaleWrite,
     StoredEntitlements,
 )
+from domain.user_entitlements import CustomerPart, UserEntitlements, with_part
 
 DAY = 86_400
+USER_WRITE_ATTEMPTS = 5  # writers of a user's other customers in between: read again and merge again
 ENTITLEMENTS_SK = "ENTITLEMENTS"
 STATE_SK = "STATE"
 
@@ -103,6 +107,25 @@ class StateItem(SyncItem, discriminator="state"):
     livemode = BooleanAttribute(null=True)
     spilled = BooleanAttribute()
     records = BinaryAttribute(legacy_encoding=False)  # zlib(JSON list of stored snapshots)
+    purchase_users = UnicodeAttribute(null=True)  # JSON list: users the customer's sessions named
+
+
+class UserEntitlementsItem(SyncItem, discriminator="user_entitlements"):
+    """A user's access across their customers (DESIGN.md, "The user entitlements item")."""
+
+    user_id = UnicodeAttribute()
+    livemode = BooleanAttribute()
+    features = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
+    payment_issue = BooleanAttribute()
+    updated_at = NumberAttribute()
+    version = NumberAttribute()
+    deleted = BooleanAttribute()
+    customer_ids = ListAttribute[UnicodeAttribute](of=UnicodeAttribute)
+    # Internal: one higher at every write (each write is conditional on it), and each customer's part
+    # as of that customer's state version (JSON; domain.user_entitlements).
+    revision = NumberAttribute()
+    parts = UnicodeAttribute()
+    cause_event_id = UnicodeAttribute(null=True)  # the Stripe event of the last write, for its stream
 
 
 class LookupItem(SyncItem, discriminator="lookup"):
@@ -146,8 +169,12 @@ def user_pk(user_id: str, livemode: bool) -> str:
 
 def entitlements_to_attributes(entitlements: Entitlements) -> dict[str, Any]:
     """`features` as the contract says: name -> {until: N (absent for no end), source: S}."""
+    return _features_attribute(entitlements.features)
+
+
+def _features_attribute(granted: Mapping[str, Grant]) -> dict[str, Any]:
     features: dict[str, Any] = {}
-    for name, grant in sorted(entitlements.features.items()):
+    for name, grant in sorted(granted.items()):
         value: dict[str, Any] = {"source": grant.source}
         if grant.until is not None:
             value["until"] = grant.until
@@ -169,6 +196,78 @@ def entitlements_of(item: EntitlementsItem) -> StoredEntitlements:
         deleted=bool(item.deleted),
     )
     return StoredEntitlements(entitlements, int(item.version), int(item.updated_at))
+
+
+def user_entitlements_item(
+    pk: str, user: UserEntitlements, cause_event_id: str | None = None
+) -> UserEntitlementsItem:
+    parts = {
+        customer: {
+            "version": part.version,
+            "entitlements": None
+            if part.entitlements is None
+            else {
+                "livemode": part.entitlements.livemode,
+                "features": entitlements_to_attributes(part.entitlements),
+                "payment_issue": part.entitlements.payment_issue,
+                "deleted": part.entitlements.deleted,
+            },
+        }
+        for customer, part in sorted(user.parts.items())
+    }
+    return UserEntitlementsItem(
+        pk,
+        ENTITLEMENTS_SK,
+        user_id=user.user_id,
+        livemode=user.livemode,
+        features=_features_attribute(user.features),
+        payment_issue=user.payment_issue,
+        updated_at=user.updated_at,
+        version=user.version,
+        deleted=user.deleted,
+        customer_ids=list(user.customer_ids),
+        revision=user.revision,
+        parts=json.dumps(parts, separators=(",", ":"), sort_keys=True),
+        cause_event_id=cause_event_id,
+    )
+
+
+def user_entitlements_of(item: UserEntitlementsItem) -> UserEntitlements:
+    parts: dict[str, CustomerPart] = {}
+    for customer, raw in json.loads(item.parts).items():
+        held = raw["entitlements"]
+        entitlements = (
+            None
+            if held is None
+            else Entitlements(
+                customer_id=customer,
+                livemode=bool(held["livemode"]),
+                features=_features_of(held["features"]),
+                payment_issue=bool(held["payment_issue"]),
+                deleted=bool(held["deleted"]),
+            )
+        )
+        parts[customer] = CustomerPart(customer, int(raw["version"]), entitlements)
+    raw_features = item.features.as_dict() if item.features is not None else {}  # type: ignore[no-untyped-call]
+    return UserEntitlements(
+        user_id=item.user_id,
+        livemode=bool(item.livemode),
+        parts=parts,
+        features=_features_of(raw_features),
+        payment_issue=bool(item.payment_issue),
+        deleted=bool(item.deleted),
+        customer_ids=tuple(str(c) for c in item.customer_ids or ()),
+        version=int(item.version),
+        updated_at=int(item.updated_at),
+        revision=int(item.revision),
+    )
+
+
+def _features_of(raw: dict[str, Any]) -> dict[str, Grant]:
+    return {
+        name: Grant(None if value.get("until") is None else int(value["until"]), str(value["source"]))
+        for name, value in raw.items()
+    }
 
 
 def snapshot_of_item(item: RecordItem) -> Snapshot:
@@ -274,6 +373,7 @@ class DynamoCustomerStore:
                 raise
         if change.entitlements is not None:
             self._write_entitlements(pk, change, change.entitlements)
+        self._write_user_parts(change)
 
     def _write_record(self, pk: str, change: CustomerChange) -> None:
         snapshot = change.snapshot
@@ -366,6 +466,31 @@ class DynamoCustomerStore:
                 raise
             # Computed from an older state than the stored one: a later writer already published.
 
+    def _write_user_parts(self, change: CustomerChange) -> None:
+        for user_id, livemode, part in change.user_parts():
+            for _attempt in range(USER_WRITE_ATTEMPTS):
+                pk = user_pk(user_id, livemode)
+                try:
+                    current = UserEntitlementsItem.get(pk, ENTITLEMENTS_SK, consistent_read=True)
+                except UserEntitlementsItem.DoesNotExist:
+                    stored = None
+                    condition: Any = UserEntitlementsItem.pk.does_not_exist()
+                else:
+                    stored = user_entitlements_of(current)
+                    condition = UserEntitlementsItem.revision == stored.revision
+                merged = with_part(stored, user_id, livemode, part, change.now, repair=change.users_repair)
+                if merged is None:
+                    break  # that customer's part is as new already
+                try:
+                    user_entitlements_item(pk, merged, change.event_id).save(condition=condition)
+                except PutError as error:
+                    if error.cause_response_code == "ConditionalCheckFailedException":
+                        continue  # another customer of the user wrote in between: merge again
+                    raise
+                break
+            else:
+                raise ConcurrentChange(f"user entitlements of {user_id} changed {USER_WRITE_ATTEMPTS} times")
+
     def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None:
         for ref in (payment_intent_id, charge_id):
             if ref and (lookup := _lookup(f"PAYMENT#{ref}")) is not None:
@@ -438,6 +563,7 @@ def state_item(pk: str, live: LiveRecords, version: int) -> StateItem:
         livemode=live.livemode,
         spilled=live.spilled,
         records=zlib.compress(body, 9),
+        purchase_users=json.dumps(sorted(live.purchase_users)) if live.purchase_users else None,
     )
 
 
@@ -449,7 +575,8 @@ def live_of_item(item: StateItem) -> LiveRecords:
         record = record_from_dict(kind, data)
         snapshot = Snapshot(record, Stamp(int(created), int(rank), event_id), customer_id, account)
         snapshots[snapshot.key] = snapshot
-    return LiveRecords(snapshots, item.livemode, bool(item.spilled), item.rules)
+    users = frozenset(json.loads(item.purchase_users)) if item.purchase_users else frozenset()
+    return LiveRecords(snapshots, item.livemode, bool(item.spilled), item.rules, users)
 
 
 def _lookup(pk: str) -> LookupItem | None:

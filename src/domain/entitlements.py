@@ -234,15 +234,10 @@ def _subscription_grants(
 ) -> list[tuple[tuple[str, ...], Grant]]:
     """What the subscriptions grant, by the mapping and through a Stripe Entitlements summary.
 
-    Stripe Entitlements follow the subscriptions: Stripe keeps a summary's features while a
-    subscription is paused (trial ended without a payment method), and a summary event that never
-    arrived would leave a canceled customer entitled for ever. So its features last exactly as long as
-    the longest access a subscription of the customer gives now. With a summary, only the products the
-    repository maps still grant by the mapping (an account that uses Entitlements for some products
-    only); every other product's features come from the summary.
-    """
+    With a summary, only the products the repository maps still grant by the mapping (an account that
+    uses Entitlements for some products only); every other feature comes from the summary, see
+    `_summary_grants`."""
     grants: list[tuple[tuple[str, ...], Grant]] = []
-    summary_access: Grant | None = None
     for subscription in subscriptions:
         access = subscription_grant(subscription, invoices, rules)
         if access is None:
@@ -250,12 +245,60 @@ def _subscription_grants(
         for item in subscription.items:
             if summary is None or rules.maps(item.product_id, item.lookup_key, item.price_id):
                 grants.append((rules.features_for(item.product_id, item.lookup_key, item.price_id), access))
-        candidate = Grant(access.until, STRIPE_ENTITLEMENTS_SOURCE)
-        if summary_access is None or candidate.outlasts(summary_access):
-            summary_access = candidate
-    if summary is not None and summary_access is not None:
-        grants.append((summary.lookup_keys, summary_access))
+    if summary is not None:
+        grants.extend(_summary_grants(summary, subscriptions, invoices, rules))
     return grants
+
+
+def _summary_grants(
+    summary: EntitlementSummaryRecord,
+    subscriptions: list[SubscriptionRecord],
+    invoices: list[InvoiceRecord],
+    rules: EntitlementRules,
+) -> list[tuple[tuple[str, ...], Grant]]:
+    """A summary is Stripe's computed answer: its features are granted as it states them, with no end,
+    unless the table knows better. It knows better only from a subscription record newer than the
+    summary: then each feature lasts as long as the subscriptions that bring it give access (an older
+    subscription that grants still counts without an end: the summary saw it). The subscriptions that
+    bring a feature are those whose items name it (the rules' mapping, the price's lookup key or the
+    product id); a feature no subscription names is brought by all of them. A subscription older than
+    the summary that grants nothing is left out: the summary already reflects it."""
+    relevant = [
+        (s, access)
+        for s in subscriptions
+        if (access := subscription_grant(s, invoices, rules)) is not None or newer_than_summary(s, summary)
+    ]
+    if not any(newer_than_summary(s, summary) for s, _ in relevant):
+        return [(summary.lookup_keys, Grant(None, STRIPE_ENTITLEMENTS_SOURCE))]
+    grants: list[tuple[tuple[str, ...], Grant]] = []
+    for key in summary.lookup_keys:
+        named = [(s, a) for s, a in relevant if _names_feature(s, key, rules)]
+        best: Grant | None = None
+        for subscription, access in named or relevant:
+            if access is None:
+                continue
+            until = access.until if newer_than_summary(subscription, summary) else None
+            candidate = Grant(until, STRIPE_ENTITLEMENTS_SOURCE)
+            if best is None or candidate.outlasts(best):
+                best = candidate
+        if best is not None:
+            grants.append(((key,), best))
+    return grants
+
+
+def newer_than_summary(subscription: SubscriptionRecord, summary: EntitlementSummaryRecord) -> bool:
+    """Whether the subscription's snapshot is from later (Stripe's time) than the summary's."""
+    if subscription.as_of is None:
+        return False
+    return summary.as_of is None or subscription.as_of > summary.as_of
+
+
+def _names_feature(subscription: SubscriptionRecord, feature: str, rules: EntitlementRules) -> bool:
+    return any(
+        feature in (item.lookup_key, item.product_id, item.price_id)
+        or feature in rules.features_for(item.product_id, item.lookup_key, item.price_id)
+        for item in subscription.items
+    )
 
 
 def subscription_grant(

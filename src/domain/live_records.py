@@ -10,7 +10,8 @@ snapshot of that same object find it.
 Each record has a role:
 
 * `CONTEXT`: kept while it can matter — the profile, the Stripe Entitlements summary, a subscription
-  that is not over (`canceled` and `incomplete_expired` are final in Stripe), an open invoice (grace
+  that is not over (`canceled` and `incomplete_expired` are final in Stripe; an ended one stays while
+  it is newer than the summary, whose features it ends), an open invoice (grace
   period, payment problem), every charge and dispute (they revoke purchases, and may arrive before the
   purchase they revoke; there is one per refund or dispute, not per month), and of each subscription's
   paid invoices the one paid last (when the subscription was last paid up: the grace of a later
@@ -32,14 +33,30 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from domain.entitlements import EntitlementRules, Entitlements, Grant, compute_entitlements
-from domain.records import InvoiceRecord, RecordKind, Snapshot
+from domain.entitlements import (
+    EntitlementRules,
+    Entitlements,
+    Grant,
+    compute_entitlements,
+    newer_than_summary,
+)
+from domain.records import (
+    EntitlementSummaryRecord,
+    InvoiceRecord,
+    ProfileRecord,
+    PurchaseRecord,
+    RecordKind,
+    Snapshot,
+    SubscriptionRecord,
+)
 
 # Bump when the role rules below change: states built by older code are then rebuilt once.
-LAYOUT = 2
+# 2: each subscription's last paid invoice (the grace of a past_due spell).
+# 3: the users a customer answers for; ended subscriptions newer than the Entitlements summary.
+LAYOUT = 3
 FINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 REVOKING_KINDS: frozenset[RecordKind] = frozenset({"charge", "refund", "dispute"})
 GRANTING_KINDS: frozenset[RecordKind] = frozenset({"purchase", "payment"})
@@ -62,8 +79,9 @@ def role_of(snapshot: Snapshot, rules: EntitlementRules) -> Role:
         alone = compute_entitlements("", [record], rules)
         return Role.GRANT if alone.features else Role.SETTLED
     if kind == "subscription":
-        status = getattr(record, "status", "")
-        return Role.SETTLED if status in FINAL_SUBSCRIPTION_STATUSES else Role.CONTEXT
+        # An ended subscription is kept only while it is newer than the customer's Entitlements
+        # summary (it ends the features it brought): `_settle` drops the others.
+        return Role.CONTEXT
     if kind == "invoice":
         return Role.CONTEXT if getattr(record, "status", "") == "open" else Role.SETTLED
     return Role.CONTEXT  # profile, summary, charges, disputes, and any kind added later
@@ -82,6 +100,9 @@ class LiveRecords:
     livemode: bool | None  # the customer's mode, remembered once its records have all settled
     spilled: bool  # some granting purchase/payment is left out (another grants as much or more)
     rules: str  # `fingerprint` of the rules it was built with
+    # The application users the customer's Checkout sessions named (`client_reference_id`): a session
+    # in subscription mode settles at once, so its user is remembered here, not by its record.
+    purchase_users: frozenset[str] = field(default_factory=frozenset)
 
     def get(self, key: Key) -> Snapshot | None:
         return self.snapshots.get(key)
@@ -101,11 +122,14 @@ def build(history: Iterable[Snapshot], rules: EntitlementRules) -> LiveRecords:
             latest[snapshot.key] = snapshot
         if livemode is None and snapshot.record.kind in MODE_KINDS:
             livemode = snapshot.record.livemode
-    kept = {key: s for key, s in latest.items() if role_of(s, rules) is not Role.SETTLED}
+    kept = _settle({key: s for key, s in latest.items() if role_of(s, rules) is not Role.SETTLED})
     for snapshot in _last_paid(latest.values()).values():
         kept[snapshot.key] = snapshot
     winners = _winners(kept, rules)
-    return LiveRecords(_without_losers(kept, winners), livemode, _spills(kept, winners), fingerprint(rules))
+    users = frozenset(u for s in latest.values() if (u := _purchase_user(s)) is not None)
+    return LiveRecords(
+        _without_losers(kept, winners), livemode, _spills(kept, winners), fingerprint(rules), users
+    )
 
 
 def advance(live: LiveRecords, snapshot: Snapshot, rules: EntitlementRules) -> LiveRecords | None:
@@ -116,6 +140,10 @@ def advance(live: LiveRecords, snapshot: Snapshot, rules: EntitlementRules) -> L
     current = live.get(key)
     if current is not None and not snapshot.stamp > current.stamp:
         return live
+    if current is None and snapshot.record.kind == "entitlement_summary":
+        # The customer's first summary: ended subscriptions settled before it may be newer than it
+        # (delivery order), and only the history still has them. Once per customer.
+        return None
     role = role_of(snapshot, rules)
     records = dict(live.snapshots)
     records.pop(key, None)
@@ -131,6 +159,10 @@ def advance(live: LiveRecords, snapshot: Snapshot, rules: EntitlementRules) -> L
             if held is not None:
                 records.pop(held.key)
             records[key] = snapshot
+    records = _settle(records)
+    user = _purchase_user(snapshot)
+    if user is not None and user not in live.purchase_users:
+        live = replace(live, purchase_users=live.purchase_users | {user})
     livemode = live.livemode
     if livemode is None and snapshot.record.kind in MODE_KINDS:
         livemode = snapshot.record.livemode
@@ -148,7 +180,7 @@ def advance(live: LiveRecords, snapshot: Snapshot, rules: EntitlementRules) -> L
             return None  # a winner lost ground: the runner-up is among the spilled ones
     winners = _winners(records, rules)
     spilled = live.spilled or _spills(records, winners)
-    return LiveRecords(_without_losers(records, winners), livemode, spilled, live.rules)
+    return LiveRecords(_without_losers(records, winners), livemode, spilled, live.rules, live.purchase_users)
 
 
 def entitlements_of(customer_id: str, live: LiveRecords, rules: EntitlementRules) -> Entitlements:
@@ -157,6 +189,34 @@ def entitlements_of(customer_id: str, live: LiveRecords, rules: EntitlementRules
         # Every record of the customer may have settled: its mode is remembered, not recomputed.
         return replace(computed, livemode=live.livemode)
     return computed
+
+
+def users_of(live: LiveRecords) -> frozenset[str]:
+    """The application users the customer answers for: those its Checkout sessions named, and the
+    one its profile's metadata names now."""
+    users = set(live.purchase_users)
+    for snapshot in live.snapshots.values():
+        if isinstance(snapshot.record, ProfileRecord) and snapshot.record.user_id:
+            users.add(snapshot.record.user_id)
+    return frozenset(users)
+
+
+def _purchase_user(snapshot: Snapshot) -> str | None:
+    record = snapshot.record
+    return record.client_reference_id if isinstance(record, PurchaseRecord) else None
+
+
+def _settle(records: dict[Key, Snapshot]) -> dict[Key, Snapshot]:
+    """Drop the ended subscriptions (final in Stripe) that are not newer than the customer's
+    Entitlements summary: they grant nothing, and the summary already reflects them."""
+    summary = next((s.record for k, s in records.items() if k[0] == "entitlement_summary"), None)
+    return {
+        key: s
+        for key, s in records.items()
+        if not isinstance(s.record, SubscriptionRecord)
+        or s.record.status not in FINAL_SUBSCRIPTION_STATUSES
+        or (isinstance(summary, EntitlementSummaryRecord) and newer_than_summary(s.record, summary))
+    }
 
 
 # -- when each subscription was last paid up ------------------------------------------------------

@@ -76,6 +76,9 @@ class SubscriptionRecord:
     # Fields added later keep defaults, so that bodies stored by older code still load.
     collection_method: str | None = None  # charge_automatically | send_invoice
     days_until_due: int | None = None  # send_invoice: the invoice is due this many days after it is sent
+    # Stripe's time of the snapshot (event created, or fetch time): compared with an Entitlements
+    # summary's to tell which of the two knows better. None: stored by older code.
+    as_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,7 @@ class EntitlementSummaryRecord:
     livemode: bool
     lookup_keys: tuple[str, ...]
     complete: bool  # False when Stripe said has_more and the rest could not be fetched
+    as_of: int | None = None  # Stripe's time of the snapshot (event created, or fetch time)
 
 
 Record = (

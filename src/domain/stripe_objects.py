@@ -266,7 +266,7 @@ _PAYMENT_INTENT_RANK = {
 }
 
 
-def _subscription(obj: Json, _event_type: str, _as_of: int) -> SubscriptionRecord:
+def _subscription(obj: Json, _event_type: str, as_of: int) -> SubscriptionRecord:
     items = tuple(_subscription_item(item) for item in _list_data(obj.get("items")))
     if not items and isinstance(obj.get("plan"), Mapping):
         # Before subscription items (API versions before 2016-2017): one plan and a quantity.
@@ -296,6 +296,7 @@ def _subscription(obj: Json, _event_type: str, _as_of: int) -> SubscriptionRecor
         created=int(obj.get("created") or obj.get("start") or 0),
         collection_method=_str_or_none(obj.get("collection_method") or obj.get("billing")),
         days_until_due=_int_or_none(obj.get("days_until_due")),
+        as_of=as_of or None,
     )
 
 
@@ -496,7 +497,7 @@ def _profile(obj: Json, event_type: str, user_id_key: str) -> ProfileRecord:
     )
 
 
-def _entitlement_summary(obj: Json, _event_type: str, _as_of: int) -> EntitlementSummaryRecord:
+def _entitlement_summary(obj: Json, _event_type: str, as_of: int) -> EntitlementSummaryRecord:
     entitlements = obj.get("entitlements")
     keys = sorted({str(e["lookup_key"]) for e in _list_data(entitlements) if e.get("lookup_key")})
     customer = _required_customer(obj)
@@ -506,6 +507,7 @@ def _entitlement_summary(obj: Json, _event_type: str, _as_of: int) -> Entitlemen
         livemode=bool(obj.get("livemode")),
         lookup_keys=tuple(keys),
         complete=not (isinstance(entitlements, Mapping) and entitlements.get("has_more")),
+        as_of=as_of or None,
     )
 
 

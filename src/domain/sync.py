@@ -8,9 +8,11 @@ Per event (see `domain.live_records`): one read of three items — the customer'
 entitlements depend on, and a version), the event's own record, the entitlements item — then ordered
 conditional writes: the record (conditional on its stamp being older: order-safety and idempotency),
 the state (conditional on the version read: one writer per customer at a time), the entitlements item
-only when what readers see changes. A crash between two writes leaves a derived item behind its source;
-the retry finds its own record already stored, repairs the state and the entitlements and changes
-nothing else. Stale and duplicate events write nothing (except such a repair).
+only when what readers see changes, and then the item of each user the customer answers for
+(`domain.user_entitlements`: the customer's part, replaced only from a newer state of the customer).
+A crash between two writes leaves a derived item behind its source; the retry finds its own record
+already stored, repairs the state, the entitlements and the user items and changes nothing else. Stale
+and duplicate events write nothing (except such a repair).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from domain.stripe_objects import (
     snapshot_of,
     with_event_mode,
 )
+from domain.user_entitlements import CustomerPart
 
 Json = Mapping[str, Any]
 MAX_CONFLICT_RETRIES = 3
@@ -146,11 +149,32 @@ class CustomerChange:
     # the customer's Connect account and application user id as the live records know them.
     account: str | None = None
     user_id: str | None = None
+    # The user entitlements items to bring up to date (domain.user_entitlements), after the customer's
+    # own items: `user_entitlements` (the customer's access as of `new_version`) is merged into the item
+    # of each user in `users`, and each user in `left_users` (the customer no longer answers for them)
+    # drops the customer. None when neither the customer's access nor its users changed.
+    user_entitlements: Entitlements | None = None
+    users: tuple[str, ...] = ()
+    left_users: tuple[str, ...] = ()
+    now: int = 0  # the applier's clock: a user item's `updated_at` when its access changes
+    # Only re-checking the user items (a retried or stale event): a part that says the same is kept.
+    users_repair: bool = False
 
     @property
     def new_version(self) -> int:
         """The state version once written (what the entitlements item records it was computed from)."""
         return self.expected_version + (1 if self.live is not None else 0)
+
+    def user_parts(self) -> list[tuple[str, bool, CustomerPart]]:
+        """(user id, livemode, part) for each user entitlements item this change updates."""
+        access = self.user_entitlements
+        if access is None:
+            return []
+        joined = CustomerPart(self.customer_id, self.new_version, access)
+        left = CustomerPart(self.customer_id, self.new_version, None)
+        return [(user, access.livemode, joined) for user in self.users] + [
+            (user, access.livemode, left) for user in self.left_users
+        ]
 
 
 class CustomerStore(Protocol):
@@ -449,8 +473,9 @@ class EventApplier:
         """Finish what a crash or a concurrent writer left undone: the state and the entitlements
         derived from the stored records. Returns the entitlements as they now stand, None on a
         conflict (the caller reads again)."""
-        change = self._derived_change(event, view, live, live)
-        if change.live is not None or change.entitlements is not None:
+        # The user items too: a crash may have come between the customer's items and theirs.
+        change = self._derived_change(event, view, live, live, refresh_users=True)
+        if change.live is not None or change.entitlements is not None or change.user_entitlements is not None:
             try:
                 self._store.commit(change)
             except ConcurrentChange:
@@ -481,7 +506,13 @@ class EventApplier:
         )
 
     def _derived_change(
-        self, event: StripeEvent, view: EventView, before: LiveRecords, after: LiveRecords
+        self,
+        event: StripeEvent,
+        view: EventView,
+        before: LiveRecords,
+        after: LiveRecords,
+        *,
+        refresh_users: bool = False,
     ) -> CustomerChange:
         """The state and entitlements writes that take the stored items from `view` to `after`.
 
@@ -497,6 +528,10 @@ class EventApplier:
         ).same_access(stored.entitlements)
         changed = stored is None or not computed.same_access(stored.entitlements)
         state_changed = view.live is None or after != view.live
+        users = live_records.users_of(after)
+        had = live_records.users_of(view.live) if view.live is not None else frozenset()
+        moved = changed or lagging or users != had
+        update_users = (moved or refresh_users) and bool(users | had)
         return CustomerChange(
             customer_id=customer,
             event_id=event.id,
@@ -510,6 +545,11 @@ class EventApplier:
             updated_at=self._clock() if changed or stored is None else stored.updated_at,
             account=event.account or _account_of(after),
             user_id=_user_of(after),
+            user_entitlements=computed if update_users else None,
+            users=tuple(sorted(users)) if update_users else (),
+            left_users=tuple(sorted(had - users)) if update_users else (),
+            now=self._clock(),
+            users_repair=not moved,
         )
 
     @staticmethod
@@ -692,7 +732,7 @@ class EventApplier:
             keys = self._stripe.active_entitlement_keys(customer, event.livemode, event.account)
             calls.count += 1
             now = self._clock()
-            record = replace(snapshot.record, lookup_keys=tuple(sorted(set(keys))), complete=True)
+            record = replace(snapshot.record, lookup_keys=tuple(sorted(set(keys))), complete=True, as_of=now)
             return Snapshot(record, Stamp(now, 0, f"fetch_{object_id}_{now}"), customer, event.account)
         calls.count += 1
         try:

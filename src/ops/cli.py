@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = _leaf(customer_commands, "show", "entitlements (as backend services read them) and records")
     who = show.add_mutually_exclusive_group(required=True)
     who.add_argument("customer_id", nargs="?", help="Stripe customer id (cus_…) or customer_account id")
-    who.add_argument("--user", metavar="USER_ID", help="find the customer by your application's user id")
+    who.add_argument(
+        "--user",
+        metavar="USER_ID",
+        help="your application's user id: the user's access across all their customers, and each customer",
+    )
     show.add_argument(
         "--live", action="store_true", help="with --user: the live-mode customer (default test)"
     )
@@ -239,10 +243,36 @@ class Commands:
     # customer show
 
     def customer_show(self, args: argparse.Namespace) -> None:
-        from ops.customers import customer_for_user, show_customer  # noqa: PLC0415
+        from ops.customers import (  # noqa: PLC0415
+            customer_for_user,
+            show_customer,
+            user_access,
+            user_as_dict,
+        )
 
         table_name = self.target.require_table()
         dynamodb = self.clients("dynamodb")
+        now = time.time()
+        user = user_access(dynamodb, table_name, args.user, livemode=args.live) if args.user else None
+        if user is not None:
+            # A user may have several customers: their access is what any of them grants.
+            customers = [
+                show_customer(
+                    dynamodb,
+                    table_name,
+                    customer,
+                    endpoint_url=self.target.endpoint_url,
+                    region=self.target.region,
+                ).as_dict(now)
+                for customer in user.customer_ids
+            ]
+            shown = {
+                "user_id": args.user,
+                "user_entitlements": user_as_dict(user, now),
+                "customers": customers,
+            }
+            self.output.result(shown, lambda: _user_text(shown, now))
+            return
         customer_id = args.customer_id or customer_for_user(
             dynamodb, table_name, args.user, livemode=args.live
         )
@@ -253,7 +283,6 @@ class Commands:
             endpoint_url=self.target.endpoint_url,
             region=self.target.region,
         )
-        now = time.time()
         data = view.as_dict(now)
         if args.user:
             data["user_id"] = args.user
@@ -468,6 +497,37 @@ class Commands:
             )
 
 
+def _user_text(data: dict[str, Any], now: float) -> str:
+    user = data["user_entitlements"]
+    mode = "live" if user["livemode"] else "test"
+    lines = [
+        f"user {data['user_id']} ({mode} mode, version {user['version']}, updated {when(user['updated_at'])}): "
+        f"everything any of {len(user['customer_ids'])} customer(s) grants: "
+        + (", ".join(user["customer_ids"]) or "none"),
+    ]
+    lines.extend(_features_text(user))
+    if user["deleted"]:
+        lines.append("  every customer deleted in Stripe")
+    for customer in data["customers"]:
+        lines.extend(["", _customer_text(customer, now)])
+    return "\n".join(lines)
+
+
+def _features_text(access: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    features = access["features"]
+    if features:
+        rows = [["  FEATURE", "UNTIL", "SOURCE", "NOW"]]
+        for name, grant in features.items():
+            until = "no end" if grant["until"] is None else when(grant["until"])
+            rows.append([f"  {name}", until, grant["source"], "granted" if grant["active"] else "ended"])
+        lines.append(table(rows))
+    else:
+        lines.append("  no features")
+    lines.append(f"  payment issue: {'yes' if access['payment_issue'] else 'no'}")
+    return lines
+
+
 def _customer_text(data: dict[str, Any], now: float) -> str:
     lines = [
         f"customer {data['customer_id']}" + (f" (user {data['user_id']})" if data.get("user_id") else "")
@@ -481,16 +541,7 @@ def _customer_text(data: dict[str, Any], now: float) -> str:
             f"entitlements ({mode} mode, version {entitlements['version']}, "
             f"updated {when(entitlements['updated_at'])}):"
         )
-        features = entitlements["features"]
-        if features:
-            rows = [["  FEATURE", "UNTIL", "SOURCE", "NOW"]]
-            for name, grant in features.items():
-                until = "no end" if grant["until"] is None else when(grant["until"])
-                rows.append([f"  {name}", until, grant["source"], "granted" if grant["active"] else "ended"])
-            lines.append(table(rows))
-        else:
-            lines.append("  no features")
-        lines.append(f"  payment issue: {'yes' if entitlements['payment_issue'] else 'no'}")
+        lines.extend(_features_text(entitlements))
         if entitlements["deleted"]:
             lines.append("  customer deleted in Stripe")
     records = data["records"]

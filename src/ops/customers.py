@@ -1,11 +1,12 @@
-"""`customer show`: a customer's entitlements (as backend services read them) and stored records."""
+"""`customer show`: a customer's entitlements (as backend services read them) and stored records; by
+user id, the user's access across all their customers (the user entitlements item) and each customer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from entitlements_reader import CustomerEntitlements, EntitlementsReader
+from entitlements_reader import CustomerEntitlements, EntitlementsReader, UserEntitlements
 
 
 class CustomerNotFound(LookupError):
@@ -38,6 +39,27 @@ class CustomerView:
             },
             "records": self.records,
         }
+
+
+def user_access(dynamodb: Any, table: str, user_id: str, *, livemode: bool) -> UserEntitlements | None:
+    """The user entitlements item, None when the table has none (written before it existed)."""
+    return EntitlementsReader(table, livemode=livemode, client=dynamodb).user_entitlements(user_id)
+
+
+def user_as_dict(user: UserEntitlements, now: float) -> dict[str, Any]:
+    return {
+        "livemode": user.livemode,
+        "customer_ids": list(user.customer_ids),
+        "features": {
+            name: {"until": grant.until, "source": grant.source, "active": grant.active_at(now)}
+            for name, grant in sorted(user.features.items())
+        },
+        "active_features": sorted(user.active_features(now)),
+        "payment_issue": user.payment_issue,
+        "deleted": user.deleted,
+        "version": user.version,
+        "updated_at": user.updated_at,
+    }
 
 
 def customer_for_user(dynamodb: Any, table: str, user_id: str, *, livemode: bool) -> str:

@@ -237,9 +237,13 @@ def test_signed_events_end_in_the_entitlements_item(runtime: Runtime) -> None:
     shown = runtime.cli("--json", "customer", "show", "--user", f"user_{customer}")
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)
-    assert view["customer_id"] == customer
-    assert view["entitlements"]["active_features"] == ["prod_SamplePro0001"]
-    assert {"profile", "subscription", "invoice"} <= {r["kind"] for r in view["records"]}
+    # By user: the user's access (one customer here), then each of the user's customers.
+    assert view["user_entitlements"]["customer_ids"] == [customer]
+    assert view["user_entitlements"]["active_features"] == ["prod_SamplePro0001"]
+    (shown_customer,) = view["customers"]
+    assert shown_customer["customer_id"] == customer
+    assert shown_customer["entitlements"]["active_features"] == ["prod_SamplePro0001"]
+    assert {"profile", "subscription", "invoice"} <= {r["kind"] for r in shown_customer["records"]}
 
 
 def test_a_poison_message_is_parked_in_the_dlq_and_redrive_sends_it_back(runtime: Runtime) -> None:

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from adapters import sync_table
-from domain.entitlement_events import ChangeEntry, change_entry
+from domain.entitlement_events import CUSTOMER_DETAIL_TYPE, USER_DETAIL_TYPE, ChangeEntry, change_entry
 from domain.entitlements import EntitlementRules, Entitlements
 from domain.ingress import eventbridge_event, parse_event, queue_message
 from domain.sync import EventApplier, Result, RetryLater
@@ -125,7 +125,16 @@ def changes_of(results: list[Result]) -> list[tuple[str | None, str, dict[str, A
 
 
 def told(entries: list[ChangeEntry]) -> list[tuple[str | None, str, dict[str, Any]]]:
-    return [(e.detail["customer_id"], e.detail["cause_event_id"], e.detail["after"]) for e in entries]
+    """The customers' changes (a user's item publishes its own, see `users_told`)."""
+    return [
+        (e.detail["customer_id"], e.detail["cause_event_id"], e.detail["after"])
+        for e in entries
+        if e.detail_type == CUSTOMER_DETAIL_TYPE
+    ]
+
+
+def users_told(entries: list[ChangeEntry]) -> list[ChangeEntry]:
+    return [e for e in entries if e.detail_type == USER_DETAIL_TYPE]
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -151,13 +160,21 @@ def test_every_documented_sequence_publishes_exactly_its_access_changes_once(tab
 
 def test_a_published_change_names_the_customers_user_and_mode(table: Table) -> None:
     apply_all(SCENARIOS["signup_paid"].events)
-    last = table.published()[-1].detail
+    published = table.published()
+    last = [e for e in published if e.detail_type == CUSTOMER_DETAIL_TYPE][-1].detail
     assert (last["customer_id"], last["user_id"], last["livemode"]) == (
         PARAMS.customer_id,
         PARAMS.user_id,
         False,
     )
     assert last["after"]["features"], "the paid signup grants its features"
+    # The customer's user is told too, by the user entitlements item, with the same access.
+    user = users_told(published)[-1].detail
+    assert (user["user_id"], user["customer_ids"], user["after"]) == (
+        PARAMS.user_id,
+        [PARAMS.customer_id],
+        last["after"],
+    )
 
 
 def test_an_event_delivered_by_webhook_and_by_eventbridge_is_applied_and_published_once(table: Table) -> None:

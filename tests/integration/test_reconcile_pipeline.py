@@ -173,7 +173,8 @@ class World:
                 continue
             snapshot = self.stored(obj["customer"], obj["id"])
             assert snapshot is not None, obj["id"]
-            assert snapshot.record == record_of("subscription", obj), obj["id"]
+            # The record carries its snapshot's time (its stamp), beside what Stripe says.
+            assert snapshot.record == record_of("subscription", obj, as_of=snapshot.stamp.created), obj["id"]
 
     def features(self, customer: str) -> set[str]:
         item = self.dynamodb.get_item(
@@ -558,7 +559,7 @@ def test_a_reconcile_racing_an_older_webhook_keeps_the_newer_state(world: World)
 
     stored = world.stored("cus_race", "sub_cus_race")
     assert stored is not None
-    assert stored.record == record_of("subscription", canceled)
+    assert stored.record == record_of("subscription", canceled, as_of=NOW)
     assert stored.stamp.created == NOW
     assert world.features("cus_race") == set()
 
@@ -735,7 +736,7 @@ def test_one_customer_is_reconciled_alone(world: World) -> None:
     for obj in (mine_new, mine_old, mine_clock):
         stored = world.stored("cus_mine", obj["id"])
         assert stored is not None
-        assert stored.record == record_of("subscription", obj)
+        assert stored.record == record_of("subscription", obj, as_of=stored.stamp.created)
     assert world.stored("cus_theirs", "sub_cus_theirs") is None
     with pytest.raises(CursorItem.DoesNotExist):
         CursorItem.get("RECONCILE", "CURSOR")
@@ -1221,7 +1222,10 @@ def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: Wor
     assert kinds["profile"] == 4  # the customers with a user id
     # Only what the table lacked: the reference customers, whose webhooks arrived, are left alone.
     assert {d.customer_id for d in report.drifts} <= {old for _, old in pairs} | {None}
-    assert {r.path for r in world.fake.requests[before:]} == BACKFILL_LIST_PATHS  # lists, nothing by id
+    # Lists, nothing by id; and each customer with a subscription's active entitlements (none here).
+    assert {r.path for r in world.fake.requests[before:]} == BACKFILL_LIST_PATHS | {
+        "/v1/entitlements/active_entitlements"
+    }
     sessions = [r for r in world.fake.requests[before:] if r.path == "/v1/checkout/sessions"]
     assert all(r.query.get("expand[0]") == "data.line_items" for r in sessions)
     world.repair_all()
@@ -1236,6 +1240,32 @@ def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: Wor
     assert again.complete
     assert again.counts.drift == 0
     assert world.drain() == [], "nothing is queued twice"
+
+
+def test_a_backfill_gives_an_entitlements_accounts_customers_stripes_lookup_keys(world: World) -> None:
+    """The account uses Stripe Entitlements and no summary event was sent within the 30 days Stripe
+    keeps events: the backfill reads each subscribed customer's active entitlements and queues them as
+    a summary, so the customer gets the features' lookup keys, not a feature named after the product."""
+    scenario = build("signup_paid", ScenarioParams(customer_id="cus_ent", user_id="user_ent"))
+    world.fake.load(scenario.api_objects, scenario.api_lists)
+    world.fake.put_active_entitlements("cus_ent", ["pro_reports", "priority_support"])
+    plain = build("signup_paid", ScenarioParams(customer_id="cus_plain", user_id="user_plain"))
+    world.fake.load(plain.api_objects, plain.api_lists)  # Stripe lists no active entitlements for it
+    world.clock.now = T0 + 400 * DAY
+
+    report = world.run(Backfill())
+
+    assert report.complete
+    assert report.counts.summaries_checked == 2
+    assert report.counts.by_kind()["entitlement_summary"] == 1
+    asked = sorted(r.query.get("customer") for r in world.fake.requests if "active_entitlements" in r.path)
+    assert asked == ["cus_ent", "cus_plain"]
+    world.repair_all()
+    assert set(_access(world, "cus_ent")["features"]) == {"pro_reports", "priority_support"}
+    assert set(_access(world, "cus_plain")["features"]) == {ScenarioParams().product_id}
+    again = world.run(Backfill())
+    assert again.counts.drift == 0
+    assert world.drain() == [], "a stored summary is not queued again"
 
 
 def test_a_backfill_since_a_date_lists_only_what_was_created_after_it(world: World) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from entitlements_reader import EntitlementsReader, parse_entitlements_item
+from entitlements_reader import EntitlementsReader, parse_entitlements_item, parse_user_entitlements_item
 
 ITEM: dict[str, Any] = {
     "pk": {"S": "CUSTOMER#cus_1"},
@@ -112,3 +112,42 @@ def test_a_projected_read_of_a_real_item_parses_under_moto() -> None:
 
     assert access is not None
     assert access.active_features(now=1999) == {"pro", "reports", "course"}
+
+
+USER_ITEM: dict[str, Any] = {
+    "pk": {"S": "USER#live#u-1"},
+    "sk": {"S": "ENTITLEMENTS"},
+    "user_id": {"S": "u-1"},
+    "customer_ids": {"L": [{"S": "cus_1"}, {"S": "cus_2"}]},
+    "livemode": {"BOOL": True},
+    "features": {
+        "M": {
+            "course": {"M": {"source": {"S": "cs_1"}}},
+            "pro": {"M": {"until": {"N": "2000"}, "source": {"S": "sub_2"}}},
+        }
+    },
+    "payment_issue": {"BOOL": False},
+    "updated_at": {"N": "1500"},
+    "version": {"N": "3"},
+    "deleted": {"BOOL": False},
+}
+
+
+def test_a_users_access_is_read_from_the_user_entitlements_item_by_its_projection() -> None:
+    from entitlements_reader import USER_ENTITLEMENTS_ATTRIBUTES
+
+    dynamodb = RecordingDynamoDB({("USER#live#u-1", "ENTITLEMENTS"): USER_ITEM})
+    reader = EntitlementsReader("table", livemode=True, client=dynamodb)
+    access = reader.user_entitlements("u-1")
+    assert access == parse_user_entitlements_item(USER_ITEM)
+    assert access is not None
+    assert access.customer_ids == ("cus_1", "cus_2")
+    assert access.active_features(now=1999) == {"course", "pro"}
+    assert not access.has("pro", now=2000)
+    assert reader.user_entitlements("u-1", livemode=False) is None
+    request = dynamodb.requests[0]
+    assert request["ConsistentRead"] is True
+    names = request["ExpressionAttributeNames"]
+    projected = tuple(names[part.strip()] for part in request["ProjectionExpression"].split(","))
+    assert projected == USER_ENTITLEMENTS_ATTRIBUTES
+    assert dynamodb.requests[1]["Key"]["pk"] == {"S": "USER#test#u-1"}

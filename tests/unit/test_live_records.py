@@ -93,6 +93,7 @@ def subscriptions(livemode: bool) -> st.SearchStrategy[Record]:
         created=times,
         collection_method=st.none() | st.sampled_from(["charge_automatically", "send_invoice"]),
         days_until_due=st.none() | st.integers(0, 30),
+        as_of=maybe_times,  # newer or older than a summary's
     )
 
 
@@ -223,6 +224,7 @@ def summaries(livemode: bool) -> st.SearchStrategy[Record]:
         livemode=st.just(livemode),
         lookup_keys=st.lists(st.sampled_from(["pro", "api"]), max_size=2).map(tuple),
         complete=st.just(True),
+        as_of=maybe_times,
     )
 
 

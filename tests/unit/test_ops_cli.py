@@ -769,3 +769,31 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
     progress.update(9, "checked, page 2")
     progress.finish()
     assert stream.getvalue() == "\r5 checked, page 1\r9 checked, page 2\n"
+
+
+def test_customer_show_by_user_shows_the_users_access_across_customers(
+    stored_customer: str, aws: dict[str, Any]
+) -> None:
+    aws["dynamodb"].items[("USER#test#user_42", "ENTITLEMENTS")] = {
+        "user_id": {"S": "user_42"},
+        "customer_ids": {"L": [{"S": "cus_1"}]},
+        "livemode": {"BOOL": False},
+        "features": {"M": {"pro": {"M": {"source": {"S": "sub_1"}}}}},
+        "payment_issue": {"BOOL": True},
+        "updated_at": {"N": "1795454662"},
+        "version": {"N": "2"},
+        "deleted": {"BOOL": False},
+        "parts": {"S": "{}"},  # internal: not projected, not shown
+    }
+    code, out, _ = run(*TARGET, "--json", "customer", "show", "--user", "user_42")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["user_entitlements"]["customer_ids"] == ["cus_1"]
+    assert shown["user_entitlements"]["active_features"] == ["pro"]
+    assert "parts" not in shown["user_entitlements"]
+    assert [c["customer_id"] for c in shown["customers"]] == ["cus_1"]
+    code, text, _ = run(*TARGET, "customer", "show", "--user", "user_42")
+    assert code == 0
+    assert "user user_42 (test mode, version 2" in text
+    assert "everything any of 1 customer(s) grants: cus_1" in text
+    assert "customer cus_1" in text

@@ -227,7 +227,7 @@ def test_a_fetched_object_travels_as_a_synthetic_event_stamped_with_the_fetch_ti
     snapshot = snapshot_of(parsed)
     assert isinstance(snapshot, Snapshot)
     assert snapshot.stamp.created == FETCHED_AT
-    assert snapshot.record == record_of("subscription", obj)
+    assert snapshot.record == record_of("subscription", obj, as_of=FETCHED_AT)
 
 
 def test_a_fetched_object_of_a_connected_account_names_the_account() -> None:

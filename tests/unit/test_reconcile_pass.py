@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from domain.reconcile import Counts, OneCustomer, ReconcileReport
-from tests.memory_reconcile import T0, World, stored, subscription
+from domain.reconcile import Backfill, Counts, OneCustomer, ReconcileReport
+from tests.memory_reconcile import T0, World, permission_refusal, stored, subscription
 
 
 def core(counts: Counts | None) -> Counts:
@@ -199,3 +199,38 @@ def test_a_mode_whose_key_was_removed_mid_pass_is_skipped_with_an_error() -> Non
     assert second.counts.errors == 3  # the live subscriptions, undelivered events and other events
     assert any("subscriptions:live skipped" in m for m in second.messages)
     assert (second.pass_counts or Counts()).checked == 150
+
+
+def test_a_backfill_whose_key_may_not_read_entitlements_still_backfills_the_subscriptions() -> None:
+    world = World()
+    put(world, subscription("cus_a"), subscription("cus_b"))
+    world.stripe.refusals[("/v1/entitlements/active_entitlements", None)] = permission_refusal(
+        "rak_entitlements_read"
+    )
+
+    report = world.run(Backfill())
+
+    assert report.complete
+    assert sorted(world.queued_ids()) == ["sub_cus_a", "sub_cus_b"]
+    # Refused once, then not asked again in this run: the other customer is counted as skipped.
+    assert len(world.stripe.requests("/v1/entitlements/active_entitlements")) == 1
+    assert report.counts.skipped == 1
+
+
+def test_a_backfill_queues_a_summary_only_for_customers_stripe_lists_entitlements_for() -> None:
+
+    world = World()
+    put(world, subscription("cus_a"), subscription("cus_b"), subscription("cus_c", "canceled"))
+    world.stripe.entitlements[("cus_a", (False, None))] = ["pro_reports"]
+
+    report = world.run(Backfill())
+
+    assert report.counts.summaries_checked == 2  # the canceled subscription's customer is not asked
+    summaries = [
+        json.loads(m.body)["data"]["object"]
+        for m in world.queue.sent
+        if json.loads(m.body)["data"]["object"]["object"] == "entitlements.active_entitlement_summary"
+    ]
+    assert [(o["customer"], [e["lookup_key"] for e in o["entitlements"]["data"]]) for o in summaries] == [
+        ("cus_a", ["pro_reports"])
+    ]

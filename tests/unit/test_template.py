@@ -269,10 +269,13 @@ def reader_policy_allows(pk: str, attributes: list[str] | None) -> bool:
 
 
 def test_reader_policy_allows_the_reads_of_the_reader_library() -> None:
-    from entitlements_reader import ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES
+    from entitlements_reader import ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES, USER_ENTITLEMENTS_ATTRIBUTES
 
     assert reader_policy_allows("CUSTOMER#cus_1", list(ENTITLEMENTS_ATTRIBUTES))
     assert reader_policy_allows("USER#live#user-42", list(LOOKUP_ATTRIBUTES))
+    assert reader_policy_allows("USER#live#user-42", list(USER_ENTITLEMENTS_ATTRIBUTES))
+    # The user item's internal attributes (each customer's part) stay out of reach.
+    assert not reader_policy_allows("USER#live#user-42", [*USER_ENTITLEMENTS_ATTRIBUTES, "parts"])
 
 
 @pytest.mark.parametrize(

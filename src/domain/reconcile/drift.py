@@ -20,6 +20,7 @@ from domain.records import (
     Record,
     RecordKind,
     Snapshot,
+    SubscriptionRecord,
 )
 from domain.stripe_objects import record_of
 
@@ -89,6 +90,8 @@ def same_record(fetched: Record, stored: Record) -> bool:
             fetched = replace(fetched, customer_id=stored.customer_id)
         if fetched.status != "won" and fetched.lost_at is None:
             fetched = replace(fetched, lost_at=stored.lost_at)  # when it was lost, as the worker keeps it
+    if isinstance(fetched, SubscriptionRecord | EntitlementSummaryRecord) and type(fetched) is type(stored):
+        fetched = replace(fetched, as_of=stored.as_of)  # the snapshot's time, not the object's state
     return fetched == stored
 
 

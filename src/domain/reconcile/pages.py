@@ -5,7 +5,7 @@ the cursor and decides what a failure skips."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from domain.reconcile.skips import SkippedPhase, SkipReason, skip_detail, skip_r
 from domain.records import EntitlementSummaryRecord, RecordKind, Snapshot, SubscriptionRecord
 from domain.stripe_objects import Ignored, customer_of, gone_object, parse_event, snapshot_of
 
+Json = Mapping[str, Any]
 SCAN_PAGE_ITEMS = 1000  # items a records page examines: bounds the fetches one page can need
 # What each backfill phase lists (domain.reconcile.backfill.backfill_object picks what can grant access).
 BACKFILL_LIST_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -55,6 +56,8 @@ ACCOUNT_AUTHORIZATION_EVENTS = {
     "account.application.authorized": True,
     "account.application.deauthorized": False,
 }
+# Subscriptions that grant nothing again: their customers' active entitlements are not read for them.
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # Objects that name no customer and are found through their payment (ReconcileTable.key_of_payment_record).
 PAYMENT_REFERENCING_KINDS = frozenset({"dispute", "refund"})
 
@@ -120,6 +123,8 @@ class PageReader:
         self.deauthorized: dict[Account, int] = {}
         self.authorization_changes: dict[Account, bool] = {}  # seen in events: True authorized again
         self.refused: set[tuple[str, bool]] = set()
+        # (livemode, account, customer) whose active entitlements this run has read
+        self.entitlements_read: set[tuple[bool, str | None, str]] = set()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -142,6 +147,8 @@ class PageReader:
         customer: str | None = None,
         known: Mapping[str, Snapshot] | None = None,
         since: int | None = None,
+        *,
+        every_customer: bool = False,
     ) -> Page:
         """One list page compared with its records: read in one batch, or `known` already."""
         params: dict[str, Any] = {"status": "all"}
@@ -164,7 +171,67 @@ class PageReader:
                 page, "subscription", obj, stored.get(str(obj.get("id"))), fetched_ms, account=where.account
             )
         page.listed = [str(obj["id"]) for obj in listing.data if obj.get("id")]
+        if every_customer:
+            # A backfill and a one-customer run read each listed customer's active entitlements. A pass
+            # does not (one request per customer each pass): it compares the summaries stored (records
+            # phase), and its failed-events phase queues again a summary event Stripe could not deliver.
+            self.read_active_entitlements(page, where, listing.data)
         return page
+
+    def read_active_entitlements(self, page: Page, where: Where, subscriptions: Sequence[Json]) -> None:
+        """Stripe's active entitlements of each customer with a subscription that may still grant, once
+        a run, when the table holds no summary of the customer (a stored one is compared by the records
+        phase): an account that uses Stripe Entitlements then gets its lookup keys even when no summary
+        event was sent within Stripe's 30 days. An empty list queues nothing, so an account that does not
+        use Entitlements keeps its mapping."""
+        customers: list[str] = []
+        for obj in subscriptions:
+            customer = customer_of_object(obj)
+            seen = (where.livemode, where.account, customer or "")
+            if customer is None or obj.get("status") in ENDED_STATUSES or seen in self.entitlements_read:
+                continue
+            self.entitlements_read.add(seen)
+            customers.append(customer)
+        keys = {c: self.table.key_of("entitlement_summary", c, c) for c in customers}
+        stored = self.table.records(k for k in keys.values() if k is not None)
+        what = "entitlements.active_entitlement"
+        for customer in customers:
+            key = keys[customer]
+            if key is not None and key in stored:
+                continue
+            if not self.can_fetch(page, what, where.livemode, where.account):
+                return
+            try:
+                fetched_ms, lookup_keys = self.pacer.call(
+                    lambda customer=customer: (  # type: ignore[misc]
+                        self.now_ms(),
+                        self.stripe.active_entitlement_keys(customer, where.livemode, where.account),
+                    )
+                )
+            except Refused as error:
+                self.refuse(page, what, where.livemode, where.account, error)
+                return
+            page.add(Counts(summaries_checked=1))
+            if not lookup_keys:
+                continue
+            try:
+                repair = fetched_message(
+                    summary_object(customer, where.livemode, lookup_keys), fetched_ms, where.account
+                )
+            except ValueError as error:
+                page.problem(f"active entitlements of {customer}: {error}", Counts(errors=1))
+                continue
+            page.add(Counts.of_drift(DriftKind.MISSING, "entitlement_summary"))
+            page.repairs.append(repair)
+            page.drifts.append(
+                Drift(
+                    DriftKind.MISSING,
+                    "entitlements.active_entitlement_summary",
+                    customer,
+                    customer,
+                    where.livemode,
+                )
+            )
 
     def objects_page(self, kind: str, where: Where, position: str | None, since: int | None) -> Page:
         """A backfill page: the objects that can grant access, compared with their records."""

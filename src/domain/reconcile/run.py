@@ -284,7 +284,10 @@ class _Run(PageReader):
         where = Where(mode == "live", account)
         if kind == "subscriptions":
             return self.subscriptions_page(
-                where, cursor.position, since=cursor.checkpoint if backfill else None
+                where,
+                cursor.position,
+                since=cursor.checkpoint if backfill else None,
+                every_customer=backfill,
             )
         if kind == "events" and not self.r.requeue_failed_events:
             return Page()  # re-queueing failed events is switched off
@@ -359,6 +362,7 @@ class _Run(PageReader):
                             position,
                             customer=customer_id,
                             known=subscriptions,
+                            every_customer=True,
                         )
                         listed.update(page.listed)
                         self.send(page)
