@@ -2,7 +2,7 @@
 
 Requests are counted with botocore event hooks on the clients pynamodb uses. The baseline, measured in
 the same run on the same moto, is the least any sync can do per event: one unconditional PutItem of
-the raw event. Targets: at most 3 DynamoDB write units per applied event (DESIGN.md counts units, not
+the raw event. Targets: at most 3 DynamoDB write units per applied event (ARCHITECTURE.md counts units, not
 requests: a transaction bills twice; issue 4's "<= 2 write requests" is printed for reference), and
 no Stripe API call except on ties.
 """

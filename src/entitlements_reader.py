@@ -1,8 +1,8 @@
 """Read what a customer may use, straight from the sync table: one strongly consistent GetItem each.
 
 A single module that depends on boto3 only, for backend services to vendor (copy this file) or install
-with the project. It reads the published entitlements item (DESIGN.md, "The entitlements item") and the
-user entitlements item (DESIGN.md, "The user entitlements item"); it never writes. IAM: the stack's EntitlementsReaderPolicy output, which allows
+with the project. It reads the published entitlements item and the user entitlements item
+(ARCHITECTURE.md, "The table"); it never writes. IAM: the stack's EntitlementsReaderPolicy output, which allows
 GetItem of those items and only of the attributes below (ENTITLEMENTS_ATTRIBUTES,
 USER_ENTITLEMENTS_ATTRIBUTES, LOOKUP_ATTRIBUTES): every read names them in a ProjectionExpression, so records holding customers'
 emails stay out of a reader's reach.

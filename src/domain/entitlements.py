@@ -1,7 +1,7 @@
 """What a customer may use: computed from all of the customer's records, never from one event.
 
 The result is written to the entitlements item backend services read (a published contract, see
-DESIGN.md). Time limits are absolute Stripe times (`until`), so access ends by itself and a replay or a
+ARCHITECTURE.md, "The table"). Time limits are absolute Stripe times (`until`), so access ends by itself and a replay or a
 reconcile never extends it.
 """
 
@@ -36,7 +36,7 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EntitlementRules:
-    """How Stripe state becomes access. Defaults follow DESIGN.md; every one is configurable."""
+    """How Stripe state becomes access. Defaults follow ARCHITECTURE.md, "Access rules"; every one is configurable."""
 
     granting_statuses: frozenset[str] = frozenset({"active", "trialing"})
     grace_statuses: frozenset[str] = frozenset({"past_due"})

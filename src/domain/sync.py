@@ -1,6 +1,6 @@
 """Applying one Stripe event (or one fetched object) to a customer's records and entitlements.
 
-The rules of the worker (DESIGN.md, Worker) in one place, against two ports the adapters implement:
+The rules of the worker (ARCHITECTURE.md, "An event's path") in one place, against two ports the adapters implement:
 `CustomerStore` (the table) and `StripeObjects` (the Stripe API, optional). The reconciler and the ops
 CLI queue what they fetch and so reach the table through this same code.
 

@@ -1,5 +1,5 @@
-"""A user's access across all their Stripe customers: the user entitlements item (DESIGN.md, "The user
-entitlements item").
+"""A user's access across all their Stripe customers: the user entitlements item (ARCHITECTURE.md, "The
+table").
 
 Checkout creates a customer per session unless given one, so one application user may have several
 customers, each applied by its own writer (one FIFO group per customer). The item therefore keeps one

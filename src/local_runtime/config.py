@@ -1,4 +1,4 @@
-"""The local runtime's settings (DESIGN.md, "Local runtime (contract)") and the sandbox it runs in.
+"""The local runtime's settings (ARCHITECTURE.md, "The local runtime") and the sandbox it runs in.
 
 Everything comes from the environment: PORT, AWS_PORT, STRIPE_WEBHOOK_SECRET, STRIPE_API_KEY,
 STRIPE_API_BASE, RECONCILE_EVERY, plus LOCAL_VISIBILITY_TIMEOUT (tests: the event queue's visibility

@@ -1,6 +1,6 @@
 """An SQS event source mapping, emulated: what Lambda's poller does between the queue and the worker.
 
-moto's own emulation ignores `batchItemFailures` (DESIGN.md, pitfalls), so the local runtime polls:
+moto's own emulation ignores `batchItemFailures` (ARCHITECTURE.md, "Pitfalls"), so the local runtime polls:
 
 * receive up to BatchSize messages with every system attribute (ApproximateReceiveCount,
   MessageGroupId, MessageDeduplicationId, ...), as the event source mapping does;

@@ -4,7 +4,7 @@ Two methods of moto 5.2.5's DynamoDB cost time proportional to the whole table, 
 worker did and the local runtime slowed down as it filled:
 
 * TransactWriteItems deep-copies every table it touches, once per item of the transaction, so that
-  it can put the copies back if the transaction fails (DESIGN.md, pitfalls). Replaced by the same
+  it can put the copies back if the transaction fails (ARCHITECTURE.md, "Pitfalls"). Replaced by the same
   algorithm (the same checks, in the same order, with the same errors and cancellation reasons) that
   snapshots only the items it touches and puts those back on failure.
 * Query on the table's own key sorts every item of the table and then keeps those of the partition.

@@ -1,4 +1,4 @@
-"""`make run`: the whole pipeline on one machine, without Docker or AWS (DESIGN.md, Local runtime).
+"""`make run`: the whole pipeline on one machine, without Docker or AWS (ARCHITECTURE.md, "The local runtime").
 
     moto server (SQS + DynamoDB)  <-  the template's queue, dead-letter queue and table
     HTTP :PORT /webhooks/stripe   ->  handlers.webhook.lambda_handler (API Gateway payload 2.0)

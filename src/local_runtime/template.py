@@ -4,7 +4,7 @@ The template is the one declaration of the infrastructure; the local runtime tak
 properties, the table's keys and TTL, the worker's event source (BatchSize) and the functions'
 handlers, routes, timeouts and environment from it, never from a second copy in code.
 
-The functions are found by their handlers (DESIGN.md: handlers.webhook / worker / reconcile
+The functions are found by their handlers (handlers.webhook / worker / reconcile
 .lambda_handler); the queue is the one the worker's SQS event source reads, the dead-letter queue the
 one its RedrivePolicy names, the table the one the worker's TABLE_NAME refers to.
 

@@ -1,4 +1,4 @@
-"""The entitlement rules (DESIGN.md, Entitlements), on records built directly."""
+"""The entitlement rules (ARCHITECTURE.md, "Access rules"), on records built directly."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A Stripe Entitlements summary is Stripe's computed answer: its features are granted as it states them,
 and end only when a record newer than the summary shows that the subscription bringing them no longer
-grants (DESIGN.md, Worker: access rules). Source: https://docs.stripe.com/billing/entitlements
+grants (ARCHITECTURE.md, "Access rules"). Source: https://docs.stripe.com/billing/entitlements
 (`entitlements.active_entitlement_summary.updated`, GET /v1/entitlements/active_entitlements)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worker's rules (DESIGN.md, Worker) on the pure applier, with an in-memory table that enforces
+"""The worker's rules (ARCHITECTURE.md, "An event's path") on the pure applier, with an in-memory table that enforces
 the same conditions as DynamoDB and a scripted Stripe API."""
 
 from __future__ import annotations

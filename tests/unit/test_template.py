@@ -1,6 +1,6 @@
 """The deployable infrastructure: the rules in template.yaml, samconfig.toml and events/ that matter.
 
-Each test states one rule from DESIGN.md (or AWS's documented limits) and fails if the template
+Each test states one rule from ARCHITECTURE.md (or AWS's documented limits) and fails if the template
 breaks it. The template is read with a small YAML loader that turns CloudFormation's short tags
 (!Ref, !GetAtt, !Sub, ...) into their long form, so assertions see what CloudFormation sees.
 """

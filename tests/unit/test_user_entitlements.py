@@ -1,6 +1,6 @@
 """One user, several Stripe customers (Checkout creates one per session unless given one): the user
 entitlements item holds everything any of them grants, whatever the delivery order, duplicates
-included (DESIGN.md, "The user entitlements item")."""
+included (ARCHITECTURE.md, "The table")."""
 
 from __future__ import annotations
 
