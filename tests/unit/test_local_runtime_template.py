@@ -180,7 +180,7 @@ def test_the_repository_template_has_what_the_runtime_needs() -> None:
     assert stack.event_queue.attributes["FifoQueue"] == "true"
     assert stack.dead_letter_queue.attributes["FifoQueue"] == "true"
     assert stack.event_queue.max_receive_count is not None
-    assert stack.event_queue.max_receive_count >= 5  # ARCHITECTURE.md, Pitfalls: 1 would park a message on one throttle
+    assert stack.event_queue.max_receive_count >= 5  # 1 would park on one throttle (ARCHITECTURE.md)
     assert 1 <= stack.batch_size <= 10  # a FIFO event source takes at most 10
     assert int(stack.event_queue.attributes["VisibilityTimeout"]) >= 6 * stack.worker.timeout
     assert stack.table.ttl_attribute == "expires_at"
