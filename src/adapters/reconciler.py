@@ -246,7 +246,7 @@ def reconcile(
     SecretsUnavailable (the Stripe secret). Stripe failures skip a phase and are in the report; a
     failing table or queue ends the run, and is in the report too.
     """
-    keys = api_keys(settings.stripe_secret_id)
+    keys = api_keys(settings.stripe_secret_id, settings.secret_reader)
     if not keys:
         raise ReconcileNotConfigured("no STRIPE_API_KEY configured: nothing to reconcile against")
     if not dry_run and not settings.queue_url:

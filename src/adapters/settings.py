@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from domain.entitlements import EntitlementRules
 from domain.reconcile.request import ReconcileOptions, options_from
+
+if TYPE_CHECKING:
+    from adapters.stripe_credentials import SecretReader
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "entitlement_rules.toml"
 
@@ -65,6 +69,9 @@ class ReconcileSettings:
     dynamodb_endpoint: str | None  # AWS_ENDPOINT_URL(_DYNAMODB): the local runtime's moto server
     user_id_key: str  # the customer metadata key that names the user (entitlement rules)
     options: ReconcileOptions
+    # How the secret is read: adapters.stripe_credentials.read_secret when None (the functions); the
+    # ops CLI gives a boto3 reader for the operator's profile (ops.targets.operator_secret_reader).
+    secret_reader: SecretReader | None = field(default=None, compare=False)
 
 
 def reconcile_settings(
@@ -73,6 +80,7 @@ def reconcile_settings(
     table_name: str | None = None,
     queue_url: str | None = None,
     stripe_secret_id: str | None = None,
+    secret_reader: SecretReader | None = None,
 ) -> ReconcileSettings:
     """TABLE_NAME, QUEUE_URL, STRIPE_API_BASE, STRIPE_SECRET_ID, AWS_ENDPOINT_URL(_DYNAMODB), the
     entitlement rules and RECONCILE_* (domain.reconcile.options_from) from `env` (the process's by
@@ -90,4 +98,5 @@ def reconcile_settings(
         dynamodb_endpoint=source.get("AWS_ENDPOINT_URL_DYNAMODB") or source.get("AWS_ENDPOINT_URL") or None,
         user_id_key=load_rules().user_id_metadata_key,
         options=options_from(source),
+        secret_reader=secret_reader,
     )

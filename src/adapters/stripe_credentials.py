@@ -4,11 +4,15 @@ In AWS (STRIPE_SECRET_ID set) they come from that Secrets Manager secret, a JSON
 same keys and syntax as the environment variables, read with one GetSecretValue and cached for
 SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the environment.
 
-Not Powertools Parameters: the webhook shares this module and its package carries no Powertools (7 MB
-unzipped, ~165 ms to import cold; bench/cold_start.py), and what it needs of Parameters is one call
-and a time-bound cache. The webhook's read (webhook_secrets) goes through adapters.aws_json, so its
-cold path never imports boto3; api_keys (the worker, the reconciler, the ops CLI, which use boto3
-anyway and may run under an operator's profile) reads with boto3. Both share the parsing and cache.
+One reader for every function, `read_secret`, through adapters.aws_json: the webhook's cold path never
+imports boto3, and the other functions run with the execution role's credentials in the environment,
+which is all that reader signs with. Not Powertools Parameters: the webhook's package carries no
+Powertools (7 MB unzipped, ~165 ms to import cold; bench/cold_start.py), and what it needs of
+Parameters is one call and a time-bound cache.
+
+The one seam, `SecretReader`: the ops CLI passes its own boto3 reader (ops.refetch), because an
+operator's credentials come from AWS profiles, SSO or assumed roles, which only boto3's credential
+chain resolves; the parsing and the cache are the same.
 """
 
 from __future__ import annotations
@@ -18,13 +22,10 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.aws_json import AwsCallFailed, AwsJsonClient
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
 SECRET_ID_VARIABLE = "STRIPE_SECRET_ID"  # names of settings, not their values  # noqa: S105  # nosec B105
 WEBHOOK_SECRET_SETTING = "STRIPE_WEBHOOK_SECRET"  # noqa: S105  # nosec B105
@@ -44,20 +45,21 @@ class MissingCredentials(CredentialsError):
 
 def webhook_secrets() -> tuple[WebhookSecret, ...]:
     """The endpoint signing secrets; MissingCredentials when none are configured."""
-    secrets = parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING, _read_without_boto3))
+    secrets = parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING))
     if not secrets:
         raise MissingCredentials("webhook secret not configured")
     return secrets
 
 
-def api_keys(secret_id: str | None = None) -> dict[Mode, str]:
-    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable).
-    `secret_id`: the secret to read them from, else STRIPE_SECRET_ID's, else STRIPE_API_KEY."""
-    return parse_api_keys(stripe_setting(API_KEY_SETTING, secret_id=secret_id))
-
-
 # Reads a secret's SecretString (None when it has none); raises SecretsUnavailable.
 type SecretReader = Callable[[str], str | None]
+
+
+def api_keys(secret_id: str | None = None, read: SecretReader | None = None) -> dict[Mode, str]:
+    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable).
+    `secret_id`: the secret to read them from, else STRIPE_SECRET_ID's, else STRIPE_API_KEY; `read`:
+    how (read_secret unless the caller brings its own, as the ops CLI does)."""
+    return parse_api_keys(stripe_setting(API_KEY_SETTING, read, secret_id=secret_id))
 
 
 def stripe_setting(
@@ -68,7 +70,7 @@ def stripe_setting(
     secret_id = secret_id or os.environ.get(SECRET_ID_VARIABLE)
     if not secret_id:
         return os.environ.get(name)
-    value = _secret_document(secret_id, read or _read_with_boto3).get(name)
+    value = _secret_document(secret_id, read or read_secret).get(name)
     if value is not None and not isinstance(value, str):
         raise CredentialsError(f"{name} in secret {secret_id} must be a string")
     return value
@@ -81,30 +83,12 @@ _documents: dict[str, tuple[float, dict[str, Any]]] = {}
 def clear_cache() -> None:
     """Forget the cached secret documents (tests; a process normally keeps them SECRET_MAX_AGE_SECONDS)."""
     _documents.clear()
-    _secrets_manager.cache_clear()
     secrets_manager_client.cache_clear()
 
 
 @functools.cache
-def _secrets_manager() -> SecretsManagerClient:
-    # Imported on first use: local runs never need boto3.
-    import boto3  # noqa: PLC0415
-
-    return boto3.client("secretsmanager")
-
-
-def _read_with_boto3(secret_id: str) -> str | None:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
-    try:
-        return _secrets_manager().get_secret_value(SecretId=secret_id).get("SecretString")
-    except (BotoCoreError, ClientError) as error:
-        raise SecretsUnavailable(f"secret {secret_id} could not be read: {error}") from error
-
-
-@functools.cache
 def secrets_manager_client() -> AwsJsonClient:
-    """The webhook's Secrets Manager client (adapters.aws_json), created on first use."""
+    """The functions' Secrets Manager client (adapters.aws_json), created on first use."""
     return AwsJsonClient(
         service_id="Secrets Manager",
         signing_name="secretsmanager",
@@ -113,7 +97,8 @@ def secrets_manager_client() -> AwsJsonClient:
     )
 
 
-def _read_without_boto3(secret_id: str) -> str | None:
+def read_secret(secret_id: str) -> str | None:
+    """GetSecretValue with the environment's credentials (adapters.aws_json); SecretsUnavailable."""
     try:
         text = secrets_manager_client().call("GetSecretValue", {"SecretId": secret_id}).get("SecretString")
     except AwsCallFailed as error:

@@ -419,7 +419,7 @@ class Commands:
         from adapters.stripe_api import StripeApi  # noqa: PLC0415 - the stripe SDK only when needed
         from ops.refetch import stripe_api_keys  # noqa: PLC0415
 
-        keys = stripe_api_keys(self.env, self.target.secret_id)
+        keys = stripe_api_keys(self.env, self.target.secret_id, self.clients)
         return StripeApi(keys, self.env.get("STRIPE_API_BASE") or None)
 
     def refetch_object(self, args: argparse.Namespace) -> None:

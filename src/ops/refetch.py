@@ -8,13 +8,15 @@ goes as Stripe would have delivered it. The worker applies either like any webho
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.credentials import Mode
+
+if TYPE_CHECKING:
+    from ops.targets import ClientFactory
 
 # What adapters.stripe_api.StripeApi.fetch_object can read.
 FETCHABLE_TYPES = (
@@ -48,16 +50,20 @@ class Queued:
         }
 
 
-def stripe_api_keys(env: Mapping[str, str], secret_id: str | None) -> dict[Mode, str]:
-    """STRIPE_API_KEY from the environment, else the deployment's secret (--stack, STRIPE_SECRET_ID)."""
+def stripe_api_keys(
+    env: Mapping[str, str], secret_id: str | None, clients: ClientFactory | None = None
+) -> dict[Mode, str]:
+    """STRIPE_API_KEY from the environment, else the deployment's secret (--stack, STRIPE_SECRET_ID),
+    read with the operator's boto3 credentials (`clients`: an ops.targets.ClientFactory)."""
     from adapters import stripe_credentials  # noqa: PLC0415
     from domain.credentials import parse_api_keys  # noqa: PLC0415
 
     if env.get("STRIPE_API_KEY"):
         keys = parse_api_keys(env["STRIPE_API_KEY"])
     elif secret_id:
-        os.environ[stripe_credentials.SECRET_ID_VARIABLE] = secret_id
-        keys = stripe_credentials.api_keys()
+        from ops.targets import operator_secret_reader  # noqa: PLC0415
+
+        keys = stripe_credentials.api_keys(secret_id, operator_secret_reader(clients))
     else:
         keys = {}
     if not keys:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from adapters.settings import ReconcileSettings
+    from adapters.stripe_credentials import SecretReader
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_AWS_PORT = 5000
@@ -181,4 +182,29 @@ def target_settings(target: Target, env: Mapping[str, str], *, dry_run: bool) ->
         table_name=target.require_table(),
         queue_url=None if dry_run else target.require_queue(),
         stripe_secret_id=None if env.get("STRIPE_API_KEY") else target.secret_id,
+        secret_reader=operator_secret_reader(),
     )
+
+
+def operator_secret_reader(clients: ClientFactory | None = None) -> SecretReader:
+    """Reads a secret with boto3 (the operator's profile, SSO or role, which adapters.aws_json's
+    environment-only signer cannot resolve); `clients` gives the boto3 client, else a default one."""
+
+    def read(secret_id: str) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        from adapters.stripe_credentials import SecretsUnavailable  # noqa: PLC0415
+
+        if clients is None:
+            import boto3  # noqa: PLC0415
+
+            client: Any = boto3.client("secretsmanager")
+        else:
+            client = clients("secretsmanager")
+        try:
+            text = client.get_secret_value(SecretId=secret_id).get("SecretString")
+        except (BotoCoreError, ClientError) as error:
+            raise SecretsUnavailable(f"secret {secret_id} could not be read: {error}") from error
+        return text if text is None else str(text)
+
+    return read

@@ -211,6 +211,25 @@ def test_get_secret_value_reads_the_webhook_secrets(
         webhook_secrets()
 
 
+def test_the_one_secret_reader_reads_what_boto3_reads(moto_server: str) -> None:
+    """stripe_credentials.read_secret replaced boto3's GetSecretValue for the worker and the reconciler:
+    the same SecretString for the same secret, by name or ARN, and a missing secret fails both."""
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_server)
+    document = json.dumps({"STRIPE_API_KEY": "sk_test_1,rk_live_2", "STRIPE_WEBHOOK_SECRET": "whsec_1"})
+    arn = secrets.create_secret(Name="stripe-sync/both", SecretString=document)["ARN"]
+    for secret_id in ("stripe-sync/both", arn):
+        assert (
+            stripe_credentials.read_secret(secret_id)
+            == secrets.get_secret_value(SecretId=secret_id)["SecretString"]
+        )
+    assert stripe_credentials.api_keys(arn) == {"test": "sk_test_1", "live": "rk_live_2"}
+
+    with pytest.raises(secrets.exceptions.ResourceNotFoundException):
+        secrets.get_secret_value(SecretId="stripe-sync/absent")
+    with pytest.raises(SecretsUnavailable, match="ResourceNotFoundException"):
+        stripe_credentials.read_secret("stripe-sync/absent")
+
+
 # --- faults: a local HTTP server that misbehaves ----------------------------------------------------
 
 
