@@ -1,7 +1,8 @@
 """Applying one Stripe event (or one fetched object) to a customer's records and entitlements.
 
-The rules of the worker (ARCHITECTURE.md, "An event's path") in one place, against two ports the adapters implement:
-`CustomerStore` (the table) and `StripeObjects` (the Stripe API, optional). The reconciler and the ops
+The rules of the worker (ARCHITECTURE.md, "An event's path") in one place, against two ports the
+adapters implement (domain.sync_ports): `CustomerStore` (the table) and `StripeObjects` (the Stripe
+API, optional). The reconciler and the ops
 CLI queue what they fetch and so reach the table through this same code.
 
 Per event (see `domain.live_records`): one read of three items — the customer's state (the few records
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from domain import live_records
+from domain.customer_links import account_of, payment_links, user_links, user_of
 from domain.entitlements import EntitlementRules, Entitlements, purchase_is_unresolved
 from domain.live_records import LiveRecords
 from domain.records import (
@@ -53,191 +54,45 @@ from domain.stripe_objects import (
     snapshot_of,
     with_event_mode,
 )
-from domain.user_entitlements import CustomerPart
+from domain.sync_ports import (
+    Clock,
+    ConcurrentChange,
+    CustomerChange,
+    CustomerState,
+    CustomerStore,
+    DuplicateEvent,
+    EventView,
+    Outcome,
+    Result,
+    RetryLater,
+    StaleWrite,
+    StoredEntitlements,
+    StripeObjects,
+    UserLink,
+)
 
 Json = Mapping[str, Any]
 MAX_CONFLICT_RETRIES = 3
 
-
-class Outcome(StrEnum):
-    APPLIED = "applied"  # record written (entitlements possibly unchanged)
-    STALE = "stale"  # an older snapshot than the stored one: nothing written
-    DUPLICATE = "duplicate"  # this event was applied before
-    IGNORED = "ignored"  # an event type or object that changes no record
-    GUEST = "guest"  # a purchase with no customer: stored apart, counted
-    # A dispute or refund of a payment no stored purchase knows (a subscription invoice payment, a
-    # guest purchase): stored by its payment, counted, applied when the purchase arrives.
-    UNMATCHED = "unmatched"
-
-
-class RetryLater(Exception):
-    """The event cannot be applied yet; the message fails and SQS retries it (then the DLQ)."""
-
-
-class ConcurrentChange(RetryLater):
-    """Another writer changed the customer between our read and our write."""
-
-
-class StaleWrite(Exception):
-    """The stored record became newer between our read and our write (the event is stale)."""
-
-
-class DuplicateEvent(Exception):
-    """The stored record already carries this event's stamp."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntitlements:
-    entitlements: Entitlements
-    version: int  # published: one higher at every change readers can see
-    updated_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerState:
-    """Everything stored about one customer, as read in one consistent query (the whole history: for
-    the ops CLI, and to build the live records once)."""
-
-    customer_id: str
-    snapshots: Mapping[tuple[RecordKind, str], Snapshot]
-    entitlements: StoredEntitlements | None
-    records_version: int  # the state item's version (before state items: the entitlements item's)
-
-
-@dataclass(frozen=True, slots=True)
-class EventView:
-    """What one event reads: O(1) items whatever the customer's history."""
-
-    customer_id: str
-    stored: Snapshot | None  # the event's record as stored
-    live: LiveRecords | None  # None: no state item yet
-    entitlements: StoredEntitlements | None
-    version: int  # the state item's version; without one, the entitlements item's records_version
-    has_history: bool  # records may exist without a state item (a table written before state items)
-
-
-@dataclass(frozen=True, slots=True)
-class UserLink:
-    """The application's user id -> customer lookup item (strongly consistent, per mode)."""
-
-    user_id: str
-    livemode: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerChange:
-    """The writes of one event, in order: lookups, the record (`snapshot`; None when only repairing),
-    the state (`live`; None when unchanged), the entitlements (None when readers would see nothing new)."""
-
-    customer_id: str
-    event_id: str
-    event_type: str
-    snapshot: Snapshot | None
-    live: LiveRecords | None
-    expected_version: int  # the state version read
-    state_exists: bool
-    entitlements: Entitlements | None
-    entitlements_version: int  # the version to write (unchanged when access did not change)
-    updated_at: int
-    link_users: tuple[UserLink, ...] = ()
-    unlink_users: tuple[UserLink, ...] = ()
-    link_payment_intents: tuple[str, ...] = ()  # payment intent or charge ids -> this customer
-    # Unmatched disputes/refunds this change moves into the customer's records: each is written if
-    # newer than what the customer holds, then its unmatched copy deleted (both before the record).
-    adopted: tuple[Snapshot, ...] = ()
-    # Carried on the entitlements item for its "entitlements changed" event (domain.entitlement_events):
-    # the customer's Connect account and application user id as the live records know them.
-    account: str | None = None
-    user_id: str | None = None
-    # The user entitlements items to bring up to date (domain.user_entitlements), after the customer's
-    # own items: `user_entitlements` (the customer's access as of `new_version`) is merged into the item
-    # of each user in `users`, and each user in `left_users` (the customer no longer answers for them)
-    # drops the customer. None when neither the customer's access nor its users changed.
-    user_entitlements: Entitlements | None = None
-    users: tuple[str, ...] = ()
-    left_users: tuple[str, ...] = ()
-    now: int = 0  # the applier's clock: a user item's `updated_at` when its access changes
-    # Only re-checking the user items (a retried or stale event): a part that says the same is kept.
-    users_repair: bool = False
-
-    @property
-    def new_version(self) -> int:
-        """The state version once written (what the entitlements item records it was computed from)."""
-        return self.expected_version + (1 if self.live is not None else 0)
-
-    def user_parts(self) -> list[tuple[str, bool, CustomerPart]]:
-        """(user id, livemode, part) for each user entitlements item this change updates."""
-        access = self.user_entitlements
-        if access is None:
-            return []
-        joined = CustomerPart(self.customer_id, self.new_version, access)
-        left = CustomerPart(self.customer_id, self.new_version, None)
-        return [(user, access.livemode, joined) for user in self.users] + [
-            (user, access.livemode, left) for user in self.left_users
-        ]
-
-
-class CustomerStore(Protocol):
-    def load(self, customer_id: str) -> CustomerState: ...
-
-    def read(self, customer_id: str, key: tuple[RecordKind, str]) -> EventView:
-        """The customer's state item, the record `key` and the entitlements item, consistently."""
-
-    def commit(self, change: CustomerChange) -> None:
-        """Write in order; raise StaleWrite or DuplicateEvent (record), ConcurrentChange (state)."""
-
-    def customer_of_payment(self, payment_intent_id: str | None, charge_id: str | None) -> str | None: ...
-
-    def store_guest(self, snapshot: Snapshot, event_type: str) -> bool:
-        """Store a snapshot that names no customer; False when a newer one is stored."""
-
-    def store_unmatched(self, snapshot: Snapshot) -> bool:
-        """Store a dispute or refund whose payment no customer record knows yet, under its payment
-        intent (else its charge); False when a newer snapshot of it is stored."""
-
-    def unmatched_for(self, payment_intent_id: str | None, charge_id: str | None) -> list[Snapshot]:
-        """The unmatched disputes and refunds stored under this payment intent or charge."""
-
-
-class StripeObjects(Protocol):
-    """Read access to the Stripe API for the event's mode (and Connect account)."""
-
-    def can_fetch(self, livemode: bool) -> bool: ...
-
-    def fetch_object(self, object_type: str, object_id: str, livemode: bool, account: str | None) -> Json: ...
-
-    def fetch_event(self, event_id: str, livemode: bool, account: str | None) -> Json: ...
-
-    def fetch_thin_event(self, event_id: str, livemode: bool, account: str | None) -> Json:
-        """`GET /v2/core/events/{id}`: a thin event's `related_object` or `snapshot_event`."""
-
-    def checkout_line_items(self, session_id: str, livemode: bool, account: str | None) -> list[Json]: ...
-
-    def active_entitlement_keys(self, customer_id: str, livemode: bool, account: str | None) -> list[str]: ...
-
-
-class Clock(Protocol):
-    def __call__(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    event_id: str
-    event_type: str
-    customer_id: str | None = None
-    reason: str = ""
-    before: Entitlements | None = None
-    after: Entitlements | None = None
-    tie_fetched: bool = False
-    api_calls: int = 0
-    notes: tuple[str, ...] = field(default=())
-    # What Stripe answered 404 for while applying (the object or event is gone): logged as a field.
-    not_found: tuple[str, ...] = ()
-
-    @property
-    def entitlements_changed(self) -> bool:
-        return self.after is not None and not self.after.same_access(self.before)
+# The ports and outcomes live in domain.sync_ports; importable from here too, as the use case's seams.
+__all__ = [
+    "MAX_CONFLICT_RETRIES",
+    "Clock",
+    "ConcurrentChange",
+    "CustomerChange",
+    "CustomerState",
+    "CustomerStore",
+    "DuplicateEvent",
+    "EventApplier",
+    "EventView",
+    "Outcome",
+    "Result",
+    "RetryLater",
+    "StaleWrite",
+    "StoredEntitlements",
+    "StripeObjects",
+    "UserLink",
+]
 
 
 class EventApplier:
@@ -495,13 +350,13 @@ class EventApplier:
         advanced = live
         for found in (*adopted, snapshot):
             advanced = self._advanced(advanced, found, view.customer_id)
-        link, unlink = self._user_links(snapshot, view.stored)
+        link, unlink = user_links(snapshot, view.stored)
         return replace(
             self._derived_change(event, view, live, advanced),
             snapshot=snapshot,
             link_users=link,
             unlink_users=unlink,
-            link_payment_intents=self._payment_links(snapshot, view.stored),
+            link_payment_intents=payment_links(snapshot, view.stored),
             adopted=adopted,
         )
 
@@ -543,57 +398,14 @@ class EventApplier:
             entitlements=computed if changed or lagging else None,
             entitlements_version=(stored.version if stored else 0) + (1 if changed else 0),
             updated_at=self._clock() if changed or stored is None else stored.updated_at,
-            account=event.account or _account_of(after),
-            user_id=_user_of(after),
+            account=event.account or account_of(after),
+            user_id=user_of(after),
             user_entitlements=computed if update_users else None,
             users=tuple(sorted(users)) if update_users else (),
             left_users=tuple(sorted(had - users)) if update_users else (),
             now=self._clock(),
             users_repair=not moved,
         )
-
-    @staticmethod
-    def _user_links(
-        snapshot: Snapshot, previous: Snapshot | None
-    ) -> tuple[tuple[UserLink, ...], tuple[UserLink, ...]]:
-        record = snapshot.record
-        user_id = None
-        if isinstance(record, ProfileRecord) and not record.deleted:
-            user_id = record.user_id
-        elif isinstance(record, PurchaseRecord):
-            user_id = record.client_reference_id
-        old = None
-        if previous is not None:
-            prev = previous.record
-            old = (
-                prev.user_id
-                if isinstance(prev, ProfileRecord)
-                else getattr(prev, "client_reference_id", None)
-            )
-        link = (UserLink(user_id, record.livemode),) if user_id and user_id != old else ()
-        # A customer whose metadata names another user (or no user, or who was deleted) no longer
-        # answers for the old one; purchases only ever add links.
-        unlink: tuple[UserLink, ...] = ()
-        if isinstance(record, ProfileRecord) and old and old != user_id:
-            unlink = (UserLink(old, record.livemode),)
-        return link, unlink
-
-    @staticmethod
-    def _payment_links(snapshot: Snapshot, previous: Snapshot | None) -> tuple[str, ...]:
-        """PaymentIntent (and charge) -> customer lookups, so that a dispute or a refund (which name no
-        customer) find one."""
-        if previous is not None:
-            return ()
-        record = snapshot.record
-        if isinstance(record, DisputeRecord | RefundRecord):
-            return ()
-        intent = getattr(record, "payment_intent_id", None)
-        if record.kind == "payment":
-            intent = record.id
-        links = [intent] if isinstance(intent, str) else []
-        if isinstance(record, ChargeRecord):
-            links.append(record.id)
-        return tuple(links)
 
     def _complete(self, snapshot: Snapshot, event: StripeEvent, calls: _Calls) -> Snapshot:
         """Fill in what webhooks leave out, once: Checkout line items, the rest of a summary list."""
@@ -767,17 +579,3 @@ class EventApplier:
 class _Calls:
     count: int = 0
     not_found: list[str] = field(default_factory=list)
-
-
-def _account_of(live: LiveRecords) -> str | None:
-    """The Connect account the customer's records live in (one per customer: ids are per account)."""
-    return next((s.account for s in live.snapshots.values() if s.account), None)
-
-
-def _user_of(live: LiveRecords) -> str | None:
-    """The application's user id the customer's profile names (None once the customer is deleted)."""
-    for snapshot in live.snapshots.values():
-        record = snapshot.record
-        if isinstance(record, ProfileRecord):
-            return None if record.deleted else record.user_id
-    return None
