@@ -26,8 +26,8 @@ import pytest
 from stripe import WebhookSignature
 
 from entitlements_reader import CustomerEntitlements, parse_entitlements_item
-from local_runtime import scenarios
-from local_runtime import stripe_samples as samples
+from events import scenarios
+from events.stripe import objects as samples
 from local_runtime.template import read_template
 from tests.fake_stripe import FakeStripe
 

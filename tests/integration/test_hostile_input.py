@@ -33,10 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.ingress import LAMBDA_PAYLOAD_LIMIT
+from events import scenarios
+from events.stripe import objects as samples
 from handlers import webhook as webhook_module
 from handlers import worker
-from local_runtime import scenarios
-from local_runtime import stripe_samples as samples
 from local_runtime.event_source import sqs_event
 from tests.sync_table_fixture import create_sync_table
 

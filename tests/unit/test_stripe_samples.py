@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import stripe
 
-from local_runtime import scenarios as sc
-from local_runtime import stripe_samples as samples
+from events import scenarios as sc
+from events.stripe import objects as samples
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "events" / "stripe_fixtures.json"  # Stripe's own OpenAPI fixtures, copied

@@ -43,8 +43,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from local_runtime import stripe_samples as samples
-from local_runtime.stripe_samples import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
+from events.stripe import objects as samples
+from events.stripe.objects import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
 
 DAY = 86400
 HOUR = 3600
