@@ -60,7 +60,7 @@ from adapters.sync_table import (
 from domain.entitlements import EntitlementRules
 from domain.records import RecordKind, Snapshot, record_to_dict
 from domain.sync import CustomerState, CustomerStore, EventApplier, StoredEntitlements
-from events import scenarios
+from events import lambda_events, scenarios
 from events.stripe import objects as samples
 from local_runtime.config import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, LOOPBACK
 from local_runtime.template import LOCAL_REGION, LocalStack, read_template
@@ -504,7 +504,7 @@ class Post:
 def post_signed(url: str, secret: str, delivery: Delivery) -> Post:
     """Sign `delivery` as Stripe does, at the current time, and POST it."""
     sent_at = time.time()
-    header = scenarios.signature_header(delivery.body, secret, int(sent_at))
+    header = lambda_events.signature_header(delivery.body, secret, int(sent_at))
     request = urllib.request.Request(  # noqa: S310 - loopback
         url,
         data=delivery.body,
