@@ -38,7 +38,7 @@ DAY = 86_400
 
 
 def _sample_subscription() -> dict[str, Any]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     return s.subscription(
         s.IdFactory("bench"),
@@ -62,7 +62,7 @@ class _Account:
 
 def _account() -> _Account:
     """Copies of sample objects with their own ids, as Stripe would hold them."""
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     sample = _sample_subscription()
     book = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)

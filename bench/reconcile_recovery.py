@@ -32,7 +32,7 @@ PRODUCT = "prod_RecoverPro"
 
 
 def _subscription(customer: str, status: str = "active", **changes: Any) -> dict[str, Any]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     now = int(time.time())
     fields: dict[str, Any] = {
@@ -138,8 +138,8 @@ def _features(runtime: Any, customer: str) -> set[str] | None:
 
 def _seed(runtime: Any, subscriptions: dict[str | None, dict[str, Any]]) -> None:
     """Signed webhooks for each subscription, applied; then a pass that lists both accounts."""
+    from events.stripe import objects as s
     from local_runtime import load
-    from local_runtime import stripe_samples as s
 
     for account, obj in subscriptions.items():
         event = s.event(

@@ -38,7 +38,8 @@ POLL_SECONDS = 0.1
 
 def _post_all(runtime: Any, events: list[dict[str, Any]]) -> dict[str, float]:
     """POST each event signed, in order; the wall-clock time each was answered 200."""
-    from local_runtime import load, scenarios
+    from events import scenarios
+    from local_runtime import load
 
     answered: dict[str, float] = {}
     for event in events:
@@ -81,7 +82,7 @@ def _outcome_at(runtime: Any, event_id: str) -> Callable[[], float | None]:
 
 
 def _purchase(customer_id: str) -> Any:
-    from local_runtime.scenarios import ScenarioParams, build
+    from events.scenarios import ScenarioParams, build
 
     return build("one_time_purchase", ScenarioParams(customer_id=customer_id), ends_at=int(time.time()))
 
@@ -125,8 +126,8 @@ def stripe_outage(folder: Path) -> tuple[float, float]:
 
 def unparseable_event(folder: Path) -> tuple[float, float]:
     """(baseline, behind an unparseable event): post to outcome of the event that follows it."""
+    from events.scenarios import ScenarioParams, build
     from local_runtime import load
-    from local_runtime.scenarios import ScenarioParams, build
 
     def signup(customer_id: str) -> list[dict[str, Any]]:
         scenario = build("signup_paid", ScenarioParams(customer_id=customer_id), ends_at=int(time.time()))

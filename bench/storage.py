@@ -5,7 +5,7 @@
     created/finalized/paid, payment succeeded) and a new purchase: DynamoDB requests, read units,
     write units and worker CPU per event (CPU outside the DynamoDB calls, which moto serves in this
     process). Target: the 1,000 figures within 1.5x of the 1 figures.
-(b) Units over the documented sequences (every scenario of local_runtime.scenarios, in order, through
+(b) Units over the documented sequences (every scenario of events.scenarios, in order, through
     the worker's Lambda handler). Target: <= 3 write units per applied event.
 (c) Cost per million webhook events in us-east-1, term by term, from (b)'s measured requests, item
     and message sizes, log bytes and CPU, and template.yaml's memory and batch size. Target: <= $4
@@ -118,7 +118,7 @@ def _table() -> Iterator[Meter]:
 
 
 def _history_events(customer: str, count: int) -> list[dict[str, Any]]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     price = s.PriceSpec("price_pro", "prod_pro")
     events = []
@@ -142,7 +142,7 @@ def _history_events(customer: str, count: int) -> list[dict[str, Any]]:
 
 
 def _purchase(customer: str, tag: str, t: int) -> dict[str, Any]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     ids = s.IdFactory(f"{customer}-cs-{tag}")
     session = s.checkout_session(
@@ -160,7 +160,7 @@ def _purchase(customer: str, tag: str, t: int) -> dict[str, Any]:
 
 
 def _renewal_events(customer: str) -> list[dict[str, Any]]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     price = s.PriceSpec("price_pro", "prod_pro")
     t = T0 + 10 * DAY
@@ -248,7 +248,7 @@ class Sequences:
 
 
 def _scenarios() -> list[Any]:
-    from local_runtime.scenarios import SCENARIOS, ScenarioParams, build
+    from events.scenarios import SCENARIOS, ScenarioParams, build
 
     return [
         build(name, ScenarioParams(customer_id=f"cus_Cost{i:03d}", user_id=f"user_cost{i:03d}"))
@@ -280,8 +280,8 @@ def _sequences() -> Sequences:
     from adapters import sync_table
     from domain.entitlements import EntitlementRules
     from domain.sync import EventApplier, RetryLater
+    from events.scenarios import render
     from handlers import worker
-    from local_runtime.scenarios import render
 
     scenarios = _scenarios()
     outcomes: Counter[str] = Counter()
@@ -343,7 +343,7 @@ def _webhook(scenarios: list[Any]) -> tuple[float, float]:
     import stripe
 
     from bench.webhook import SECRET, _bench_environment, _http_event, _sqs_accepts
-    from local_runtime.scenarios import render
+    from events.scenarios import render
 
     bodies = [render(event).decode() for scenario in scenarios for event in scenario.events]
     with _bench_environment():

@@ -178,7 +178,7 @@ def _bench_environment() -> Iterator[None]:
 
 def _subscription_event_text() -> str:
     """A customer.subscription.updated event as Stripe sends it (2-space indented JSON, ~4.5 KB)."""
-    from local_runtime import stripe_samples as samples
+    from events.stripe import objects as samples
 
     ids = samples.IdFactory("bench")
     now = int(time.time())

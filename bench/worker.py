@@ -24,7 +24,7 @@ WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems",
 
 
 def _history(customer: str, start: int) -> list[dict[str, Any]]:
-    from local_runtime import stripe_samples as s
+    from events.stripe import objects as s
 
     price = s.PriceSpec("price_pro", "prod_pro")
     statuses = ["incomplete", "active", "active", "past_due", "active", "active", "canceled", "canceled"]

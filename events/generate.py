@@ -4,8 +4,8 @@ The webhook events are signed with a timestamp of now, and the webhook rejects a
 older than SIGNATURE_TOLERANCE_SECONDS (300 s), so a committed event goes stale in five
 minutes. Usage (from the repository root):
 
-    .venv/bin/python events/generate.py                    # signs with whsec_local_sample_secret
-    .venv/bin/python events/generate.py --secret whsec_... # signs with your endpoint's secret
+    .venv/bin/python -m events.generate                    # signs with whsec_local_sample_secret
+    .venv/bin/python -m events.generate --secret whsec_... # signs with your endpoint's secret
 
 Everything but the signature timestamp is fixed, so the diff after a run shows only that.
 """
@@ -13,23 +13,14 @@ Everything but the signature timestamp is fixed, so the diff after a run shows o
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import stripe
+from events import lambda_events
 
-# The documented test secret; never a real one.
-SAMPLE_SECRET = "whsec_local_sample_secret"  # noqa: S105
 API_VERSION = "2025-03-31.basil"  # items carry the period; invoices name parent.subscription_details
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
-QUEUE_NAME = "stripe-sync-dev-events.fifo"
-RULE_NAME = "stripe-sync-dev-ReconcileFunctionSchedule-1A2B3C"
 
 CUSTOMER = "cus_TgS1o8vcGmoR32"
 SUBSCRIPTION = "sub_1SkQ2hB7WZ01zgkW4yVd9aLm"
@@ -290,100 +281,42 @@ def stripe_body(event: Json) -> str:
 
 def webhook_event(secret: str, signed_at: int, *, base64_body: bool) -> Json:
     """API Gateway HTTP API (payload format 2.0) request for POST /webhooks/stripe."""
-    body = stripe_body(SUBSCRIPTION_CREATED)
-    raw = body.encode()
-    signature = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=signed_at)
-    request_time = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(signed_at))
-    host = "abcdef1234.execute-api.us-east-1.amazonaws.com"
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/stripe",
-        "rawPath": "/webhooks/stripe",
-        "rawQueryString": "",
-        # Payload format 2.0 lower-cases header names.
-        "headers": {
-            "accept": "*/*; q=0.5, application/xml",
-            "cache-control": "no-cache",
-            "content-length": str(len(raw)),
-            "content-type": "application/json; charset=utf-8",
-            "host": host,
-            "stripe-signature": signature,
-            "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            "x-amzn-trace-id": "Root=1-6956472a-1f2e3d4c5b6a79880a1b2c3d",
-            "x-forwarded-for": "54.187.174.169",
-            "x-forwarded-port": "443",
-            "x-forwarded-proto": "https",
-        },
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": "abcdef1234",
-            "domainName": host,
-            "domainPrefix": "abcdef1234",
-            "http": {
-                "method": "POST",
-                "path": "/webhooks/stripe",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "54.187.174.169",
-                "userAgent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            },
-            "requestId": "XyZ1aBcDeFgHiJk=",
-            "routeKey": "POST /webhooks/stripe",
-            "stage": "$default",
-            "time": request_time,
-            "timeEpoch": signed_at * 1000,
-        },
-        "body": base64.b64encode(raw).decode() if base64_body else body,
-        "isBase64Encoded": base64_body,
+    raw = stripe_body(SUBSCRIPTION_CREATED).encode()
+    # Payload format 2.0 lower-cases header names.
+    headers = {
+        "accept": "*/*; q=0.5, application/xml",
+        "cache-control": "no-cache",
+        "content-length": str(len(raw)),
+        "content-type": "application/json; charset=utf-8",
+        "host": f"{lambda_events.API_ID}.execute-api.{lambda_events.REGION}.amazonaws.com",
+        "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        "x-amzn-trace-id": lambda_events.TRACE_ROOT,
+        "x-forwarded-for": lambda_events.STRIPE_SOURCE_IP,
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https",
     }
+    return lambda_events.webhook_event(
+        raw, secret, timestamp=signed_at, base64_body=base64_body, headers=headers
+    )
 
 
 def sqs_record(event: Json, sequence: int, sent_ms: int) -> Json:
-    """One FIFO record as the webhook queues it: group = customer, dedup id = event id."""
-    body = stripe_body(event)
-    return {
-        "messageId": str(uuid.uuid5(uuid.NAMESPACE_URL, event["id"])),
-        "receiptHandle": base64.b64encode(f"receipt-{event['id']}".encode()).decode(),
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "AWSTraceHeader": "Root=1-6956472a-1f2e3d4c5b6a79880a1b2c3d;Parent=53995c3f42cd8ad8;Sampled=1",
-            "SentTimestamp": str(sent_ms),
-            "SequenceNumber": str(18900000000000000000 + sequence),
-            "MessageGroupId": event["data"]["object"]["customer"],
-            "SenderId": "AROAXXXXXXXXXXXXXXXXX:stripe-sync-dev-WebhookFunction-AbCdEf123456",
-            "MessageDeduplicationId": event["id"],
-            "ApproximateFirstReceiveTimestamp": str(sent_ms + 25),
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{QUEUE_NAME}",
-        "awsRegion": REGION,
-    }
+    return lambda_events.sqs_record(
+        stripe_body(event),
+        event_id=event["id"],
+        group=event["data"]["object"]["customer"],
+        sequence=sequence,
+        sent_ms=sent_ms,
+    )
 
 
 def worker_batch() -> Json:
-    return {
-        "Records": [
+    return lambda_events.sqs_batch(
+        [
             sqs_record(SUBSCRIPTION_CREATED, 1, (PERIOD_START + 1) * 1000 + 412),
             sqs_record(INVOICE_PAID, 2, (PERIOD_START + 3) * 1000 + 87),
         ]
-    }
-
-
-def reconcile_schedule() -> Json:
-    """EventBridge 'Scheduled Event' as the ReconcileSchedule rule delivers it."""
-    return {
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT_ID,
-        "time": "2026-01-01T11:00:00Z",
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{RULE_NAME}"],
-        "detail": {},
-    }
+    )
 
 
 def write(path: Path, document: Json) -> None:
@@ -394,7 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--secret", default=SAMPLE_SECRET, help="whsec_… to sign with (default: %(default)s)")
+    parser.add_argument(
+        "--secret", default=lambda_events.SAMPLE_SECRET, help="whsec_… to sign with (default: %(default)s)"
+    )
     parser.add_argument("--timestamp", type=int, default=None, help="signature time, epoch s (default: now)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output folder")
     args = parser.parse_args(argv)
@@ -403,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     write(args.out / "webhook_apigw_v2.json", webhook_event(args.secret, signed_at, base64_body=False))
     write(args.out / "webhook_apigw_v2_base64.json", webhook_event(args.secret, signed_at, base64_body=True))
     write(args.out / "worker_sqs_batch.json", worker_batch())
-    write(args.out / "reconcile_schedule.json", reconcile_schedule())
+    write(args.out / "reconcile_schedule.json", lambda_events.schedule_event())
     print(f"wrote events to {args.out} (signed at {signed_at}; valid for 300 s)")
 
 

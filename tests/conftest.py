@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import hmac
 import itertools
 import json
 import time
@@ -13,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import stripe
+
+from events import lambda_events
 
 _event_numbers = itertools.count(1)
 
@@ -140,24 +138,11 @@ def stripe_thin_event_factory() -> Callable[..., dict[str, Any]]:
     return event
 
 
-def _signature_header(raw: bytes, secret: str | tuple[str, ...], timestamp: int | None = None) -> str:
-    at = int(time.time()) if timestamp is None else timestamp
-    secrets = (secret,) if isinstance(secret, str) else secret
-    try:
-        payload = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # The SDK signs text only; a body that is not UTF-8 is signed the same way over its bytes.
-        signatures = [hmac.new(s.encode(), b"%d." % at + raw, hashlib.sha256).hexdigest() for s in secrets]
-        return f"t={at}," + ",".join(f"v1={v}" for v in signatures)
-    headers = [stripe.WebhookSignature.generate_signature_header(payload, s, timestamp=at) for s in secrets]
-    # One t, then the v1 of every secret: the header Stripe sends while a secret is being rolled.
-    return ",".join([headers[0]] + [h.split(",", 1)[1] for h in headers[1:]])
-
-
 @pytest.fixture(scope="session")
 def stripe_signature_factory() -> Callable[..., str]:
-    """Stripe-Signature for raw bytes, computed by the stripe SDK; one v1 per secret given."""
-    return _signature_header
+    """Stripe-Signature for raw bytes (events/lambda_events.py, checked against the stripe SDK in
+    tests/unit/test_stripe_samples.py); one v1 per secret given."""
+    return lambda_events.signature_header
 
 
 @pytest.fixture(scope="session")
@@ -184,29 +169,13 @@ def webhook_http_event_factory() -> Callable[..., dict[str, Any]]:
         if isinstance(body, dict):
             body = json.dumps(body, indent=2)
         raw = body.encode() if isinstance(body, str) else body
-        headers = {"content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0"}
+        headers = dict(lambda_events.STRIPE_HEADERS)
         if secret is not None:
-            signature = _signature_header(raw, secret, timestamp)
+            signature = lambda_events.signature_header(raw, secret, timestamp)
         if signature is not None:
             headers[header_name] = signature
-        return {
-            "version": "2.0",
-            "routeKey": f"{method} {path}",
-            "rawPath": path,
-            "rawQueryString": "",
-            "headers": headers,
-            "requestContext": {
-                "http": {
-                    "method": method,
-                    "path": path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "54.187.174.169",
-                },
-                "requestId": "XyZ1aBcDeFgHiJk=",
-                "stage": "$default",
-            },
-            "body": base64.b64encode(raw).decode() if base64_body else raw.decode("utf-8"),
-            "isBase64Encoded": base64_body,
-        }
+        return lambda_events.http_api_event(
+            raw, headers=headers, method=method, path=path, base64_body=base64_body
+        )
 
     return request

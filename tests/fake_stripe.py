@@ -233,7 +233,7 @@ class FakeStripe:
             self._thin_events[event["id"]] = event
 
     def load(self, api_objects: Mapping[str, Json], api_lists: Mapping[str, Any]) -> None:
-        """A scenario's API state (local_runtime.scenarios.Scenario.api_objects / api_lists)."""
+        """A scenario's API state (events.scenarios.Scenario.api_objects / api_lists)."""
         for obj in api_objects.values():
             if obj.get("object") == "customer" and obj.get("deleted"):
                 self.delete_customer(str(obj["id"]), livemode=bool(obj.get("livemode")))

@@ -25,7 +25,7 @@ from domain.reconcile.ports import (
 from domain.reconcile.run import Reconciler
 from domain.records import RecordKind, Snapshot
 from domain.stripe_objects import parse_event, snapshot_of
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 
 type Json = dict[str, Any]
 type Where = tuple[bool, str | None]  # (livemode, Connect account)

@@ -1,6 +1,6 @@
 """`make demo`: realistic, signed Stripe event sequences sent to a running `make run`, step by step.
 
-Four customers' stories (local_runtime.scenarios, ending now so that periods are current): a trial
+Four customers' stories (events.scenarios, ending now so that periods are current): a trial
 that converts, a failed renewal that recovers, a cancellation at period end, a one-time purchase
 refunded. Each event is signed like Stripe signs it (stripe.WebhookSignature) with the runtime's
 secret, posted to the local webhook, and once the worker has applied it the customer's entitlements
@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from domain.credentials import CredentialsError, parse_webhook_secrets
 from entitlements_reader import CustomerEntitlements, EntitlementsReader
-from local_runtime import scenarios
+from events import lambda_events, scenarios
 from local_runtime.config import (
     DEFAULT_AWS_PORT,
     DEFAULT_PORT,
@@ -147,11 +147,7 @@ class Demo:
             self.subscriber_url = ""
 
     def post(self, body: bytes) -> tuple[int, str]:
-        from stripe import WebhookSignature  # noqa: PLC0415
-
-        header = WebhookSignature.generate_signature_header(
-            body.decode(), self.secret, timestamp=int(time.time())
-        )
+        header = lambda_events.signature_header(body, self.secret)
         request = urllib.request.Request(  # noqa: S310 - loopback
             f"{self.url}/webhooks/stripe",
             data=body,

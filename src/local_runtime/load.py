@@ -3,8 +3,8 @@
 Used by tests/e2e/test_load.py (a reduced size, in `make test`) and bench/load.py (`make bench`, the
 full size). The pieces:
 
-* `build_workload`: one history per distinct customer (a story of local_runtime.scenarios, or one
-  subscription's snapshots from local_runtime.stripe_samples), a share of the events delivered twice,
+* `build_workload`: one history per distinct customer (a story of events.scenarios, or one
+  subscription's snapshots from events.stripe.objects), a share of the events delivered twice,
   every delivery shuffled across and within customers;
 * `RuntimeProcess`: `python -m local_runtime` as a subprocess on spare loopback ports, LOG_LEVEL=DEBUG
   so that the functions' JSON log lines (with millisecond timestamps) are in its output;
@@ -60,8 +60,8 @@ from adapters.sync_table import (
 from domain.entitlements import EntitlementRules
 from domain.records import RecordKind, Snapshot, record_to_dict
 from domain.sync import CustomerState, CustomerStore, EventApplier, StoredEntitlements
-from local_runtime import scenarios
-from local_runtime import stripe_samples as samples
+from events import lambda_events, scenarios
+from events.stripe import objects as samples
 from local_runtime.config import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, LOOPBACK
 from local_runtime.template import LOCAL_REGION, LocalStack, read_template
 
@@ -504,7 +504,7 @@ class Post:
 def post_signed(url: str, secret: str, delivery: Delivery) -> Post:
     """Sign `delivery` as Stripe does, at the current time, and POST it."""
     sent_at = time.time()
-    header = scenarios.signature_header(delivery.body, secret, int(sent_at))
+    header = lambda_events.signature_header(delivery.body, secret, int(sent_at))
     request = urllib.request.Request(  # noqa: S310 - loopback
         url,
         data=delivery.body,

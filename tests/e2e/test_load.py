@@ -1,7 +1,7 @@
 """`make run` under load: many customers' signed events, shuffled, 10% delivered twice, posted at once.
 
 A reduced size of bench/load.py (10,000 events for 1,000 customers there): one customer per story of
-local_runtime.scenarios (every story but the disputes and the guest checkout, some twice), every
+events.scenarios (every story but the disputes and the guest checkout, some twice), every
 delivery shuffled across and within customers, posted by four threads to the runtime running as a
 subprocess on spare loopback ports (local_runtime.load). The run is bounded in count and time and
 stops by itself. Checked afterwards: every POST answered 200, the queue drained and the dead-letter

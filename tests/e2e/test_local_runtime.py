@@ -23,11 +23,10 @@ from typing import Any
 
 import boto3
 import pytest
-from stripe import WebhookSignature
 
 from entitlements_reader import CustomerEntitlements, parse_entitlements_item
-from local_runtime import scenarios
-from local_runtime import stripe_samples as samples
+from events import lambda_events, scenarios
+from events.stripe import objects as samples
 from local_runtime.template import read_template
 from tests.fake_stripe import FakeStripe
 
@@ -90,7 +89,7 @@ class Runtime:
 
     def post_event(self, event: dict[str, Any], secret: str = SECRET) -> tuple[bytes, int]:
         body = scenarios.render(event)
-        header = WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=int(time.time()))
+        header = lambda_events.signature_header(body, secret)
         status, _ = self.request(
             "/webhooks/stripe", body, {"Content-Type": "application/json", "Stripe-Signature": header}
         )

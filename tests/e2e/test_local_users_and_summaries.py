@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from entitlements_reader import EntitlementsReader, UserEntitlements
-from local_runtime import stripe_samples as samples
+from events.stripe import objects as samples
 from tests.e2e.test_local_runtime import (
     ROOT,
     SCRUBBED,

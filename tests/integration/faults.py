@@ -36,10 +36,10 @@ from moto.core.models import botocore_stubber
 
 from adapters.aws_json import AwsJsonClient, HttpRequest, HttpResponse, Transport
 from domain.ingress import StripeEvent, queue_message
+from events.scenarios import render
 from local_runtime.event_source import sqs_event
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources
-from local_runtime.scenarios import render
 from local_runtime.template import read_template
 
 # --------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from domain.entitlement_events import CUSTOMER_DETAIL_TYPE, USER_DETAIL_TYPE, Ch
 from domain.entitlements import EntitlementRules, Entitlements
 from domain.ingress import eventbridge_event, parse_event, queue_message
 from domain.sync import EventApplier, Result, RetryLater
-from local_runtime.scenarios import ScenarioParams, all_scenarios, render
+from events.scenarios import ScenarioParams, all_scenarios, render
 from local_runtime.table_stream import TableStreamMapping, matches
 from local_runtime.template import read_template
 from tests.aws_event_shapes import stripe_eventbridge_event

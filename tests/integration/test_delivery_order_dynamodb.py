@@ -18,7 +18,7 @@ from moto import mock_aws
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
-from local_runtime.scenarios import Scenario, ScenarioParams, all_scenarios
+from events.scenarios import Scenario, ScenarioParams, all_scenarios
 from tests.sync_table_fixture import create_sync_table
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}

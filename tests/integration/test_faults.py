@@ -31,10 +31,10 @@ from adapters.reconciler import Reconciler, bind_table
 from adapters.stripe_api import MAX_NETWORK_RETRIES, StripeApi
 from domain.reconcile import Everything, ReconcileReport
 from domain.sync import MAX_CONFLICT_RETRIES
+from events.scenarios import Scenario, ScenarioParams, build, render
+from events.stripe import objects as samples
 from handlers import webhook, worker
-from local_runtime import stripe_samples as samples
 from local_runtime.resources import LocalResources, create_resources
-from local_runtime.scenarios import Scenario, ScenarioParams, build, render
 from local_runtime.template import read_template
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS, DeadLetterQueue
 from tests.fake_stripe import FakeStripe

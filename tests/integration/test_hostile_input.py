@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import hmac
 import io
 import itertools
 import json
@@ -33,10 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.ingress import LAMBDA_PAYLOAD_LIMIT
+from events import lambda_events, scenarios
+from events.stripe import objects as samples
 from handlers import webhook as webhook_module
 from handlers import worker
-from local_runtime import scenarios
-from local_runtime import stripe_samples as samples
 from local_runtime.event_source import sqs_event
 from tests.sync_table_fixture import create_sync_table
 
@@ -85,12 +84,10 @@ class LambdaContext:
 
 def sign(raw: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
     """Stripe-Signature over raw bytes (scheme v1), as Stripe computes it."""
-    at = int(time.time()) if timestamp is None else timestamp
-    return scenarios.signature_header(raw, secret, at)
+    return lambda_events.signature_header(raw, secret, timestamp)
 
 
-def v1(raw: bytes, secret: str, timestamp: int) -> str:
-    return hmac.new(secret.encode(), b"%d." % timestamp + raw, hashlib.sha256).hexdigest()
+v1 = lambda_events.v1_signature
 
 
 def personal_customer(**fields: Any) -> dict[str, Any]:

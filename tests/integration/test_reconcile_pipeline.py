@@ -23,10 +23,10 @@ from domain.credentials import Mode
 from domain.reconcile import Backfill, Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
 from domain.records import Snapshot
 from domain.stripe_objects import parse_event, record_of, snapshot_of
+from events.scenarios import Scenario, ScenarioParams, build
+from events.stripe import objects as s
 from handlers import worker
-from local_runtime import stripe_samples as s
 from local_runtime.event_source import sqs_record
-from local_runtime.scenarios import Scenario, ScenarioParams, build
 from tests.fake_stripe import FakeStripe
 from tests.sync_table_fixture import create_sync_table
 

@@ -17,7 +17,7 @@ from moto import mock_aws
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
-from local_runtime.scenarios import ScenarioParams, all_scenarios
+from events.scenarios import ScenarioParams, all_scenarios
 from tests.memory_store import MemoryStore
 from tests.sync_table_fixture import create_sync_table
 

@@ -18,7 +18,7 @@ from adapters.stripe_api import StripeApi
 from domain.entitlements import EntitlementRules
 from domain.records import SubscriptionRecord
 from domain.sync import EventApplier, Outcome
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.fake_stripe import FakeStripe
 from tests.memory_store import MemoryStore
 

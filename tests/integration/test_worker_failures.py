@@ -21,11 +21,11 @@ from moto import mock_aws
 from adapters import failed_events, stripe_credentials
 from domain.retry_schedule import retry_delay
 from entitlements_reader import EntitlementsReader
+from events.scenarios import Scenario, build
 from handlers import worker
 from local_runtime.event_source import EventSourceMapping, QueueBinding
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources, create_resources
-from local_runtime.scenarios import Scenario, build
 from local_runtime.template import read_template
 from ops.dlq import DeadLetterQueue
 from tests.fake_stripe import FakeStripe

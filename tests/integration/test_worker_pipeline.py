@@ -14,8 +14,8 @@ import pytest
 from moto import mock_aws
 
 from entitlements_reader import EntitlementsReader
+from events.stripe import objects as s
 from handlers import worker
-from local_runtime import stripe_samples as s
 from local_runtime.event_source import sqs_event, sqs_record
 from tests.sync_table_fixture import create_sync_table
 

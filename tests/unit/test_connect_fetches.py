@@ -12,7 +12,7 @@ import pytest
 
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome
-from local_runtime.scenarios import SCENARIOS, Scenario, ScenarioParams, build
+from events.scenarios import SCENARIOS, Scenario, ScenarioParams, build
 from tests.memory_store import MemoryStore, ScriptedStripe
 from tests.unit.test_event_families import scripted_stripe
 

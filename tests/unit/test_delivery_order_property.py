@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
-from local_runtime.scenarios import Scenario, ScenarioParams, all_scenarios
+from events.scenarios import Scenario, ScenarioParams, all_scenarios
 from tests.memory_store import MemoryStore
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}

@@ -12,7 +12,7 @@ from typing import Any
 from domain.entitlements import EntitlementRules, Grant
 from domain.reconcile import fetched_message
 from domain.sync import EventApplier
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore
 
 T0 = 1_767_000_000

@@ -9,7 +9,7 @@ import pytest
 
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome, Result
-from local_runtime.scenarios import Scenario, ScenarioParams, build
+from events.scenarios import Scenario, ScenarioParams, build
 from tests.memory_store import MemoryStore, ScriptedStripe
 
 PARAMS = ScenarioParams()

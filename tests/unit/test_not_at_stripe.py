@@ -15,7 +15,7 @@ from domain.entitlements import EntitlementRules
 from domain.records import ProfileRecord, PurchaseRecord, SubscriptionRecord
 from domain.stripe_objects import NotAtStripe
 from domain.sync import EventApplier, Outcome
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000

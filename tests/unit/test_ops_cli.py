@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from domain.reconcile import Counts, Drift, DriftKind, ReconcileReport
-from local_runtime import stripe_samples as samples
+from events.stripe import objects as samples
 from ops import cli
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
 from ops.progress import Progress

@@ -12,7 +12,7 @@ import pytest
 
 from domain.entitlements import DAY, EntitlementRules
 from domain.sync import EventApplier
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore
 
 JAN1 = 1_767_225_600  # 2026-01-01

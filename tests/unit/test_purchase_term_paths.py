@@ -16,7 +16,7 @@ from domain.reconcile.drift import DriftKind, drift_of
 from domain.reconcile.pages import BACKFILL_LIST_REQUESTS
 from domain.reconcile.repairs import fetched_message
 from domain.sync import EventApplier, Outcome
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000  # the session is created

@@ -53,7 +53,7 @@ from domain.records import (
     Stamp,
 )
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 
 T0 = 1_767_000_000
 DAY = 86_400

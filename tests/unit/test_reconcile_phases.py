@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.reconcile import ReconcileReport, SkipReason
 from domain.reconcile.ports import Refused
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_reconcile import T0, permission_refusal, stored, subscription
 from tests.memory_reconcile import World as Account
 

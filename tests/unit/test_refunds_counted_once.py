@@ -14,7 +14,7 @@ import pytest
 
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore
 
 T0 = 1_767_000_000

@@ -27,7 +27,7 @@ from domain.records import (
 )
 from domain.stripe_objects import MalformedEvent
 from domain.sync import EventApplier, Outcome
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000

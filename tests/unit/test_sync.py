@@ -11,7 +11,7 @@ from domain.entitlements import EntitlementRules, Grant
 from domain.records import PurchaseRecord, SubscriptionRecord
 from domain.stripe_objects import MalformedEvent
 from domain.sync import ConcurrentChange, CustomerChange, EventApplier, Outcome, RetryLater
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000

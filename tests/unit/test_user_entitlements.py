@@ -10,7 +10,7 @@ from typing import Any
 from domain.entitlements import EntitlementRules, Entitlements, Grant
 from domain.sync import EventApplier
 from domain.user_entitlements import CustomerPart, with_part
-from local_runtime import stripe_samples as s
+from events.stripe import objects as s
 from tests.memory_store import MemoryStore
 
 T0 = 1_767_000_000

@@ -34,8 +34,6 @@ Every scenario gives its events distinct, strictly increasing `created` seconds,
 from __future__ import annotations
 
 import calendar
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,8 +41,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from local_runtime import stripe_samples as samples
-from local_runtime.stripe_samples import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
+from events.stripe import objects as samples
+from events.stripe.objects import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
 
 DAY = 86400
 HOUR = 3600
@@ -157,13 +155,6 @@ class Scenario:
 def render(event: JsonObject) -> bytes:
     """The exact bytes Stripe posts: pretty-printed JSON with two-space indents, UTF-8."""
     return json.dumps(event, indent=2, ensure_ascii=False).encode()
-
-
-def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
-    """A `Stripe-Signature` header for `payload`, as Stripe computes it (scheme v1)."""
-    signed = f"{timestamp}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
 
 
 def add_months(timestamp: int, months: int) -> int:

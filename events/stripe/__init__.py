@@ -1,0 +1,1 @@
+"""Stripe objects and events as Stripe sends them, at one current API version."""
