@@ -77,15 +77,11 @@ class FeatureGrant:
         return self.until is None or self.until > now
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerEntitlements:
-    customer_id: str
-    livemode: bool
+class GrantedFeatures:
+    """What a customer's and a user's access answer alike: which features are granted at a time."""
+
+    __slots__ = ()
     features: dict[str, FeatureGrant]
-    payment_issue: bool
-    deleted: bool
-    version: int
-    updated_at: int
 
     def has(self, feature: str, now: float | None = None) -> bool:
         """Granted now: present, and its `until` is absent, null or later than now."""
@@ -98,7 +94,18 @@ class CustomerEntitlements:
 
 
 @dataclass(frozen=True, slots=True)
-class UserEntitlements:
+class CustomerEntitlements(GrantedFeatures):
+    customer_id: str
+    livemode: bool
+    features: dict[str, FeatureGrant]
+    payment_issue: bool
+    deleted: bool
+    version: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntitlements(GrantedFeatures):
     """A user's access across all their Stripe customers: a feature is granted when any of them
     grants it (the latest `until` wins)."""
 
@@ -110,14 +117,6 @@ class UserEntitlements:
     deleted: bool  # every customer of the user is deleted
     version: int
     updated_at: int
-
-    def has(self, feature: str, now: float | None = None) -> bool:
-        grant = self.features.get(feature)
-        return grant is not None and grant.active_at(time.time() if now is None else now)
-
-    def active_features(self, now: float | None = None) -> set[str]:
-        at = time.time() if now is None else now
-        return {name for name, grant in self.features.items() if grant.active_at(at)}
 
 
 class EntitlementsReader:

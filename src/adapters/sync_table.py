@@ -1,6 +1,6 @@
 """The one DynamoDB table, through pynamodb: records, entitlements, lookups, the event ledger.
 
-Item layout (only the entitlements item is a published contract, see DESIGN.md):
+Item layout (only the entitlements item is a published contract, see ARCHITECTURE.md, "The table"):
 
     pk                          sk                      what
     CUSTOMER#<customer>         ENTITLEMENTS            the answer backend services read (contract)
@@ -111,7 +111,7 @@ class StateItem(SyncItem, discriminator="state"):
 
 
 class UserEntitlementsItem(SyncItem, discriminator="user_entitlements"):
-    """A user's access across their customers (DESIGN.md, "The user entitlements item")."""
+    """A user's access across their customers (ARCHITECTURE.md, "The table")."""
 
     user_id = UnicodeAttribute()
     livemode = BooleanAttribute()
