@@ -154,7 +154,12 @@ class Commands:
             try:
                 if not args.force:
                     dlq.check_redrivable(message)
-                moved = [{**message.summary(), "new_message_id": dlq.redrive(message, queue_url)}]
+                moved = [
+                    {
+                        **message.summary(),
+                        "new_message_id": dlq.redrive(message, queue_url, forced=args.force),
+                    }
+                ]
             except BaseException:
                 dlq.release([message])
                 raise
@@ -188,7 +193,9 @@ class Commands:
                         held.append(message)
                         refused.append({"message_id": message.message_id, "reason": str(refusal)})
                         continue
-                    moved.append({**message.summary(), "new_message_id": dlq.redrive(message, queue_url)})
+                    moved.append(
+                        {**message.summary(), "new_message_id": dlq.redrive(message, queue_url, forced=force)}
+                    )
                     progress.advance()
         finally:
             progress.finish()

@@ -13,7 +13,10 @@ Redrive sends the message back to the event queue with its group id and deduplic
 deletes it from the DLQ. SQS FIFO drops, silently, a message whose deduplication id it has seen in
 the last five minutes; the DLQ copy would then be deleted and the event lost. Messages sent less
 than DEDUPLICATION_WINDOW_SECONDS ago are therefore left in the DLQ unless forced (the local
-runtime's moto forgets the ids of removed messages, so forcing is safe there).
+runtime's moto forgets the ids of removed messages, so forcing is safe there). A forced redrive
+deletes the DLQ copy first: moto drops a send whose deduplication id a message it still holds
+carries, so a worker that parks the copy again before a later delete would have it dropped and the
+event lost from both queues. Should the send then fail, the message is put back in the DLQ.
 """
 
 from __future__ import annotations
@@ -188,13 +191,28 @@ class DeadLetterQueue:
                 "or pass --force where that window does not apply (the local runtime)"
             )
 
-    def redrive(self, message: ParkedMessage, queue_url: str) -> str:
-        """Back to the event queue with the same group and deduplication ids; then out of the DLQ."""
+    def redrive(self, message: ParkedMessage, queue_url: str, *, forced: bool = False) -> str:
+        """Back to the event queue with the same group and deduplication ids; then out of the DLQ
+        (forced: out of the DLQ first, and back into it should the send fail; module docstring)."""
         extra: dict[str, str] = {}
         if message.group_id:
             extra["MessageGroupId"] = message.group_id
         if message.deduplication_id:
             extra["MessageDeduplicationId"] = message.deduplication_id
+        if forced:
+            self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
+            try:
+                sent = self._sqs.send_message(QueueUrl=queue_url, MessageBody=message.body, **extra)
+            except BaseException:
+                attributes = {
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in message.message_attributes.items()
+                }
+                self._sqs.send_message(
+                    QueueUrl=self.url, MessageBody=message.body, MessageAttributes=attributes, **extra
+                )
+                raise
+            return str(sent["MessageId"])
         sent = self._sqs.send_message(QueueUrl=queue_url, MessageBody=message.body, **extra)
         # Only once the event queue holds it: a failure above leaves the message in the DLQ.
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)

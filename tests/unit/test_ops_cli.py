@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from domain.reconcile import Counts, Drift, DriftKind, ReconcileReport
 from events.stripe import objects as samples
@@ -36,6 +37,8 @@ class FakeSqs:
         self.queues: dict[str, list[dict[str, Any]]] = {QUEUE: [], DLQ: []}
         self._numbers = iter(range(1, 10_000))
         self.batches: list[list[dict[str, Any]]] = []
+        self.calls: list[tuple[str, str]] = []  # (operation, queue url), in order
+        self.refusing: set[str] = set()  # queue urls whose SendMessage fails
 
     def park(
         self, event_id: str, *, age: float = 3600, group: str = "cus_1", reason: str | None = None
@@ -120,13 +123,30 @@ class FakeSqs:
         return {"Successful": [{"Id": e["Id"]} for e in Entries]}
 
     def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> dict:
+        self.calls.append(("delete", QueueUrl))
         self.queues[QueueUrl] = [m for m in self.queues[QueueUrl] if m["receipt"] != ReceiptHandle]
         return {}
 
     def send_message(
-        self, QueueUrl: str, MessageBody: str, MessageGroupId: str, MessageDeduplicationId: str
+        self,
+        QueueUrl: str,
+        MessageBody: str,
+        MessageGroupId: str,
+        MessageDeduplicationId: str,
+        MessageAttributes: dict[str, Any] | None = None,
     ) -> dict:
-        return {"MessageId": self._add(QueueUrl, MessageBody, MessageGroupId, MessageDeduplicationId)}
+        self.calls.append(("send", QueueUrl))
+        if QueueUrl in self.refusing:
+            error = {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "refuses the message"}
+            raise ClientError({"Error": error}, "SendMessage")
+        number = self._add(
+            QueueUrl,
+            MessageBody,
+            MessageGroupId,
+            MessageDeduplicationId,
+            message_attributes=MessageAttributes,
+        )
+        return {"MessageId": number}
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
         self.batches.append(Entries)
@@ -412,6 +432,34 @@ def test_a_message_inside_the_deduplication_window_stays_unless_forced(aws: dict
     assert run(*TARGET, "dlq", "redrive", message, "--force")[0] == 0
     assert len(sqs.queues[QUEUE]) == 1
     assert sqs.queues[DLQ] == []
+
+
+def test_unforced_redrive_sends_before_it_deletes_and_forced_deletes_first(aws: dict[str, Any]) -> None:
+    # Forced (the local runtime): a worker parking the copy again before a later delete would have it
+    # dropped as a duplicate of the copy still in the DLQ, and the event would be in neither queue.
+    sqs: FakeSqs = aws["sqs"]
+    assert run(*TARGET, "dlq", "redrive", sqs.park("evt_1"))[0] == 0
+    assert [c for c in sqs.calls if c[0] in {"send", "delete"}] == [("send", QUEUE), ("delete", DLQ)]
+    sqs.calls.clear()
+    assert run(*TARGET, "dlq", "redrive", sqs.park("evt_2", age=10), "--force")[0] == 0
+    assert [c for c in sqs.calls if c[0] in {"send", "delete"}] == [("delete", DLQ), ("send", QUEUE)]
+
+
+def test_a_forced_redrive_the_event_queue_refuses_puts_the_message_back_with_its_reason(
+    aws: dict[str, Any],
+) -> None:
+    sqs: FakeSqs = aws["sqs"]
+    message = sqs.park("evt_1", age=10, group="cus_9", reason="status: missing")
+    sqs.refusing.add(QUEUE)
+    code, _, err = run(*TARGET, "dlq", "redrive", message, "--force")
+    assert code != 0
+    assert "refuses the message" in err
+    assert sqs.queues[QUEUE] == []
+    (back,) = sqs.queues[DLQ]
+    assert json.loads(back["Body"])["id"] == "evt_1"
+    assert back["Attributes"]["MessageGroupId"] == "cus_9"
+    assert back["Attributes"]["MessageDeduplicationId"] == "evt_1"
+    assert back["MessageAttributes"]["FailureReason"]["StringValue"] == "status: missing"
 
 
 def test_redrive_all_moves_what_it_may_with_progress_on_stderr(aws: dict[str, Any]) -> None:
