@@ -140,29 +140,29 @@ class EntitlementsReader:
         """The application user's access (customer metadata or Checkout client_reference_id named
         them) across all their customers, in this reader's mode unless told otherwise; None when no
         customer names the user."""
-        mode = "live" if (self._livemode if livemode is None else livemode) else "test"
-        response = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": "ENTITLEMENTS"}},
-            ConsistentRead=True,
-            **projection(USER_ENTITLEMENTS_ATTRIBUTES),
-        )
-        item = response.get("Item")
+        item = self._user_item(user_id, "ENTITLEMENTS", USER_ENTITLEMENTS_ATTRIBUTES, livemode)
         return None if item is None else parse_user_entitlements_item(item)
 
     def customer_for_user(self, user_id: str, *, livemode: bool | None = None) -> str | None:
         """One Stripe customer of the application's user (the one whose record named the user last),
         in this reader's mode unless told otherwise. A user may have several customers: for what the
         user may use, read `user_entitlements`."""
+        item = self._user_item(user_id, "CUSTOMER", LOOKUP_ATTRIBUTES, livemode)
+        return None if item is None else str(item["customer_id"]["S"])
+
+    def _user_item(
+        self, user_id: str, sort_key: str, attributes: tuple[str, ...], livemode: bool | None
+    ) -> dict[str, Any] | None:
+        """One of the user's items, read consistently, in this reader's mode unless told otherwise."""
         mode = "live" if (self._livemode if livemode is None else livemode) else "test"
         response = self._client.get_item(
             TableName=self._table,
-            Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": "CUSTOMER"}},
+            Key={"pk": {"S": f"USER#{mode}#{user_id}"}, "sk": {"S": sort_key}},
             ConsistentRead=True,
-            **projection(LOOKUP_ATTRIBUTES),
+            **projection(attributes),
         )
-        item = response.get("Item")
-        return None if item is None else str(item["customer_id"]["S"])
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
 
 def _features(item: dict[str, Any]) -> dict[str, FeatureGrant]:
