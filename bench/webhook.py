@@ -94,9 +94,10 @@ def _cpu_rows() -> list[tuple[str, float, float]]:
 
     from domain.credentials import parse_webhook_secrets
     from domain.ingress import queue_message, verified_event, webhook_request
+    from events import lambda_events
 
-    payload = _subscription_event_text()
-    request = _http_event(payload, stripe.WebhookSignature.generate_signature_header(payload, SECRET))
+    payload = subscription_event_text()
+    request = lambda_events.webhook_event(payload.encode(), SECRET)
     header = request["headers"]["stripe-signature"]
     secrets = parse_webhook_secrets(SECRET)
 
@@ -176,7 +177,7 @@ def _bench_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _subscription_event_text() -> str:
+def subscription_event_text() -> str:
     """A customer.subscription.updated event as Stripe sends it (2-space indented JSON, ~4.5 KB)."""
     from events.stripe import objects as samples
 
@@ -198,12 +199,10 @@ def _subscription_event_text() -> str:
 
 
 def _http_event(body: str, signature: str) -> dict[str, Any]:
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/stripe",
-        "rawPath": "/webhooks/stripe",
-        "headers": {"content-type": "application/json; charset=utf-8", "stripe-signature": signature},
-        "requestContext": {"http": {"method": "POST", "path": "/webhooks/stripe"}, "stage": "$default"},
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    """`body` posted to the webhook with the `Stripe-Signature` header `signature` (bench/storage.py
+    signs with the stripe SDK)."""
+    from events import lambda_events
+
+    return lambda_events.http_api_event(
+        body.encode(), headers={**lambda_events.STRIPE_HEADERS, "stripe-signature": signature}
+    )
