@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import pytest
 
+from events import lambda_events
 from local_runtime.template import TEMPLATE_PATH, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,12 +227,12 @@ class _FakeAws(BaseHTTPRequestHandler):
 def test_the_packaged_webhook_reads_its_secret_and_queues_without_any_sdk(webhook_package: Path) -> None:
     """The whole cold path (secret from Secrets Manager, SendMessage) from the package alone: boto3 and
     botocore are not on the path at all (-S), so importing them would fail, and none is loaded."""
-    signed = 'import hashlib, hmac, time\nt = int(time.time())\nbody = \'{"id": "evt_1", "object": "event", "type": "invoice.paid", "livemode": false, "created": 1, "data": {"object": {"object": "invoice", "id": "in_1", "customer": "cus_1"}}}\'\nv1 = hmac.new(b\'whsec_packaging\', f\'{t}.{body}\'.encode(), hashlib.sha256).hexdigest()\n'
+    body = b'{"id": "evt_1", "object": "event", "type": "invoice.paid", "livemode": false, "created": 1, "data": {"object": {"object": "invoice", "id": "in_1", "customer": "cus_1"}}}'
+    request = lambda_events.webhook_event(body, "whsec_packaging")
     code = (
-        "import json, sys\n" + signed + "import handlers.webhook as webhook\n"
-        "answer = webhook.lambda_handler({'version': '2.0', 'requestContext': {'http': "
-        "{'method': 'POST', 'path': '/webhooks/stripe'}}, 'headers': {'stripe-signature': f't={t},v1={v1}'}, "
-        "'body': body}, None)\n"
+        f"import json, sys\nrequest = json.loads({json.dumps(request)!r})\n"
+        "import handlers.webhook as webhook\n"
+        "answer = webhook.lambda_handler(request, None)\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'boto3', 'botocore', 'stripe', 'pynamodb', 'aws_lambda_powertools', 'aws_xray_sdk', 'urllib3'})\n"
         "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy}))\n"
@@ -268,11 +269,11 @@ def test_the_packaged_webhook_reads_its_secret_and_queues_without_any_sdk(webhoo
 
 def test_the_packaged_webhook_answers_without_loading_heavy_packages(webhook_package: Path) -> None:
     """Imported from the package alone (no site-packages), a refused request loads no SDK."""
+    unsigned = lambda_events.http_api_event(b"{}", headers={})
     code = (
-        "import json, sys\n"
+        f"import json, sys\nrequest = json.loads({json.dumps(unsigned)!r})\n"
         "import handlers.webhook as webhook\n"
-        "answer = webhook.lambda_handler({'version': '2.0', 'requestContext': {'http': "
-        "{'method': 'POST', 'path': '/webhooks/stripe'}}, 'headers': {}, 'body': '{}'}, None)\n"
+        "answer = webhook.lambda_handler(request, None)\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'boto3', 'botocore', 'stripe', 'pynamodb', 'aws_lambda_powertools', 'aws_xray_sdk'})\n"
         "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy}))\n"
