@@ -71,10 +71,10 @@ run: $(VENV)/.run-installed ## run the whole pipeline locally (webhook on :3000,
 	$(PY) -m local_runtime
 
 lint: $(VENV)/.installed ## ruff (lint and format check)
-	$(VENV)/bin/ruff check src events scripts tests bench
-	$(VENV)/bin/ruff format --check src events scripts tests bench
+	$(VENV)/bin/ruff check src events harness scripts tests bench
+	$(VENV)/bin/ruff format --check src events harness scripts tests bench
 
-typecheck: $(VENV)/.installed ## mypy --strict on src/
+typecheck: $(VENV)/.installed ## mypy --strict on src/, events/ and harness/
 	$(VENV)/bin/mypy
 
 # checkov's settings are in .checkov.yaml; its suppressions sit on their resources in template.yaml,
