@@ -716,6 +716,23 @@ def test_sample_events_are_what_generate_py_writes(tmp_path: Path) -> None:
         )
 
 
+def test_sample_events_carry_the_signup_scenario_at_the_current_api_version() -> None:
+    from events import scenarios
+    from events.stripe.objects import CURRENT_API_VERSION
+
+    by_type = {event["type"]: event for event in scenarios.build("signup_paid").events}
+    webhook = read_event("webhook_apigw_v2.json")
+    assert webhook["body"].encode() == scenarios.render(by_type["customer.subscription.created"])
+    bodies = [record["body"].encode() for record in read_event("worker_sqs_batch.json")["Records"]]
+    assert bodies == [
+        scenarios.render(by_type["customer.subscription.created"]),
+        scenarios.render(by_type["invoice.paid"]),
+    ]
+    assert {json.loads(body)["api_version"] for body in [*bodies, webhook["body"].encode()]} == {
+        CURRENT_API_VERSION
+    }
+
+
 @pytest.mark.parametrize("name", ["webhook_apigw_v2.json", "webhook_apigw_v2_base64.json"])
 def test_webhook_event_is_signed_with_the_sample_secret(name: str) -> None:
     event = read_event(name)
