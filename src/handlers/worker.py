@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from adapters import failed_events, sync_table
 from adapters.failed_events import FailedMessage, ParkingFailed
-from adapters.settings import Settings, load_settings
+from adapters.settings import DEFAULT_RECORD_RESERVE_SECONDS, Settings, load_settings
 from adapters.stripe_api import StripeApi
 from adapters.stripe_credentials import api_keys
 from domain.credentials import Mode
@@ -61,8 +61,7 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "S
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # The longest one event may take (see the module docstring), with room for its writes. The worker's
 # Timeout (template.yaml) leaves room for several such records; EventQueue's visibility timeout is
-# six times that Timeout.
-DEFAULT_RECORD_RESERVE_SECONDS = 50
+# six times that Timeout. The default reserve is adapters.settings' DEFAULT_RECORD_RESERVE_SECONDS.
 
 
 class NotStarted(RuntimeError):
@@ -81,9 +80,16 @@ OUTCOME_METRICS = {
 
 @cache
 def settings() -> Settings:
-    """Parsed once per container; the table binding with it."""
+    """Parsed once per container (at the first batch), the table's models bound with it; a
+    SettingsError is not cached, so the next batch tries again."""
     loaded = load_settings()
-    sync_table.configure(loaded.table_name)
+    loaded.table.bind()
+    if loaded.record_reserve_ignored is not None:
+        logger.warning(
+            "RECORD_RESERVE_SECONDS is not a whole number; using the default",
+            value=loaded.record_reserve_ignored,
+            default=DEFAULT_RECORD_RESERVE_SECONDS,
+        )
     return loaded
 
 
@@ -106,13 +112,7 @@ def event_applier() -> EventApplier:
 
 
 def record_reserve_ms() -> int:
-    text = os.environ.get("RECORD_RESERVE_SECONDS") or str(DEFAULT_RECORD_RESERVE_SECONDS)
-    try:
-        seconds = int(text)
-    except ValueError:
-        logger.warning("RECORD_RESERVE_SECONDS is not a whole number; using the default", value=text)
-        seconds = DEFAULT_RECORD_RESERVE_SECONDS
-    return max(seconds, 0) * 1000
+    return settings().record_reserve_seconds * 1000
 
 
 # Failures retrying cannot fix: an unreadable payload (after domain.sync's fetch from Stripe, when it
@@ -165,7 +165,7 @@ def park(record: SQSRecord, error: Exception, body: dict[str, Any]) -> None:
     DLQ cannot be reached or is not configured, so nothing is ever lost."""
     reason = failure_reason(error)
     message = failed_message(record)
-    dead_letter_queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    dead_letter_queue_url = settings().dead_letter_queue_url
     if not dead_letter_queue_url:
         logger.error("DEAD_LETTER_QUEUE_URL is not set: an unfixable event is retried instead of parked")
         failed(record, body, error)
@@ -213,7 +213,7 @@ def failed(
 def retry_soon(message: FailedMessage) -> int | None:
     """ChangeMessageVisibility to the schedule's delay; None (the queue's visibility timeout applies)
     when QUEUE_URL is not set or SQS refuses."""
-    queue_url = os.environ.get("QUEUE_URL")
+    queue_url = settings().queue_url
     if not queue_url:
         return None
     delay = retry_delay(message.receive_count)
