@@ -14,7 +14,6 @@ from domain.records import (
     DisputeRecord,
     EntitlementSummaryRecord,
     PaymentRecord,
-    ProfileRecord,
     PurchaseRecord,
     Record,
     SubscriptionRecord,
@@ -35,12 +34,11 @@ def purchase_is_settled(purchase: PurchaseRecord) -> bool:
     )
 
 
-def can_drift(record: Record, account: str | None) -> bool:
+def can_drift(record: Record) -> bool:
     """Whether a reconcile pass must read this record: a one-time purchase, a payment or a dispute
     not settled yet, a subscription not in a final status (the list may leave it out: test clocks,
     deleted objects), any Stripe Entitlements summary (verified against the active entitlements each
-    pass). A Connect customer's profile too, one per customer: the records phase is where a pass
-    learns which connected accounts have records, and so which accounts' lists it pages."""
+    pass)."""
     match record:
         case SubscriptionRecord():
             return record.status not in FINAL_SUBSCRIPTION_STATUSES
@@ -52,6 +50,12 @@ def can_drift(record: Record, account: str | None) -> bool:
             return record.status not in CLOSED_DISPUTE_STATUSES
         case EntitlementSummaryRecord():
             return True
-        case ProfileRecord():
-            return account is not None
     return False
+
+
+def pass_learns_account(account: str | None) -> bool:
+    """Whether a customer's entitlements item is read by each pass too: a Connect customer's, one item
+    per customer whatever its history. The records phase is where a pass learns which connected
+    accounts have customers, and so whose lists it pages; a customer whose records have all settled
+    still has its account's refunds and disputes to be listed."""
+    return account is not None

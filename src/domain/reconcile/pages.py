@@ -331,13 +331,14 @@ class PageReader:
         return True
 
     def records_page(self, position: str | None, seen: set[str]) -> Page:
-        items, following = self.table.scan_page(position, self.scan_page_items)
-        page = Page(position=following)
-        for item in items:
-            if item.account:
-                page.accounts.add(("live" if item.livemode else "test", item.account))
-            if item.kind == "subscription" and item.object_id in seen:
-                continue  # compared when its list page was
+        read = self.table.scan_page(
+            position,
+            self.scan_page_items,
+            # compared when its list page was
+            lambda kind, object_id: kind == "subscription" and object_id in seen,
+        )
+        page = Page(position=read.position, accounts=set(read.accounts))
+        for item in read.records:
             try:
                 snapshot = item.snapshot()
             except (ValueError, TypeError, KeyError) as error:
