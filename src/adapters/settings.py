@@ -23,7 +23,6 @@ class Settings:
     table_name: str
     queue_url: str | None
     stripe_api_base: str | None
-    ledger_days: int
     rules: EntitlementRules
 
 
@@ -44,15 +43,10 @@ def load_settings() -> Settings:
     table = os.environ.get("TABLE_NAME")
     if not table:
         raise SettingsError("TABLE_NAME is not set")
-    try:
-        ledger_days = int(os.environ.get("EVENT_LEDGER_DAYS", "45"))
-    except ValueError as error:
-        raise SettingsError("EVENT_LEDGER_DAYS must be a whole number of days") from error
     return Settings(
         table_name=table,
         queue_url=os.environ.get("QUEUE_URL") or None,
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
-        ledger_days=ledger_days,
         rules=load_rules(),
     )
 

@@ -55,7 +55,6 @@ from domain.sync import (
 )
 from domain.user_entitlements import CustomerPart, UserEntitlements, with_part
 
-DAY = 86_400
 USER_WRITE_ATTEMPTS = 5  # writers of a user's other customers in between: read again and merge again
 ENTITLEMENTS_SK = "ENTITLEMENTS"
 STATE_SK = "STATE"
@@ -304,11 +303,6 @@ def snapshot_of_item(item: RecordItem) -> Snapshot:
 
 class DynamoCustomerStore:
     """`domain.sync.CustomerStore` on the table."""
-
-    def __init__(self, ledger_days: int = 45, clock: Any = None) -> None:
-        # The ledger outlives Stripe's 30 days of retries plus the DLQ's 14 days of retention.
-        self._ledger_seconds = ledger_days * DAY
-        self._clock = clock
 
     def load(self, customer_id: str) -> CustomerState:
         """The customer's whole partition (one consistent Query): for the ops CLI, and for building the

@@ -419,9 +419,9 @@ def test_table_expires_items_by_expires_at() -> None:
     assert props("SyncTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_event_ledger_outlives_stripe_retries_and_the_dlq() -> None:
-    dlq_days = props("DeadLetterQueue")["MessageRetentionPeriod"] / 86_400
-    assert int(function_env("WorkerFunction")["EVENT_LEDGER_DAYS"]) >= 30 + dlq_days
+def test_the_worker_has_no_ledger_setting_it_writes_no_ledger() -> None:
+    # A record's stamp tells a duplicate for ever; EVENT_LEDGER_DAYS went with the ledger.
+    assert "EVENT_LEDGER_DAYS" not in function_env("WorkerFunction")
 
 
 # ---------------------------------------------------------------- functions

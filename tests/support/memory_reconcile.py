@@ -173,6 +173,8 @@ class MemoryTable:
     """`ReconcileTable` over a dict of snapshots, keyed as the worker keys them."""
 
     snapshots: dict[Key, Snapshot] = field(default_factory=dict)
+    ledger: set[str] = field(default_factory=set)  # an older table's EVENT# items
+    ledger_reads: int = 0
 
     def store(self, snapshot: Snapshot) -> None:
         key = self.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
@@ -202,7 +204,8 @@ class MemoryTable:
         return found
 
     def applied(self, event_ids: Iterable[str]) -> set[str]:
-        return set()
+        self.ledger_reads += 1
+        return set(event_ids) & self.ledger
 
     def of_customer(self, customer_id: str) -> list[Snapshot]:
         return [s for (pk, _), s in self.snapshots.items() if pk == f"CUSTOMER#{customer_id}"]
