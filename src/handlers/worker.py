@@ -98,7 +98,7 @@ def _applier(keys: tuple[tuple[Mode, str], ...]) -> EventApplier:
     config = settings()
     stripe = StripeApi(dict(keys), config.stripe_api_base) if keys else None
     return EventApplier(
-        sync_table.DynamoCustomerStore(ledger_days=config.ledger_days),
+        sync_table.DynamoCustomerStore(),
         config.rules,
         clock=lambda: int(time.time()),
         stripe=stripe,

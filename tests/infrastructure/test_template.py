@@ -38,6 +38,7 @@ FUNCTIONS = (
 SECRET_READ = ("secretsmanager:GetSecretValue", {"Ref": "StripeSecret"})
 EVENT_QUEUE = {"Fn::GetAtt": ["EventQueue", "Arn"]}
 TABLE = {"Fn::GetAtt": ["SyncTable", "Arn"]}
+RECORDS_TO_CHECK = {"Fn::Sub": "${SyncTable.Arn}/index/records-to-check"}
 # Every metric of the stack's own carries its stage and stack: two stacks in one account stay apart.
 NAMESPACE = {"Fn::Sub": "StripeSync/${Stage}/${AWS::StackName}"}
 
@@ -204,7 +205,7 @@ def test_worker_grants_nothing_beyond_the_table_the_secret_and_its_failed_messag
     }
 
 
-def test_reconciler_writes_only_its_cursor_item() -> None:
+def test_reconciler_writes_only_its_cursor_item_and_the_mark_of_records_to_check() -> None:
     writes = [
         (action, condition)
         for action, resource, condition in granted("ReconcileFunction")
@@ -213,6 +214,15 @@ def test_reconciler_writes_only_its_cursor_item() -> None:
     ]
     assert writes
     for action, condition in writes:
+        if action == "dynamodb:UpdateItem":
+            # Only `drift_check` (conditional on the stamp read), on a table written before the index.
+            assert condition == {
+                "ForAllValues:StringEquals": {
+                    "dynamodb:Attributes": ["pk", "sk", "drift_check", "stamp_event"]
+                },
+                "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+            }
+            continue
         assert condition == {
             "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECONCILE", "RECONCILE#*"]}
         }, action
@@ -229,6 +239,10 @@ def test_reconciler_reads_the_table_queues_repairs_and_reads_the_secret() -> Non
         ("dynamodb:BatchGetItem", json.dumps(TABLE)),
         ("dynamodb:Query", json.dumps(TABLE)),
         ("dynamodb:Scan", json.dumps(TABLE)),
+        *(
+            (f"dynamodb:{action}", json.dumps(RECORDS_TO_CHECK))
+            for action in ("GetItem", "BatchGetItem", "Query", "Scan")
+        ),
         ("sqs:SendMessage", json.dumps(EVENT_QUEUE)),
         ("sqs:SendMessageBatch", json.dumps(EVENT_QUEUE)),
         (SECRET_READ[0], json.dumps(SECRET_READ[1])),
@@ -365,8 +379,21 @@ def test_table_keys_and_billing_follow_the_contract() -> None:
     assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
         "pk": "S",
         "sk": "S",
+        "drift_check": "S",
     }
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+
+
+def test_the_records_to_check_index_projects_only_what_never_changes_after_a_write() -> None:
+    # A projected attribute that a later write changes would write the index again at that write.
+    [index] = props("SyncTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "records-to-check"
+    assert index["KeySchema"] == [{"AttributeName": "drift_check", "KeyType": "HASH"}]
+    assert index["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["item_type", "kind", "livemode", "account"],
+    }
+    assert "ProvisionedThroughput" not in index  # on demand, as the table
 
 
 def test_table_is_encrypted_at_rest() -> None:
@@ -392,9 +419,9 @@ def test_table_expires_items_by_expires_at() -> None:
     assert props("SyncTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_event_ledger_outlives_stripe_retries_and_the_dlq() -> None:
-    dlq_days = props("DeadLetterQueue")["MessageRetentionPeriod"] / 86_400
-    assert int(function_env("WorkerFunction")["EVENT_LEDGER_DAYS"]) >= 30 + dlq_days
+def test_the_worker_has_no_ledger_setting_it_writes_no_ledger() -> None:
+    # A record's stamp tells a duplicate for ever; EVENT_LEDGER_DAYS went with the ledger.
+    assert "EVENT_LEDGER_DAYS" not in function_env("WorkerFunction")
 
 
 # ---------------------------------------------------------------- functions
