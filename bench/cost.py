@@ -485,7 +485,7 @@ def emitted_metric_names() -> dict[str, set[str]]:
             names |= set(re.findall(r'"([A-Z]\w+)"', group))
         found[name] = names
     found["worker"] |= set(worker.OUTCOME_METRICS.values())
-    found["reconcile"] |= set(reconcile.COUNT_METRICS.values()) | set(reconcile.KIND_METRICS.values())
+    found["reconcile"] |= set(reconcile.COUNT_METRICS.values())
     found["webhook"] |= {*webhook.QUEUED, *webhook.REJECTED, *webhook.UNVERIFIED, *webhook.FAILED}
     return found
 
@@ -503,7 +503,11 @@ def idle_month(template: Template) -> tuple[list[IdleTerm], list[str]]:
     unconditional = {n: a for n, a in alarms.items() if "Condition" not in a}
     alarm_metrics = sum(_alarm_metrics(a) for a in unconditional.values())
     dashboards = template.of_type("AWS::CloudWatch::Dashboard")
-    always_dashboards = [d for d in dashboards.values() if "Condition" not in d]
+    # A test stack (Stage dev, the parameters' defaults): CreateDashboard auto creates none there.
+    default_dashboard = str(template.document["Parameters"].get("CreateDashboard", {}).get("Default", "true"))
+    always_dashboards = [
+        d for d in dashboards.values() if "Condition" not in d or default_dashboard == "true"
+    ]
     keys = template.of_type("AWS::KMS::Key")
     secrets = template.of_type("AWS::SecretsManager::Secret")
     schedule = str(template.parameter_default("ReconcileSchedule"))
@@ -541,7 +545,8 @@ def idle_month(template: Template) -> tuple[list[IdleTerm], list[str]]:
         IdleTerm(
             "dashboard",
             len(always_dashboards) * p.DASHBOARD_PER_MONTH,
-            f"{len(always_dashboards)} always created ({len(dashboards) - len(always_dashboards)} by parameter)",
+            f"{len(always_dashboards)} in a test stack; {len(dashboards) - len(always_dashboards)} more in prod"
+            f" (CreateDashboard {default_dashboard}): +${p.DASHBOARD_PER_MONTH * (len(dashboards) - len(always_dashboards)):.2f}",
             p.FREE_TIER["dashboard"],
         ),
         IdleTerm(
