@@ -985,6 +985,18 @@ def test_the_dashboard_is_created_in_prod_or_when_asked(
     assert TEMPLATE["Outputs"]["DashboardUrl"]["Condition"] == "HasDashboard"
 
 
+@pytest.mark.parametrize(
+    "function",
+    ["WebhookFunction", "WorkerFunction", "EntitlementsChangedFunction", "StripeEventBridgeFunction"],
+)
+def test_functions_run_per_event_write_no_platform_lines(function: str) -> None:
+    """START/END/REPORT are INFO-level system logs in the JSON format: at WARN Lambda writes none, and
+    would otherwise bill ~300 B of them for every invocation. The reconciler keeps them (hourly)."""
+    config = function_setting(function, "LoggingConfig")
+    assert (config["LogFormat"], config["SystemLogLevel"]) == ("JSON", "WARN")
+    assert "ApplicationLogLevel" not in config  # the functions' own INFO lines (and metrics) still go out
+
+
 def dashboard() -> dict[str, Any]:
     """The dashboard body with Fn::Sub's variables filled in as CloudFormation would."""
     body, variables = props("Dashboard")["DashboardBody"]["Fn::Sub"]
