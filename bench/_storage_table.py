@@ -63,7 +63,7 @@ def table() -> Iterator[Meter]:
     import boto3
     from moto import mock_aws
 
-    from tests.sync_table_fixture import create_sync_table
+    from harness.sync_table_fixture import create_sync_table
 
     with mock_aws():
         create_sync_table(boto3.client("dynamodb"), os.environ["TABLE_NAME"])

@@ -20,7 +20,6 @@ Rows:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -294,32 +293,12 @@ def child_run(
 
 
 def signed_request() -> dict[str, Any]:
-    """An HTTP API (payload 2.0) request carrying a signed customer.subscription.updated event."""
-    now = int(time.time())
-    body = json.dumps(
-        {
-            "id": "evt_cold_start",
-            "object": "event",
-            "api_version": "2025-03-31.basil",
-            "created": now,
-            "livemode": False,
-            "type": "customer.subscription.updated",
-            "data": {"object": {"id": "sub_cold", "object": "subscription", "customer": "cus_cold"}},
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-        },
-        indent=2,
-    )
-    signature = hmac.new(SECRET.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/stripe",
-        "rawPath": "/webhooks/stripe",
-        "headers": {"content-type": "application/json", "stripe-signature": f"t={now},v1={signature}"},
-        "requestContext": {"http": {"method": "POST", "path": "/webhooks/stripe"}, "stage": "$default"},
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    """An HTTP API (payload 2.0) request carrying a signed customer.subscription.updated event (the
+    webhook benchmark's, built from events/)."""
+    from bench.webhook import subscription_event_text
+    from events import lambda_events
+
+    return lambda_events.webhook_event(subscription_event_text().encode(), SECRET)
 
 
 # --- moto -----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Every customer has one subscription whose history (customer.created, then nine s
 apart) is delivered shuffled across and within customers, 10% of it twice, by a few concurrent
 posters, signed with the runtime's secret. Printed: webhook throughput and latency, end-to-end
 throughput, and per distinct event the latency from its first POST to the worker's outcome for it
-(local_runtime.load explains what "processed" means). Then the final table is checked against the
+(harness.load explains what "processed" means). Then the final table is checked against the
 same histories applied in order: entitlements and records equal, no event lost, none applied twice.
 
 Baselines from the same run: single `put_item` calls, one after another, on the same moto server
@@ -105,8 +105,8 @@ def _target(name: str, measured: str, target: str, met: bool) -> str:
 
 
 def run() -> None:
-    from local_runtime import load
-    from tests.memory_store import MemoryStore
+    from harness import load
+    from harness.memory_store import MemoryStore
 
     time_limit = float(os.environ.get("LOAD_BENCH_SECONDS", "900"))
     max_backlog = int(os.environ.get("LOAD_BENCH_BACKLOG", "50"))
@@ -211,7 +211,7 @@ def run() -> None:
 
 def _verdict(result: Any, expected: Any, time_limit: float, log: Path) -> None:
     """Raise when something went wrong; say so when the bound stopped the run before the end."""
-    from local_runtime import load
+    from harness import load
 
     workload = result.workload
     # What holds at any moment: nothing refused, nothing parked, nothing applied twice.

@@ -290,8 +290,8 @@ def run() -> None:
     from adapters import reconcile_cursor, sync_table
     from adapters.reconciler import bind_table
     from domain.reconcile import Backfill, Everything
-    from tests.fake_stripe import FakeStripe
-    from tests.sync_table_fixture import create_sync_table
+    from harness.fake_stripe import FakeStripe
+    from harness.sync_table_fixture import create_sync_table
 
     started = time.perf_counter()
     account = _account()

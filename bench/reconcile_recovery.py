@@ -102,8 +102,8 @@ class _Measured:
 
 
 def run() -> None:
-    from local_runtime import load
-    from tests.fake_stripe import FakeStripe
+    from harness import load
+    from harness.fake_stripe import FakeStripe
 
     folder = Path(tempfile.mkdtemp(prefix="bench-reconcile-recovery-"))
     with FakeStripe() as fake:
@@ -139,7 +139,7 @@ def _features(runtime: Any, customer: str) -> set[str] | None:
 def _seed(runtime: Any, subscriptions: dict[str | None, dict[str, Any]]) -> None:
     """Signed webhooks for each subscription, applied; then a pass that lists both accounts."""
     from events.stripe import objects as s
-    from local_runtime import load
+    from harness import load
 
     for account, obj in subscriptions.items():
         event = s.event(

@@ -3,7 +3,7 @@ through the local runtime (`make run`: moto, the webhook, the event source mappi
 with the template's queue settings (visibility timeout 720 s, maxReceiveCount).
 
 * Stripe outage: a one-time Checkout purchase whose line items the worker must fetch is posted while
-  a fake Stripe (tests.fake_stripe, through STRIPE_API_BASE) answers 503 to everything for
+  a fake Stripe (harness.fake_stripe, through STRIPE_API_BASE) answers 503 to everything for
   RECOVERY_BENCH_OUTAGE_SECONDS (default 30, the issue's figure). Measured: from Stripe answering
   again to the purchase's features in the entitlements item. Target: within 60 s. Before issue 17
   the failed event came back only after the 720 s visibility timeout.
@@ -39,7 +39,7 @@ POLL_SECONDS = 0.1
 def _post_all(runtime: Any, events: list[dict[str, Any]]) -> dict[str, float]:
     """POST each event signed, in order; the wall-clock time each was answered 200."""
     from events import scenarios
-    from local_runtime import load
+    from harness import load
 
     answered: dict[str, float] = {}
     for event in events:
@@ -73,7 +73,7 @@ def _granted_at(runtime: Any, customer_id: str) -> Callable[[], float | None]:
 
 
 def _outcome_at(runtime: Any, event_id: str) -> Callable[[], float | None]:
-    from local_runtime import load
+    from harness import load
 
     def check() -> float | None:
         return next((o.at for o in load.worker_outcomes(runtime.output()) if o.event_id == event_id), None)
@@ -89,8 +89,8 @@ def _purchase(customer_id: str) -> Any:
 
 def stripe_outage(folder: Path) -> tuple[float, float]:
     """(baseline post-to-granted, outage end-to-granted) in seconds."""
-    from local_runtime import load
-    from tests.fake_stripe import FakeStripe
+    from harness import load
+    from harness.fake_stripe import FakeStripe
 
     with FakeStripe() as fake:
         settings = {"STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": fake.url, "RECONCILE_EVERY": "86400"}
@@ -127,7 +127,7 @@ def stripe_outage(folder: Path) -> tuple[float, float]:
 def unparseable_event(folder: Path) -> tuple[float, float]:
     """(baseline, behind an unparseable event): post to outcome of the event that follows it."""
     from events.scenarios import ScenarioParams, build
-    from local_runtime import load
+    from harness import load
 
     def signup(customer_id: str) -> list[dict[str, Any]]:
         scenario = build("signup_paid", ScenarioParams(customer_id=customer_id), ends_at=int(time.time()))

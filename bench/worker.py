@@ -60,7 +60,7 @@ def run() -> None:
     from adapters import sync_table
     from domain.entitlements import EntitlementRules
     from domain.sync import EventApplier, Outcome
-    from tests.sync_table_fixture import create_sync_table
+    from harness.sync_table_fixture import create_sync_table
 
     rng = random.Random(7)
     events = [e for c in range(COUNT_CUSTOMERS) for e in _history(f"cus_bench{c:04d}", 1_767_000_000)]
@@ -87,7 +87,7 @@ def run() -> None:
             model._get_connection().connection.client.meta.events.register("before-call.dynamodb", count)
             units.attach(model._get_connection().connection.client)
 
-        from tests.memory_store import MemoryStore, ScriptedStripe
+        from harness.memory_store import MemoryStore, ScriptedStripe
 
         stripe = ScriptedStripe()  # an API key is configured: any call it sees is counted
         applier = EventApplier(

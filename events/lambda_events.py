@@ -3,8 +3,10 @@ batch as the webhook queues it, and the reconcile schedule's EventBridge event.
 
 The one signer of `Stripe-Signature` headers and the one builder of these events: the tests, the
 benchmarks, the demo and the `sam local invoke` samples (events/generate.py) all draw from here.
-The local runtime's translation of a real HTTP request (src/local_runtime/apigateway.py) is the
-emulator's, not sample data.
+The API Gateway request's envelope (`requestContext` and the rest up to the body) is the local
+runtime's (local_runtime.apigateway.request_envelope), which translates real HTTP requests with it:
+one shape, and src/ imports nothing from events/. What this module adds is the sample's own: fixed
+AWS ids, header names as given (the tests vary their case), a base64 body on request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from local_runtime.apigateway import request_envelope
 
 # The documented test secret; never a real one.
 SAMPLE_SECRET = "whsec_local_sample_secret"  # noqa: S105
@@ -62,36 +66,23 @@ def http_api_event(
     encodes the body as API Gateway does for binary media (a body that is not UTF-8 can only travel
     that way); `at` is the request time, epoch seconds (default now).
     """
-    received = int(time.time()) if at is None else at
-    route_key = f"{method} {path}"
-    host = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
-    return {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": dict(headers),
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": API_ID,
-            "domainName": host,
-            "domainPrefix": API_ID,
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": STRIPE_SOURCE_IP,
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": "XyZ1aBcDeFgHiJk=",
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(received)),
-            "timeEpoch": received * 1000,
-        },
-        "body": base64.b64encode(raw).decode() if base64_body else raw.decode("utf-8"),
-        "isBase64Encoded": base64_body,
-    }
+    event = request_envelope(
+        method=method,
+        path=path,
+        query="",
+        headers=dict(headers),
+        route_key=f"{method} {path}",
+        source_ip=STRIPE_SOURCE_IP,
+        protocol="HTTP/1.1",
+        account_id=ACCOUNT_ID,
+        api_id=API_ID,
+        domain=f"{API_ID}.execute-api.{REGION}.amazonaws.com",
+        request_id="XyZ1aBcDeFgHiJk=",
+        now=int(time.time()) if at is None else at,
+    )
+    event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode("utf-8")
+    event["isBase64Encoded"] = base64_body
+    return event
 
 
 def webhook_event(

@@ -56,34 +56,21 @@ def http_api_event(
             cookies.extend(part.strip() for part in value.split(";") if part.strip())
             continue
         joined[key] = f"{joined[key]},{value}" if key in joined else value
-    host = joined.get("host", "localhost")
-    request_id = request_id or base64.b64encode(uuid.uuid4().bytes[:12]).decode()
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": joined,
-        "requestContext": {
-            "accountId": LOCAL_ACCOUNT_ID,
-            "apiId": LOCAL_API_ID,
-            "domainName": host,
-            "domainPrefix": host.split(".", 1)[0],
-            "http": {
-                "method": method.upper(),
-                "path": path,
-                "protocol": protocol,
-                "sourceIp": source_ip,
-                "userAgent": joined.get("user-agent", ""),
-            },
-            "requestId": request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        },
-        "isBase64Encoded": False,
-    }
+    event = request_envelope(
+        method=method.upper(),
+        path=path,
+        query=query,
+        headers=joined,
+        route_key=route_key,
+        source_ip=source_ip,
+        protocol=protocol,
+        account_id=LOCAL_ACCOUNT_ID,
+        api_id=LOCAL_API_ID,
+        domain=joined.get("host", "localhost"),
+        request_id=request_id or base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
+        now=now,
+    )
+    event["isBase64Encoded"] = False
     if cookies:
         event["cookies"] = cookies
     if query:
@@ -98,6 +85,51 @@ def http_api_event(
             event["body"] = base64.b64encode(body).decode("ascii")
             event["isBase64Encoded"] = True
     return event
+
+
+def request_envelope(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    route_key: str,
+    source_ip: str,
+    protocol: str,
+    account_id: str,
+    api_id: str,
+    domain: str,
+    request_id: str,
+    now: float,
+) -> dict[str, Any]:
+    """A payload 2.0 event up to its body: the one shape of `requestContext`. The emulator fills it from
+    a real request (above); events.lambda_events fills it for the sample requests, whose bodies,
+    header names and ids it sets itself, so each adds the body and `isBase64Encoded` its own way."""
+    return {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": account_id,
+            "apiId": api_id,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0],
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": protocol,
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+    }
 
 
 def http_response(result: object) -> HttpResponse:

@@ -12,8 +12,8 @@ import time
 import boto3
 import pytest
 
+from harness.load import free_port
 from local_runtime.aws_server import AwsPortTaken, AwsServerProcess
-from local_runtime.load import free_port
 
 pytestmark = pytest.mark.e2e
 

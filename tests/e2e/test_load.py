@@ -3,10 +3,10 @@
 A reduced size of bench/load.py (10,000 events for 1,000 customers there): one customer per story of
 events.scenarios (every story but the disputes and the guest checkout, some twice), every
 delivery shuffled across and within customers, posted by four threads to the runtime running as a
-subprocess on spare loopback ports (local_runtime.load). The run is bounded in count and time and
+subprocess on spare loopback ports (harness.load). The run is bounded in count and time and
 stops by itself. Checked afterwards: every POST answered 200, the queue drained and the dead-letter
 queue empty; the table's entitlements and records equal those of each customer's history applied in
-order (EventApplier on tests/memory_store); every event has an outcome from the worker and none was
+order (EventApplier on harness.memory_store); every event has an outcome from the worker and none was
 applied twice. Entitlements `version` is not compared: it counts the changes of access a delivery
 order went through, which differ between orders by design. The figures (throughput, latency
 percentiles) are printed, never asserted (`pytest -s` shows them).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from local_runtime.load import (
+from harness.load import (
     LoadResult,
     RuntimeProcess,
     Workload,
@@ -32,7 +32,7 @@ from local_runtime.load import (
     run_load,
     worker_outcomes,
 )
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 pytestmark = pytest.mark.e2e
 

@@ -27,8 +27,8 @@ import pytest
 from entitlements_reader import CustomerEntitlements, parse_entitlements_item
 from events import lambda_events, scenarios
 from events.stripe import objects as samples
+from harness.fake_stripe import FakeStripe
 from local_runtime.template import read_template
-from tests.fake_stripe import FakeStripe
 
 pytestmark = pytest.mark.e2e
 

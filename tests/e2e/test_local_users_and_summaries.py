@@ -17,6 +17,7 @@ import pytest
 
 from entitlements_reader import EntitlementsReader, UserEntitlements
 from events.stripe import objects as samples
+from harness.fake_stripe import FakeStripe
 from tests.e2e.test_local_runtime import (
     ROOT,
     SCRUBBED,
@@ -26,7 +27,6 @@ from tests.e2e.test_local_runtime import (
     stop_runtime,
     wait_until,
 )
-from tests.fake_stripe import FakeStripe
 
 pytestmark = pytest.mark.e2e
 

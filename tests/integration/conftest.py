@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from adapters import aws_json, stripe_credentials
 from adapters.event_queue import queue_client
-from tests.integration.faults import moto_transport
+from tests.support.faults import moto_transport
 
 
 @dataclass

@@ -21,10 +21,10 @@ from domain.entitlements import EntitlementRules, Entitlements
 from domain.ingress import eventbridge_event, parse_event, queue_message
 from domain.sync import EventApplier, Result, RetryLater
 from events.scenarios import ScenarioParams, all_scenarios, render
+from harness.sync_table_fixture import create_sync_table
 from local_runtime.table_stream import TableStreamMapping, matches
 from local_runtime.template import read_template
-from tests.aws_event_shapes import stripe_eventbridge_event
-from tests.sync_table_fixture import create_sync_table
+from tests.support.aws_event_shapes import stripe_eventbridge_event
 
 PARAMS = ScenarioParams()
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(PARAMS)}

@@ -19,7 +19,7 @@ from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
 from events.scenarios import Scenario, ScenarioParams, all_scenarios
-from tests.sync_table_fixture import create_sync_table
+from harness.sync_table_fixture import create_sync_table
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 RULES = EntitlementRules()

@@ -16,8 +16,8 @@ from domain.entitlement_events import CUSTOMER_DETAIL_TYPE, SOURCE
 from entitlements_reader import entitlements_from_event, parse_entitlements_item
 from handlers import entitlements_changed
 from handlers.entitlements_changed import PUBLISH_ATTEMPTS, NotConfigured, lambda_handler
-from tests.aws_event_shapes import customer_item, image, stream_event, stream_record
-from tests.integration.faults import AwsWire, ServiceError, Unreachable
+from tests.support.aws_event_shapes import customer_item, image, stream_event, stream_record
+from tests.support.faults import AwsWire, ServiceError, Unreachable
 
 PRO = {"pro": {"source": "sub_1SkQ2hB7WZ01zgkW4yVd9aLm", "until": 1769940000}}
 BUS = "stripe-sync-dev-entitlements"

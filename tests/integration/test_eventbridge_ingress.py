@@ -12,8 +12,8 @@ import pytest
 from adapters.event_queue import MAX_ATTEMPTS, queue_client
 from handlers import webhook
 from handlers.eventbridge import NotQueued, lambda_handler
-from tests.aws_event_shapes import eventbridge_event, stripe_eventbridge_event
-from tests.integration.faults import AwsWire, ServiceError
+from tests.support.aws_event_shapes import eventbridge_event, stripe_eventbridge_event
+from tests.support.faults import AwsWire, ServiceError
 
 EventFactory = Callable[..., dict[str, Any]]
 WebhookFifoQueue = Any  # tests/integration/conftest.py

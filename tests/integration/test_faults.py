@@ -1,6 +1,6 @@
 """Fault injection (issue 7, part 1): the pipeline under the failures AWS and Stripe really produce.
 
-Faults are injected at the layers the project talks through (tests/integration/faults.py): on the
+Faults are injected at the layers the project talks through (tests/support/faults.py): on the
 wire between a botocore client and moto, and on a local Stripe API the SDK reaches through
 STRIPE_API_BASE. The project's own functions are never patched. Every case ends by comparing the
 table with the table of a fault-free run of the same events (minus versions, write times and fetch
@@ -34,12 +34,12 @@ from domain.sync import MAX_CONFLICT_RETRIES
 from events.scenarios import Scenario, ScenarioParams, build, render
 from events.stripe import objects as samples
 from handlers import webhook, worker
+from harness.fake_stripe import FakeStripe
+from harness.fake_stripe import Fault as StripeFault
 from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS, DeadLetterQueue
-from tests.fake_stripe import FakeStripe
-from tests.fake_stripe import Fault as StripeFault
-from tests.integration.faults import (
+from tests.support.faults import (
     REQUEST_THROTTLED_EXHAUSTED,
     STATE_CONFLICT,
     THROTTLED,

@@ -36,8 +36,8 @@ from events import lambda_events, scenarios
 from events.stripe import objects as samples
 from handlers import webhook as webhook_module
 from handlers import worker
+from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event
-from tests.sync_table_fixture import create_sync_table
 
 SECRET = "whsec_hostile_0123456789abcdef0123456789"
 TEST_SECRET = "whsec_hostile_test_mode_00112233445566"

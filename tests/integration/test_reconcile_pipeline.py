@@ -1,4 +1,4 @@
-"""The reconciler against a fake Stripe API (the stripe SDK pointed at tests.fake_stripe) and moto's
+"""The reconciler against a fake Stripe API (the stripe SDK pointed at harness.fake_stripe) and moto's
 DynamoDB and SQS FIFO; repairs are applied by the worker Lambda from the messages read back."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from domain.stripe_objects import parse_event, record_of, snapshot_of
 from events.scenarios import Scenario, ScenarioParams, build
 from events.stripe import objects as s
 from handlers import worker
+from harness.fake_stripe import FakeStripe
+from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_record
-from tests.fake_stripe import FakeStripe
-from tests.sync_table_fixture import create_sync_table
 
 if TYPE_CHECKING:
     from tests.integration.conftest import WebhookFifoQueue

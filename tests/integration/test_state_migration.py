@@ -18,8 +18,8 @@ from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from events.scenarios import ScenarioParams, all_scenarios
-from tests.memory_store import MemoryStore
-from tests.sync_table_fixture import create_sync_table
+from harness.memory_store import MemoryStore
+from harness.sync_table_fixture import create_sync_table
 
 RULES = EntitlementRules()
 NOW = 2_000_000_000

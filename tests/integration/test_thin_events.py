@@ -19,8 +19,8 @@ from domain.entitlements import EntitlementRules
 from domain.records import SubscriptionRecord
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
-from tests.fake_stripe import FakeStripe
-from tests.memory_store import MemoryStore
+from harness.fake_stripe import FakeStripe
+from harness.memory_store import MemoryStore
 
 KEY = "sk_test_thin"
 T0 = 1_767_000_000

@@ -16,7 +16,7 @@ from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from entitlements_reader import EntitlementsReader
-from tests.sync_table_fixture import create_sync_table
+from harness.sync_table_fixture import create_sync_table
 from tests.unit.test_user_entitlements import COURSE, EBOOK, T0, purchase, subscription_events
 
 DAY = 86_400

@@ -20,7 +20,7 @@ from adapters.event_queue import MAX_ATTEMPTS, queue_client
 from adapters.stripe_credentials import api_keys
 from domain.ingress import SQS_MESSAGE_LIMIT
 from handlers.webhook import lambda_handler
-from tests.integration.faults import AwsWire, ServiceError, Unreachable
+from tests.support.faults import AwsWire, ServiceError, Unreachable
 
 EventFactory = Callable[..., dict[str, Any]]
 RequestFactory = Callable[..., dict[str, Any]]

@@ -23,13 +23,13 @@ from domain.retry_schedule import retry_delay
 from entitlements_reader import EntitlementsReader
 from events.scenarios import Scenario, build
 from handlers import worker
+from harness.fake_stripe import FakeStripe
 from local_runtime.event_source import EventSourceMapping, QueueBinding
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
 from ops.dlq import DeadLetterQueue
-from tests.fake_stripe import FakeStripe
-from tests.integration.faults import queue_depth, send_events
+from tests.support.faults import queue_depth, send_events
 
 API_KEY = "sk_test_failures0123456789"
 

@@ -16,8 +16,8 @@ from moto import mock_aws
 from entitlements_reader import EntitlementsReader
 from events.stripe import objects as s
 from handlers import worker
+from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event, sqs_record
-from tests.sync_table_fixture import create_sync_table
 
 T0 = 1_767_000_000
 DAY = 86_400

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
 from events.scenarios import Scenario, ScenarioParams, all_scenarios
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 LEGACY = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams(api="legacy"))}

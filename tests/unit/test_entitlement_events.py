@@ -15,7 +15,7 @@ from domain.entitlement_events import (
     change_entry,
 )
 from entitlements_reader import NotAnEntitlementsEvent, entitlements_from_event, parse_entitlements_item
-from tests.aws_event_shapes import customer_item, eventbridge_event, image, stream_record
+from tests.support.aws_event_shapes import customer_item, eventbridge_event, image, stream_record
 
 PRO = {"pro": {"source": "sub_1SkQ2hB7WZ01zgkW4yVd9aLm", "until": 1769940000}}
 FOREVER = {"lifetime": {"source": "cs_test_a1B2c3"}}

@@ -13,7 +13,7 @@ from domain.entitlements import EntitlementRules, Grant
 from domain.reconcile import fetched_message
 from domain.sync import EventApplier
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 T0 = 1_767_000_000
 DAY = 86_400

@@ -10,7 +10,7 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome, Result
 from events.scenarios import Scenario, ScenarioParams, build
-from tests.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe
 
 PARAMS = ScenarioParams()
 PRO, TEAM, API = PARAMS.product_id, PARAMS.upgrade_product_id, PARAMS.metered_product_id

@@ -15,7 +15,7 @@ from local_runtime.console import Console
 from local_runtime.partner_events import NotAnEnvelope, envelope_of, eventbridge_envelope
 from local_runtime.table_stream import TableStreamMapping, matches
 from local_runtime.template import read_template
-from tests.aws_event_shapes import customer_item, stream_record, stripe_eventbridge_event
+from tests.support.aws_event_shapes import customer_item, stream_record, stripe_eventbridge_event
 
 STACK = read_template()
 PRO = {"pro": {"source": "sub_1", "until": 1769940000}}

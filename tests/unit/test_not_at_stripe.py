@@ -16,7 +16,7 @@ from domain.records import ProfileRecord, PurchaseRecord, SubscriptionRecord
 from domain.stripe_objects import NotAtStripe
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000
 NOW = T0 + 86_400

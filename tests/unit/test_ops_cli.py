@@ -15,11 +15,11 @@ from botocore.exceptions import ClientError
 
 from domain.reconcile import Counts, Drift, DriftKind, ReconcileReport
 from events.stripe import objects as samples
+from harness.fake_stripe import FakeStripe
 from ops import cli
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
 from ops.progress import Progress
 from ops.targets import Target, TargetError, TargetOptions, prepare_environment, resolve_target
-from tests.fake_stripe import FakeStripe
 
 QUEUE = "http://sqs.local/events.fifo"
 DLQ = "http://sqs.local/dlq.fifo"

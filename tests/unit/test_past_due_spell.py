@@ -13,7 +13,7 @@ import pytest
 from domain.entitlements import DAY, EntitlementRules
 from domain.sync import EventApplier
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 JAN1 = 1_767_225_600  # 2026-01-01
 FEB1 = 1_769_904_000  # 2026-02-01

@@ -29,7 +29,7 @@ from domain.entitlements import EntitlementRules
 from domain.records import ChargeRecord, InvoiceRecord, SubscriptionRecord
 from domain.stripe_objects import MalformedEvent, record_of
 from domain.sync import EventApplier, Outcome
-from tests.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe
 
 # Stripe's own OpenAPI fixtures (a copy in the repository, so every clone runs these checks).
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "stripe_fixtures.json"

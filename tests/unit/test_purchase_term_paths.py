@@ -17,7 +17,7 @@ from domain.reconcile.pages import BACKFILL_LIST_REQUESTS
 from domain.reconcile.repairs import fetched_message
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000  # the session is created
 PAID = T0 + 20 * 3600  # the customer pays 20 hours later

@@ -1,4 +1,4 @@
-"""The reconcile use case's pass logic over in-memory ports (tests.memory_reconcile): what is
+"""The reconcile use case's pass logic over in-memory ports (tests.support.memory_reconcile): what is
 compared and queued, dry runs, the time budget and the cursor, modes. Moved from
 tests/integration/test_reconcile_pipeline.py, asserting what they asserted there; the pipeline file
 keeps what needs the adapters (the stripe SDK against the fake API, DynamoDB and SQS on moto, the
@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from domain.reconcile import Backfill, Counts, OneCustomer, ReconcileReport
-from tests.memory_reconcile import T0, World, permission_refusal, stored, subscription
+from tests.support.memory_reconcile import T0, World, permission_refusal, stored, subscription
 
 
 def core(counts: Counts | None) -> Counts:

@@ -1,5 +1,5 @@
 """Phases that cannot block each other (issue 17): the reconcile use case over in-memory ports
-(tests.memory_reconcile), no moto, no HTTP. A list the key may not read, a parameter the API rejects,
+(tests.support.memory_reconcile), no moto, no HTTP. A list the key may not read, a parameter the API rejects,
 an outage, a connected account that deauthorized the platform: each skips what it touches for this
 pass, says why, and the rest of the pass (and the next pass) goes on."""
 
@@ -10,8 +10,8 @@ from typing import Any
 from domain.reconcile import ReconcileReport, SkipReason
 from domain.reconcile.ports import Refused
 from events.stripe import objects as s
-from tests.memory_reconcile import T0, permission_refusal, stored, subscription
-from tests.memory_reconcile import World as Account
+from tests.support.memory_reconcile import T0, permission_refusal, stored, subscription
+from tests.support.memory_reconcile import World as Account
 
 
 def skipped(report: ReconcileReport) -> list[tuple[str, str]]:

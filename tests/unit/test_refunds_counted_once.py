@@ -15,7 +15,7 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 T0 = 1_767_000_000
 PAID = 900

@@ -28,7 +28,7 @@ from domain.records import (
 from domain.stripe_objects import MalformedEvent
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe
 
 T0 = 1_767_000_000
 DAY = 86_400

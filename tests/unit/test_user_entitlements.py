@@ -11,7 +11,7 @@ from domain.entitlements import EntitlementRules, Entitlements, Grant
 from domain.sync import EventApplier
 from domain.user_entitlements import CustomerPart, with_part
 from events.stripe import objects as s
-from tests.memory_store import MemoryStore
+from harness.memory_store import MemoryStore
 
 T0 = 1_767_000_000
 DAY = 86_400

@@ -14,7 +14,7 @@
     report.py    what a run reports
 
 The adapters (adapters.reconciler, adapters.reconcile_cursor, adapters.fetched_queue) implement the
-ports over the stripe SDK, pynamodb and SQS; tests.memory_reconcile implements them in memory. The
+ports over the stripe SDK, pynamodb and SQS; tests.support.memory_reconcile implements them in memory. The
 names below are the package's public seams, importable from `domain.reconcile`.
 """
 

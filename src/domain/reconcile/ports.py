@@ -1,6 +1,6 @@
 """The reconciler's ports: what a pass needs from Stripe, from the table, from its own cursor items and
 from the event queue, as small protocols. The adapters (adapters.reconciler, adapters.reconcile_cursor,
-adapters.fetched_queue) implement them over the stripe SDK, pynamodb and SQS; tests.memory_reconcile
+adapters.fetched_queue) implement them over the stripe SDK, pynamodb and SQS; tests.support.memory_reconcile
 implements them in memory.
 
 Stripe's answers cross the port as these exceptions, never as the SDK's: RateLimited (429, waited

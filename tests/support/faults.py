@@ -9,7 +9,7 @@
   transport: its own retry policy sees the same faults.
 * `moto_transport` is aws_json's transport under mock_aws: moto's in-process handler (the one botocore
   clients reach through moto's `botocore_stubber`), where the network would be.
-* Stripe's side is `tests.fake_stripe.FakeStripe` (the one fake Stripe API: 429, 5xx and dropped
+* Stripe's side is `harness.fake_stripe.FakeStripe` (the one fake Stripe API: 429, 5xx and dropped
   connections on demand).
 * `EventSourceMapping` is Lambda's SQS poller over moto, as tests need it: batches of up to 10 with
   every system attribute, delete what succeeded, and make what failed visible again at once (the

@@ -1,4 +1,4 @@
-"""Security properties of template.yaml beyond the rules tests/unit/test_template.py states.
+"""Security properties of template.yaml beyond the rules tests/infrastructure/test_template.py states.
 
 test_template.py reads each function's own Policies. What a role can do in AWS is more: SAM adds AWS
 managed policies to every role it generates, some of them on every resource of the account, and a

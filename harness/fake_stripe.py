@@ -300,8 +300,8 @@ class FakeStripe:
                 if path.startswith(fault.path):
                     del self._faults[index]
                     self.requests.append(Request(path, query, fault.fault, livemode, account))
-                    status = fault.fault if isinstance(fault.fault, int) else 500
-                    return fault.fault, json.dumps(ERROR_BODIES.get(status, ERROR_BODIES[500]))
+                    error_status = fault.fault if isinstance(fault.fault, int) else 500
+                    return fault.fault, json.dumps(ERROR_BODIES.get(error_status, ERROR_BODIES[500]))
             refused = self._refusal(path, query, account)
             status, body = refused or self._route(path, query, _Scope(livemode, account))
             self.requests.append(Request(path, query, status, livemode, account))
@@ -351,9 +351,9 @@ class FakeStripe:
                 entries = self._entitlements.get((customer, scope.livemode, scope.account), [])
                 return 200, _list_text([json.dumps(e) for e in entries], False, path)
             case ["subscriptions"]:
-                customer = query.get("customer") or query.get("customer_account")
-                if customer is not None and (customer, scope.livemode) in self.unknown_customers:
-                    return _missing("customer", customer)
+                owner = query.get("customer") or query.get("customer_account")
+                if owner is not None and (owner, scope.livemode) in self.unknown_customers:
+                    return _missing("customer", owner)
                 return 200, self._list("subscription", query, scope)
             case [collection] if collection in COLLECTIONS:
                 return 200, self._list(COLLECTIONS[collection], query, scope)
@@ -484,9 +484,9 @@ def _filter(kind: str, query: Mapping[str, str], undelivered: set[str]) -> Calla
                 return False
             if status == "all":
                 return True
-            return obj["status"] != "canceled" if status is None else obj["status"] == status
+            return bool(obj["status"] != "canceled" if status is None else obj["status"] == status)
         if kind == "checkout.session" and status is not None:
-            return obj.get("status") == status
+            return bool(obj.get("status") == status)
         if kind == "event":
             if delivery is not None and (delivery == "false") != (obj["id"] in undelivered):
                 return False
