@@ -339,7 +339,7 @@ def per_million(rate: float | None, inputs: Inputs) -> list[Term]:
     # Access changes go out through the table's stream (filtered to the entitlements items), one
     # PutEvents entry each; the publisher's stream batches fill over its 1 s window.
     changes = seq.access_changes / events
-    stream_records = seq.entitlements_puts / events
+    stream_records = (seq.entitlements_puts + seq.user_entitlements_puts) / events  # the filter takes both
     per_window = (rate or 0) * STREAM_WINDOW_S * stream_records
     publisher_invocations = (
         changes

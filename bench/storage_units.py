@@ -30,7 +30,8 @@ class Sequences:
     requests: Counter[str]
     read_units: float
     write_units: float
-    entitlements_puts: int
+    entitlements_puts: int  # customers' entitlements items written
+    user_entitlements_puts: int  # users' entitlements items (USER#<id>, the same sort key)
     access_changes: int
     worker_cpu: float  # seconds in all, outside DynamoDB calls
     worker_log_bytes: int  # the worker's log line per event, as CloudWatch Logs counts it
@@ -101,7 +102,8 @@ def sequences() -> Sequences:
                     changes += result.entitlements_changed
                 pending = retry
         requests, reads, writes = meter.units.since(mark)
-        entitlement_puts = meter.units.puts["ENTITLEMENTS"]
+        entitlement_puts = meter.units.puts_by_item[("CUSTOMER", "ENTITLEMENTS")]
+        user_puts = meter.units.puts_by_item[("USER", "ENTITLEMENTS")]
         worker_logs = log_bytes(logs.getvalue())
         worker.metrics.clear_metrics()  # no invocation flushes them here (bench.cost measures those)
     messages = [len(render(event)) for scenario in scenarios for event in scenario.events]
@@ -114,6 +116,7 @@ def sequences() -> Sequences:
             read_units=reads,
             write_units=writes,
             entitlements_puts=entitlement_puts,
+            user_entitlements_puts=user_puts,
             access_changes=changes,
             worker_cpu=cpu,
             worker_log_bytes=worker_logs,
@@ -181,3 +184,4 @@ def run() -> None:
         f"    entitlements item writes   {seq.entitlements_puts} for {seq.access_changes} access changes "
         f"(extra: {extra}; target 0: {'met' if extra <= 0 else 'MISSED'})"
     )
+    print(f"    user entitlements writes   {seq.user_entitlements_puts} (a customer's change, for its user)")
