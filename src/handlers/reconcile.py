@@ -11,6 +11,7 @@ failed run), so no alarm pages for a choice the operator made. Settings are pars
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -23,9 +24,11 @@ from adapters.settings import ReconcileSettings, SettingsError, reconcile_settin
 from adapters.stripe_credentials import SecretsUnavailable, api_keys
 from domain.credentials import CredentialsError
 from domain.reconcile import OUT_OF_TIME, InvalidRequest, ReconcileReport, run_request, time_budget
+from handlers import DEFAULT_NAMESPACE
 
 logger = Logger()
-metrics = Metrics()
+# The namespace falls back as the other functions' does: Powertools reads it once, at import.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
 
 # The counts an alarm or a dashboard widget reads (template.yaml), sent only when not zero: a custom
 # metric costs $0.30 a month for every hour it is sent in, and a scheduled run every hour would keep each

@@ -52,12 +52,15 @@ from domain.entitlements import Entitlements
 from domain.retry_schedule import failing_repeatedly, retry_delay
 from domain.stripe_objects import MalformedEvent, NotAtStripe
 from domain.sync import EventApplier, Outcome, Result, RetryLater
+from handlers import DEFAULT_NAMESPACE
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
 logger = Logger(service=SERVICE)
 # Log bytes are billed per event: no code location on every line (the message says where it is from).
 logger.remove_keys(["location"])
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "StripeSync", service=SERVICE)
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service=SERVICE
+)
 # An ordinary failure of every record (a one-message FIFO batch at low traffic) is reported like any
 # other partial failure, never raised: a raised batch is a Lambda error, which pages (WorkerErrorsAlarm).
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

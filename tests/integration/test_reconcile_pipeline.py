@@ -198,7 +198,13 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-test")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_sync_table(dynamodb, TABLE)
-        from handlers import reconcile as reconcile_handler  # after the Powertools variables are set
+        from handlers import reconcile as reconcile_handler
+
+        # Powertools reads its service and namespace when the module is first imported, which may
+        # have been by an earlier test without these variables: give the handler's objects the values.
+        monkeypatch.setattr(reconcile_handler.metrics.provider, "service", "stripe-sync-test")
+        monkeypatch.setattr(reconcile_handler.metrics.provider, "namespace", "StripeSync")
+        reconcile_handler.logger.append_keys(service="stripe-sync-test")
 
         worker.settings.cache_clear()
         worker._applier.cache_clear()
