@@ -4,12 +4,10 @@ that comes alone, and a backfill that gives an Entitlements account's customers 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,11 @@ import pytest
 from entitlements_reader import EntitlementsReader, UserEntitlements
 from events.stripe import objects as samples
 from harness.fake_stripe import FakeStripe
-from tests.e2e.test_local_runtime import (
+from tests.support.running_runtime import (
     ROOT,
-    SCRUBBED,
     STACK,
     Runtime,
+    scrubbed_environment,
     start_runtime,
     stop_runtime,
     wait_until,
@@ -31,16 +29,6 @@ from tests.e2e.test_local_runtime import (
 pytestmark = pytest.mark.e2e
 
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    started = start_runtime(tmp_path_factory.mktemp("runtime") / "make-run.log")
-    try:
-        yield started
-    finally:
-        code = stop_runtime(started)
-    assert code == 0, started.output
 
 
 def reader(runtime: Runtime) -> EntitlementsReader:
@@ -137,7 +125,7 @@ def test_a_backfill_gives_an_entitlements_accounts_customer_stripes_lookup_keys(
         )
         try:
             wait_until(lambda: "reconcile  run finished" in runtime.output, "the first reconcile run")
-            env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+            env = scrubbed_environment()
             env.update(
                 AWS_PORT=str(runtime.aws_port), STRIPE_API_KEY="sk_test_e2e", STRIPE_API_BASE=stripe_api.url
             )
