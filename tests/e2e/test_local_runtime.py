@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +21,9 @@ from events.stripe import objects as samples
 from harness.fake_stripe import FakeStripe
 from harness.load import free_port
 from tests.support.running_runtime import (
-    ROOT,
     SECRET,
     Runtime,
-    scrubbed_environment,
+    run_module,
     start_runtime,
     stop_runtime,
     story,
@@ -179,16 +176,13 @@ def test_a_dispute_before_its_purchase_is_stored_and_applied_when_the_purchase_a
 
 
 def test_the_demo_plays_a_story_against_the_running_runtime(runtime: Runtime) -> None:
-    env = scrubbed_environment()
-    env.update(PORT=str(runtime.port), AWS_PORT=str(runtime.aws_port), STRIPE_WEBHOOK_SECRET=SECRET)
-    demo = subprocess.run(
-        [sys.executable, "-m", "local_runtime.demo", "--scenario", "purchase_refunded"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    demo = run_module(
+        "local_runtime.demo",
+        "--scenario",
+        "purchase_refunded",
+        PORT=str(runtime.port),
+        AWS_PORT=str(runtime.aws_port),
+        STRIPE_WEBHOOK_SECRET=SECRET,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     lines = demo.stdout.splitlines()
@@ -209,16 +203,10 @@ def test_a_taken_port_fails_at_once_with_a_hint(variable: str) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         other = "AWS_PORT" if variable == "PORT" else "PORT"
-        env = scrubbed_environment()
-        env.update({variable: str(port), other: str(free_port()), "STRIPE_WEBHOOK_SECRET": SECRET})
-        result = subprocess.run(
-            [sys.executable, "-m", "local_runtime"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        result = run_module(
+            "local_runtime",
             timeout=30,
-            check=False,
+            **{variable: str(port), other: str(free_port()), "STRIPE_WEBHOOK_SECRET": SECRET},
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use ({variable})" in result.stderr

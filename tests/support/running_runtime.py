@@ -46,6 +46,22 @@ def scrubbed_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SCRUBBED}
 
 
+def run_module(*argv: str, timeout: float = 60, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <argv>` from the repository root, as a user runs it beside `make run`: the scrubbed
+    environment plus `variables`."""
+    env = scrubbed_environment()
+    env.update(variables)
+    return subprocess.run(  # noqa: S603 - our own modules
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @dataclass
 class Runtime:
     started: RuntimeProcess
@@ -97,17 +113,8 @@ class Runtime:
         return parse_entitlements_item(item["Item"]) if "Item" in item else None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = scrubbed_environment()
-        env["AWS_PORT"] = str(self.aws_port)
-        return subprocess.run(  # noqa: S603 - our own module
-            [sys.executable, "-m", "ops", "--local", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        """`python -m ops --local`, as operators run it."""
+        return run_module("ops", "--local", *args, AWS_PORT=str(self.aws_port))
 
     def parked(self) -> list[dict[str, Any]]:
         listed = self.cli("--json", "dlq", "list")

@@ -9,7 +9,6 @@ from events.stripe import objects as s
 
 T0 = 1_767_000_000
 DAY = 86_400
-NOW = T0 + 10 * DAY
 COURSE = s.PriceSpec("price_course", "prod_course", recurring=False, unit_amount=4900)
 EBOOK = s.PriceSpec("price_ebook", "prod_ebook", recurring=False, unit_amount=900)
 PRO = s.PriceSpec("price_pro", "prod_pro", lookup_key="pro_monthly")
