@@ -1,10 +1,24 @@
-"""A Lambda context whose remaining time follows a fake clock, and the EMF metrics a handler printed:
-time budgets tested without real waiting."""
+"""The Lambda contexts the worker tests hand the handler (one with the worker's whole Timeout left, one
+whose remaining time follows a fake clock) and the EMF metrics a handler printed: time budgets tested
+without real waiting."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+
+@dataclass
+class WorkerContext:
+    """What the handler reads of LambdaContext, with the worker's whole Timeout (template.yaml) left."""
+
+    function_name: str = "worker"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000
 
 
 @dataclass

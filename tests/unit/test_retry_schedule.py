@@ -75,6 +75,7 @@ def test_only_an_event_that_keeps_failing_counts_for_the_page(
 ) -> None:
     monkeypatch.setattr(worker, "event_applier", FailingApplier)
     monkeypatch.delenv("QUEUE_URL", raising=False)  # no queue to set a retry delay on: the timeout applies
+    monkeypatch.setenv("TABLE_NAME", "stripe-sync-retry-schedule")  # the worker's settings need one
 
     answer = worker.lambda_handler(one_record(receive_count), TimedContext(FakeClock(), 120))  # type: ignore[arg-type]
 
