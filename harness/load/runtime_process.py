@@ -125,12 +125,13 @@ class RuntimeProcess:
             total += int(line.split()[1])
         return total // 1024
 
-    def stop(self) -> int | None:
+    def stop(self, signum: int = signal.SIGINT) -> int | None:
+        """Ctrl-C by default; `signum` as a service manager would stop it (SIGTERM)."""
         process = self._process
         if process is None:
             return self.exit_code
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             try:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:

@@ -5,7 +5,6 @@ stack's bus (the runtime's example subscription) as a backend would receive it."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,9 @@ import pytest
 from entitlements_reader import entitlements_from_event
 from local_runtime.partner_events import envelope_of
 from local_runtime.resources import subscriber_queue_name
-from tests.e2e.test_local_runtime import STACK, Runtime, start_runtime, stop_runtime, story, wait_until
+from tests.support.running_runtime import STACK, Runtime, story, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    started = start_runtime(tmp_path_factory.mktemp("runtime") / "make-run.log")
-    try:
-        yield started
-    finally:
-        assert stop_runtime(started) == 0, started.output
 
 
 def post_eventbridge(runtime: Runtime, body: bytes) -> tuple[int, dict[str, Any]]:

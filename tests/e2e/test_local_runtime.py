@@ -8,186 +8,29 @@ after the worker's own short delay, and one it cannot read is parked at once). T
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from entitlements_reader import CustomerEntitlements, parse_entitlements_item
-from events import lambda_events, scenarios
+from entitlements_reader import CustomerEntitlements
+from events import scenarios
 from events.stripe import objects as samples
 from harness.fake_stripe import FakeStripe
-from local_runtime.template import read_template
-
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "whsec_e2e_local_runtime_0123456789abcdef"
-STACK = read_template()
-# Variables of the developer's shell that must not leak into the runtime under test.
-SCRUBBED = (
-    "STRIPE_API_KEY",
-    "STRIPE_SECRET_ID",
-    "STRIPE_API_BASE",
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "LOG_LEVEL",
+from harness.load import free_port
+from tests.support.running_runtime import (
+    SECRET,
+    Runtime,
+    run_module,
+    start_runtime,
+    stop_runtime,
+    story,
+    wait_until,
 )
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until[T](check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := check()) is not None and value is not False:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@dataclass
-class Runtime:
-    process: subprocess.Popen[bytes]
-    port: int
-    aws_port: int
-    log: Path
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def request(
-        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=body,
-            headers=headers or {},
-            method="POST" if body is not None else "GET",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def post_event(self, event: dict[str, Any], secret: str = SECRET) -> tuple[bytes, int]:
-        body = scenarios.render(event)
-        header = lambda_events.signature_header(body, secret)
-        status, _ = self.request(
-            "/webhooks/stripe", body, {"Content-Type": "application/json", "Stripe-Signature": header}
-        )
-        return body, status
-
-    def aws(self, service: str) -> Any:
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=f"http://127.0.0.1:{self.aws_port}",
-            region_name="us-east-1",
-            aws_access_key_id="e2e",
-            aws_secret_access_key="e2e",
-        )
-
-    def entitlements(self, customer: str) -> CustomerEntitlements | None:
-        item = self.aws("dynamodb").get_item(
-            TableName=STACK.table.name,
-            Key={"pk": {"S": f"CUSTOMER#{customer}"}, "sk": {"S": "ENTITLEMENTS"}},
-            ConsistentRead=True,
-        )
-        return parse_entitlements_item(item["Item"]) if "Item" in item else None
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-        env["AWS_PORT"] = str(self.aws_port)
-        return subprocess.run(  # noqa: S603 - our own module
-            [sys.executable, "-m", "ops", "--local", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def parked(self) -> list[dict[str, Any]]:
-        listed = self.cli("--json", "dlq", "list")
-        assert listed.returncode == 0, listed.stderr
-        messages: list[dict[str, Any]] = json.loads(listed.stdout)["messages"]
-        return messages
-
-    def parked_event(self, event_id: str) -> dict[str, Any] | None:
-        return next((m for m in self.parked() if m["event_id"] == event_id), None)
-
-
-def start_runtime(log: Path, **settings: str) -> Runtime:
-    port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(
-        PORT=str(port),
-        AWS_PORT=str(aws_port),
-        STRIPE_WEBHOOK_SECRET=SECRET,
-        LOCAL_VISIBILITY_TIMEOUT="1",
-        PYTHONUNBUFFERED="1",
-        **settings,
-    )
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_runtime"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    runtime = Runtime(process, port, aws_port, log)
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the runtime exited with {process.returncode}:\n{runtime.output}")
-        try:
-            return runtime.request("/health")[0] == 200
-        except OSError:
-            return False
-
-    wait_until(healthy, "GET /health", timeout=60)
-    return runtime
-
-
-def stop_runtime(runtime: Runtime, signum: int = signal.SIGINT) -> int:
-    runtime.process.send_signal(signum)
-    try:
-        return runtime.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        runtime.process.kill()
-        raise
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    started = start_runtime(tmp_path_factory.mktemp("runtime") / "make-run.log")
-    try:
-        yield started
-    finally:
-        code = stop_runtime(started)
-    # Ctrl-C stops everything cleanly.
-    assert code == 0, started.output
-    assert started.output.rstrip().endswith("stopped")
-
-
-def story(name: str, customer: str) -> scenarios.Scenario:
-    params = replace(scenarios.DEFAULT_PARAMS, customer_id=customer, user_id=f"user_{customer}")
-    return scenarios.build(name, params, ends_at=int(time.time()))
+pytestmark = pytest.mark.e2e
 
 
 def test_health_and_routes(runtime: Runtime) -> None:
@@ -333,16 +176,13 @@ def test_a_dispute_before_its_purchase_is_stored_and_applied_when_the_purchase_a
 
 
 def test_the_demo_plays_a_story_against_the_running_runtime(runtime: Runtime) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(PORT=str(runtime.port), AWS_PORT=str(runtime.aws_port), STRIPE_WEBHOOK_SECRET=SECRET)
-    demo = subprocess.run(
-        [sys.executable, "-m", "local_runtime.demo", "--scenario", "purchase_refunded"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    demo = run_module(
+        "local_runtime.demo",
+        "--scenario",
+        "purchase_refunded",
+        PORT=str(runtime.port),
+        AWS_PORT=str(runtime.aws_port),
+        STRIPE_WEBHOOK_SECRET=SECRET,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     lines = demo.stdout.splitlines()
@@ -363,16 +203,10 @@ def test_a_taken_port_fails_at_once_with_a_hint(variable: str) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         other = "AWS_PORT" if variable == "PORT" else "PORT"
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-        env.update({variable: str(port), other: str(free_port()), "STRIPE_WEBHOOK_SECRET": SECRET})
-        result = subprocess.run(
-            [sys.executable, "-m", "local_runtime"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        result = run_module(
+            "local_runtime",
             timeout=30,
-            check=False,
+            **{variable: str(port), other: str(free_port()), "STRIPE_WEBHOOK_SECRET": SECRET},
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use ({variable})" in result.stderr

@@ -4,74 +4,44 @@ that comes alone, and a backfill that gives an Entitlements account's customers 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from entitlements_reader import EntitlementsReader, UserEntitlements
 from events.stripe import objects as samples
 from harness.fake_stripe import FakeStripe
-from tests.e2e.test_local_runtime import (
-    ROOT,
-    SCRUBBED,
+from tests.support.running_runtime import (
     STACK,
     Runtime,
+    run_module,
     start_runtime,
     stop_runtime,
     wait_until,
 )
+from tests.support.user_purchases import purchase
 
 pytestmark = pytest.mark.e2e
 
 DAY = 86_400
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    started = start_runtime(tmp_path_factory.mktemp("runtime") / "make-run.log")
-    try:
-        yield started
-    finally:
-        code = stop_runtime(started)
-    assert code == 0, started.output
+def one_time(product: str) -> samples.PriceSpec:
+    """A one-time price of `product` (no API key here: the worker grants by the session's metadata)."""
+    return samples.PriceSpec(f"price_{product}", product, recurring=False, unit_amount=4900)
 
 
 def reader(runtime: Runtime) -> EntitlementsReader:
     return EntitlementsReader(STACK.table.name, livemode=False, client=runtime.aws("dynamodb"))
 
 
-def purchase(customer: str, product: str, user: str, created: int) -> dict[str, Any]:
-    """A paid one-time Checkout purchase whose session created its own customer (no API key here:
-    the worker grants by the session's metadata)."""
-    ids = samples.IdFactory(f"e2e-{customer}")
-    session = samples.checkout_session(
-        ids,
-        id=f"cs_{customer}",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer=customer,
-        customer_creation="always",
-        client_reference_id=user,
-        amount_total=4900,
-        metadata={"product_id": product},
-        created=created,
-    )
-    return samples.event(ids, "checkout.session.completed", session, created=created)
-
-
 def test_a_user_with_two_customers_has_what_both_grant_and_the_cli_shows_it(runtime: Runtime) -> None:
     user = "user_E2eTwoCustomers"
     now = int(time.time())
-    course = purchase("cus_E2eCourse00001", "prod_E2eCourse", user, now - 60)
-    ebook = purchase("cus_E2eEbook000001", "prod_E2eEbook", user, now - 30)
+    course = purchase("cus_E2eCourse00001", one_time("prod_E2eCourse"), now - 60, user)
+    ebook = purchase("cus_E2eEbook000001", one_time("prod_E2eEbook"), now - 30, user)
     for event in (ebook, course):  # the later purchase first
         assert runtime.post_event(event)[1] == 200
 
@@ -137,18 +107,15 @@ def test_a_backfill_gives_an_entitlements_accounts_customer_stripes_lookup_keys(
         )
         try:
             wait_until(lambda: "reconcile  run finished" in runtime.output, "the first reconcile run")
-            env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-            env.update(
-                AWS_PORT=str(runtime.aws_port), STRIPE_API_KEY="sk_test_e2e", STRIPE_API_BASE=stripe_api.url
-            )
-            done = subprocess.run(
-                [sys.executable, "-m", "ops", "--local", "--json", "backfill"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
+            done = run_module(
+                "ops",
+                "--local",
+                "--json",
+                "backfill",
                 timeout=120,
-                check=False,
+                AWS_PORT=str(runtime.aws_port),
+                STRIPE_API_KEY="sk_test_e2e",
+                STRIPE_API_BASE=stripe_api.url,
             )
             assert done.returncode == 0, done.stderr
             backfilled = json.loads(done.stdout)

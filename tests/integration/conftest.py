@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import boto3
 import pytest
@@ -13,25 +11,7 @@ from moto import mock_aws
 from adapters import aws_json, stripe_credentials
 from adapters.event_queue import queue_client
 from tests.support.faults import moto_transport
-
-
-@dataclass
-class WebhookFifoQueue:
-    """The queue the webhook sends to, and what it holds."""
-
-    sqs: Any
-    url: str
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Every message now in the queue (deleted once read), with its system attributes."""
-        messages: list[dict[str, Any]] = []
-        while batch := self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, AttributeNames=["All"]
-        ).get("Messages"):
-            for message in batch:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-            messages += batch
-        return messages
+from tests.support.webhook_queue import WebhookFifoQueue
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from adapters import sync_table
 from domain.entitlement_events import CUSTOMER_DETAIL_TYPE, USER_DETAIL_TYPE, ChangeEntry, change_entry
@@ -25,6 +24,7 @@ from harness.sync_table_fixture import create_sync_table
 from local_runtime.table_stream import TableStreamMapping, matches
 from local_runtime.template import read_template
 from tests.support.aws_event_shapes import stripe_eventbridge_event
+from tests.support.moto_account import moto_account
 
 PARAMS = ScenarioParams()
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(PARAMS)}
@@ -36,20 +36,12 @@ FILTERS = PUBLISHER.filters
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[tuple[Any, Any]]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            # The regional endpoint: moto does not serve the account-based one botocore now picks.
-            streams = boto3.client(
-                "dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com"
-            )
-            yield boto3.client("dynamodb"), streams
+    with moto_account():
+        # The regional endpoint: moto does not serve the account-based one botocore now picks.
+        streams = boto3.client(
+            "dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com"
+        )
+        yield boto3.client("dynamodb"), streams
 
 
 @dataclass

@@ -13,13 +13,13 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, RetryLater
 from events.scenarios import Scenario, ScenarioParams, all_scenarios
 from harness.sync_table_fixture import create_sync_table
+from tests.support.moto_account import moto_account
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 RULES = EntitlementRules()
@@ -27,16 +27,8 @@ RULES = EntitlementRules()
 
 @pytest.fixture(scope="module")
 def dynamodb() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            yield boto3.client("dynamodb")
+    with moto_account():
+        yield boto3.client("dynamodb")
 
 
 def fresh_table(client: Any) -> str:

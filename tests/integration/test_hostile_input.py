@@ -38,6 +38,7 @@ from handlers import webhook as webhook_module
 from handlers import worker
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event
+from tests.support.timed_lambda import WorkerContext
 
 SECRET = "whsec_hostile_0123456789abcdef0123456789"
 TEST_SECRET = "whsec_hostile_test_mode_00112233445566"
@@ -663,17 +664,6 @@ def test_fuzz_mutations_of_a_signed_request(
 # --- the worker's logs ---------------------------------------------------------------------------------
 
 
-@dataclass
-class WorkerContext:
-    function_name: str = "stripe-sync-worker"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:stripe-sync-worker"
-    aws_request_id: str = "worker-hostile-input"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000  # the worker's Timeout (template.yaml)
-
-
 class _CurrentStdout(io.TextIOBase):
     """Whatever sys.stdout is at each write: capsys swaps its buffer between the phases of a test."""
 
@@ -741,7 +731,12 @@ def run_worker(events: list[dict[str, Any]], receive_count: int = 1) -> list[str
         try:
             response = worker.lambda_handler(
                 sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:events.fifo", "us-east-1"),
-                WorkerContext(),
+                WorkerContext(
+                    function_name="stripe-sync-worker",
+                    memory_limit_in_mb=512,
+                    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:stripe-sync-worker",
+                    aws_request_id="worker-hostile-input",
+                ),
             )
         except BatchProcessingError as error:
             traceback.print_exception(error, file=sys.stderr)

@@ -31,7 +31,7 @@ from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_record
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import WebhookFifoQueue
+    from tests.support.webhook_queue import WebhookFifoQueue
 
 T0 = 1_767_000_000
 DAY = 86_400

@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
@@ -20,6 +19,7 @@ from domain.sync import EventApplier
 from events.scenarios import ScenarioParams, all_scenarios
 from harness.memory_store import MemoryStore
 from harness.sync_table_fixture import create_sync_table
+from tests.support.moto_account import moto_account
 
 RULES = EntitlementRules()
 NOW = 2_000_000_000
@@ -37,13 +37,8 @@ SCENARIOS = [s for s in all_scenarios(ScenarioParams()) if s.name in MIGRATED]
 
 @pytest.fixture(scope="module")
 def dynamodb() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            yield boto3.client("dynamodb")
+    with moto_account():
+        yield boto3.client("dynamodb")
 
 
 def seed_old_layout(events: list[dict[str, Any]]) -> None:

@@ -10,32 +10,24 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from entitlements_reader import EntitlementsReader
 from harness.sync_table_fixture import create_sync_table
-from tests.unit.test_user_entitlements import COURSE, EBOOK, T0, purchase, subscription_events
+from tests.support.moto_account import moto_account
+from tests.support.user_purchases import COURSE, EBOOK, T0, purchase, subscription_events
 
 DAY = 86_400
 
 
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            client = boto3.client("dynamodb")
-            name = create_sync_table(client, f"users-{uuid.uuid4().hex[:8]}")
-            yield client, name
+    with moto_account():
+        client = boto3.client("dynamodb")
+        name = create_sync_table(client, f"users-{uuid.uuid4().hex[:8]}")
+        yield client, name
 
 
 def apply(*events: dict[str, Any]) -> None:

@@ -21,13 +21,13 @@ from adapters.stripe_credentials import api_keys
 from domain.ingress import SQS_MESSAGE_LIMIT
 from handlers.webhook import lambda_handler
 from tests.support.faults import AwsWire, ServiceError, Unreachable
+from tests.support.webhook_queue import WebhookFifoQueue
 
 EventFactory = Callable[..., dict[str, Any]]
 RequestFactory = Callable[..., dict[str, Any]]
 Objects = Callable[[str], dict[str, Any]]
 
 WEBHOOK_SECRET = "whsec_integration_0123456789abcdef"
-WebhookFifoQueue = Any  # tests/integration/conftest.py: .sqs, .url, .drain()
 
 pytestmark = pytest.mark.usefixtures("webhook_fifo_queue", "webhook_secret_in_environment")
 

@@ -16,7 +16,7 @@ from domain.retry_schedule import (
 )
 from domain.sync import Result, RetryLater
 from handlers import worker
-from tests.unit.test_worker_time_budget import FakeClock, TimedContext, metric_values
+from tests.support.timed_lambda import FakeClock, TimedContext, metric_values
 
 
 def test_retries_start_in_seconds_double_and_stop_at_the_visibility_timeout() -> None:

@@ -16,29 +16,10 @@ import pytest
 
 from domain.sync import Outcome, Result, RetryLater
 from handlers import worker
+from tests.support.timed_lambda import FakeClock, TimedContext, metric_values
 
 SLOW_STRIPE_CALL_SECONDS = 24.0
 WORKER_TIMEOUT_SECONDS = 120
-
-
-@dataclass
-class FakeClock:
-    now: float = 0.0
-
-
-@dataclass
-class TimedContext:
-    """What the handler reads of LambdaContext; the remaining time runs out with the fake clock."""
-
-    clock: FakeClock
-    timeout_seconds: int
-    function_name: str = "worker"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self.timeout_seconds - self.clock.now) * 1000), 0)
 
 
 @dataclass
@@ -80,11 +61,6 @@ def slow_stripe(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, SlowStripeA
     monkeypatch.delenv("RECORD_RESERVE_SECONDS", raising=False)
     monkeypatch.setenv("TABLE_NAME", "stripe-sync-time-budget")  # the worker's settings need one
     return clock, applier
-
-
-def metric_values(output: str, name: str) -> list[float]:
-    documents = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
-    return [value for document in documents for value in document.get(name, [])]
 
 
 def test_records_left_when_time_runs_short_go_back_unstarted(
