@@ -74,8 +74,9 @@ lint: $(VENV)/.installed ## ruff (lint and format check)
 	$(VENV)/bin/ruff check src events harness scripts tests bench
 	$(VENV)/bin/ruff format --check src events harness scripts tests bench
 
-typecheck: $(VENV)/.installed ## mypy --strict on src/, events/ and harness/
+typecheck: $(VENV)/.installed ## mypy --strict on src/, events/, harness/ and scripts/
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy scripts/bootstrap-uv
 
 # checkov's settings are in .checkov.yaml; its suppressions sit on their resources in template.yaml,
 # each with its reason. bandit: B101 (assert) is off as ruff's S101 is (pyproject.toml): asserts state
