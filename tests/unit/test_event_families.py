@@ -99,9 +99,7 @@ EXPECTED: dict[str, tuple[set[str], bool, bool]] = {
 def test_each_family_ends_in_the_access_stripe_means(name: str, api: str) -> None:
     store, results, scenario, _ = run(name, api=api)
     assert scenario.customer_id is not None
-    assert access(store, scenario.customer_id, last_created(scenario) + 1) == EXPECTED[name], (
-        scenario.expected_access
-    )
+    assert access(store, scenario.customer_id, last_created(scenario) + 1) == EXPECTED[name], scenario.story
     assert all(r.outcome in (Outcome.APPLIED, Outcome.IGNORED, Outcome.STALE) for r in results), [
         (r.event_type, r.outcome, r.reason) for r in results
     ]
