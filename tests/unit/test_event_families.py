@@ -10,26 +10,12 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome, Result
 from events.scenarios import Scenario, ScenarioParams, build
-from harness.memory_store import MemoryStore, ScriptedStripe
+from harness.memory_store import MemoryStore, ScriptedStripe, scripted_stripe
 
 PARAMS = ScenarioParams()
 PRO, TEAM, API = PARAMS.product_id, PARAMS.upgrade_product_id, PARAMS.metered_product_id
 COURSE = PARAMS.one_time_product_id
 DAY = 86_400
-
-
-def scripted_stripe(scenario: Scenario) -> ScriptedStripe:
-    """The Stripe API as the scenario says it answers afterwards."""
-    stripe = ScriptedStripe(modes=(False, True))
-    for object_id, obj in scenario.api_objects.items():
-        stripe.objects[(str(obj["object"]), object_id)] = obj
-    for path, page in scenario.api_lists.items():
-        if path.endswith("/line_items"):
-            stripe.line_items[path.split("/")[-2]] = list(page["data"])
-        elif path.startswith("/v1/entitlements/active_entitlements"):
-            customer = path.split("customer=")[1]
-            stripe.entitlement_keys[customer] = [str(e["lookup_key"]) for e in page["data"]]
-    return stripe
 
 
 def run(

@@ -12,7 +12,7 @@ from domain.entitlements import EntitlementRules, Entitlements
 from domain.sync import EventApplier, StoredEntitlements
 from entitlements_reader import CustomerEntitlements, FeatureGrant
 from events.scenarios import DEFAULT_PARAMS, Scenario, build
-from harness.memory_store import MemoryStore
+from harness.memory_store import MemoryStore, scripted_stripe
 from local_runtime.demo import (
     DEMO_SCENARIOS,
     DemoError,
@@ -23,7 +23,6 @@ from local_runtime.demo import (
     expected_text,
     scenario_line_items,
 )
-from tests.unit.test_event_families import scripted_stripe
 
 
 def test_the_demo_signs_with_the_runtimes_secret_for_test_mode() -> None:
