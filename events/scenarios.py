@@ -134,7 +134,8 @@ DEFAULT_PARAMS = ScenarioParams()
 class Scenario:
     """One customer's events, and what the Stripe API would answer afterwards.
 
-    `expected_access` is a sentence for people (the demo prints it), not an assertion format.
+    What a story ends in is not written here: the demo derives it from the rules
+    (local_runtime.demo.expected_entitlements).
     `api_objects` holds the final state of every object by id as the API returns it at the SDK's
     version (`current` shape), for fetch mocks and tie-breaking; `api_lists` holds list answers by
     request path (Checkout line items, active entitlements).
@@ -143,7 +144,6 @@ class Scenario:
     name: str
     customer_id: str | None
     story: str
-    expected_access: str
     events: list[JsonObject]
     api_objects: dict[str, JsonObject] = field(default_factory=dict)
     api_lists: dict[str, JsonObject] = field(default_factory=dict)
@@ -164,10 +164,6 @@ def add_months(timestamp: int, months: int) -> int:
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return int(moment.replace(year=year, month=month, day=day).timestamp())
-
-
-def _when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +279,7 @@ class _Story:
     def delete_customer(self, customer_id: str) -> None:
         self._deleted_customers.add(customer_id)
 
-    def scenario(self, story: str, expected_access: str) -> Scenario:
+    def scenario(self, story: str) -> Scenario:
         objects: dict[str, JsonObject] = {}
         for tracked in self._tracked:
             if "id" in tracked.current:
@@ -294,7 +290,6 @@ class _Story:
             name=self.name,
             customer_id=self.p.customer_id,
             story=story,
-            expected_access=expected_access,
             events=self.events,
             api_objects=objects,
             api_lists=dict(self.api_lists),
@@ -785,8 +780,6 @@ def _signup_paid(name: str, params: ScenarioParams, story_note: str = "") -> Sce
         "Checkout in subscription mode with client_reference_id: the subscription is created "
         "incomplete, its first invoice is paid, it turns active; checkout.session.completed comes last."
         + story_note,
-        f"Active: the Pro plan's features until {_when(story.period[1])}; the customer is found by "
-        f"user id {params.user_id}.",
     )
 
 
@@ -795,8 +788,6 @@ def signup_burst(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "The signup_paid events, all created in the same second: `created` cannot order them "
         "(customer.subscription.created says incomplete, customer.subscription.updated says active).",
-        f"Active until {_when(story.period[1])}, provided the tie is settled by fetching the "
-        "subscription (or by the documented ranking), not by arrival order.",
     )
 
 
@@ -829,7 +820,6 @@ def signup_incomplete_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenar
     return story.scenario(
         "The first payment fails; 23 hours later the subscription is incomplete_expired and its "
         "invoice void.",
-        "No access: the subscription never became active.",
     )
 
 
@@ -847,7 +837,6 @@ def trial_converts(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "A 14-day trial with a card on file: trialing, trial_will_end 3 days before the end, then "
         "the first real invoice is paid and the subscription turns active.",
-        f"Active after the trial: the Pro plan's features until {_when(story.period[1])}.",
     )
 
 
@@ -866,7 +855,6 @@ def trial_ends_without_payment_method(params: ScenarioParams = DEFAULT_PARAMS) -
     return story.scenario(
         "A trial without a payment method and end_behavior.missing_payment_method=cancel: the "
         "subscription is canceled when the trial ends.",
-        f"Access during the trial only; none after {_when(trial_end)}.",
     )
 
 
@@ -878,7 +866,6 @@ def trial_ends_without_payment_method_paused(params: ScenarioParams = DEFAULT_PA
     return story.scenario(
         "A trial without a payment method and end_behavior.missing_payment_method=pause: the "
         "subscription turns paused when the trial ends (no invoice).",
-        f"No access after {_when(trial_end)} while paused; it comes back if the customer resumes.",
     )
 
 
@@ -894,8 +881,6 @@ def trial_ends_without_payment_method_invoice(params: ScenarioParams = DEFAULT_P
     return story.scenario(
         "A trial without a payment method and missing_payment_method=create_invoice: the first "
         "invoice cannot be paid and the subscription goes past_due.",
-        f"past_due since {_when(trial_end + HOUR)}: access for the grace period only, "
-        "payment problem flagged.",
     )
 
 
@@ -914,7 +899,6 @@ def renewal(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "An active subscription renews: invoice.upcoming (a preview without an id) 3 days ahead, "
         "then the next invoice, the period moves, and the invoice is paid an hour later.",
-        f"Active: the Pro plan's features until {_when(story.period[1])}.",
     )
 
 
@@ -936,7 +920,6 @@ def payment_failed_then_recovered(params: ScenarioParams = DEFAULT_PARAMS) -> Sc
     story.update("customer.subscription.updated", subscription, retry, None, status="active")
     return story.scenario(
         "The renewal payment fails (past_due); Stripe's retry 3 days later succeeds (active).",
-        f"Active: the Pro plan's features until {_when(story.period[1])}; no payment problem any more.",
     )
 
 
@@ -956,7 +939,6 @@ def payment_failed_then_unpaid(params: ScenarioParams = DEFAULT_PARAMS) -> Scena
     return story.scenario(
         "The renewal payment fails and every retry fails; the subscription settings say 'mark unpaid': "
         "the subscription turns unpaid and its invoice stays open.",
-        f"No access since {_when(last)} (unpaid); payment problem flagged.",
     )
 
 
@@ -977,7 +959,6 @@ def payment_failed_then_canceled(params: ScenarioParams = DEFAULT_PARAMS) -> Sce
     return story.scenario(
         "The renewal payment fails and every retry fails; the subscription settings say 'cancel': "
         "customer.subscription.deleted with cancellation_details.reason=payment_failed.",
-        f"No access since {_when(last)} (canceled).",
     )
 
 
@@ -992,7 +973,6 @@ def payment_action_required(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario
     return story.scenario(
         "The renewal payment needs 3-D Secure: invoice.payment_action_required and the subscription "
         "goes past_due until the customer authenticates.",
-        f"past_due since {_when(at)}: access for the grace period only, payment problem flagged.",
     )
 
 
@@ -1022,7 +1002,6 @@ def cancel_scheduled(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     _schedule_cancel(story, subscription)
     return story.scenario(
         "The customer cancels at period end: status stays active with cancel_at_period_end=true.",
-        f"Access until {_when(story.period[1])} (the period end), then none.",
     )
 
 
@@ -1036,7 +1015,6 @@ def cancel_at_period_end(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     )
     return story.scenario(
         "Cancel at period end, then at the period end customer.subscription.deleted (canceled).",
-        f"No access since {_when(end)}.",
     )
 
 
@@ -1075,7 +1053,6 @@ def pause_and_resume(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "A trial ends without a payment method and pauses the subscription; five days later the "
         "customer adds a card and resumes it (paid invoice, new billing cycle).",
-        f"Active again since {_when(resumed)}: the Pro plan's features until {_when(new_end)}.",
     )
 
 
@@ -1099,7 +1076,6 @@ def collection_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "Payment collection paused with behavior=void: the renewal invoice is voided at once and the "
         "subscription stays active (pause_collection is not status=paused).",
-        f"Active (status unchanged): the Pro plan's features until {_when(story.period[1])}.",
     )
 
 
@@ -1111,8 +1087,6 @@ def plan_change_with_unpaid_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> 
         "invoice, which is paid: Stripe shows the subscription active although the earlier renewal "
         f"invoice {unpaid.id} stays open and unpaid, and its last retry fails; Stripe will not "
         "charge it again.",
-        f"Active on the Team plan until {_when(story.period[1])}, but flagged: invoice {unpaid.id} "
-        "is open and unpaid.",
     )
 
 
@@ -1127,8 +1101,6 @@ def plan_change_then_renewal_fails(params: ScenarioParams = DEFAULT_PARAMS) -> S
     return story.scenario(
         f"After a plan change left invoice {unpaid.id} open (Stripe no longer retries it), the next "
         "renewal's payment fails and the subscription goes past_due.",
-        f"past_due since {_when(failed_at)}: the grace period counts from the failed renewal, not "
-        f"from the older open invoice {unpaid.id}.",
     )
 
 
@@ -1178,7 +1150,6 @@ def multi_item_with_metered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario
     return story.scenario(
         "One subscription with two items: Pro for 3 seats (licensed) and API calls (metered, no "
         "quantity); the renewal bills the seats and the month's usage.",
-        f"Active: the features of both products (Pro, API calls) until {_when(story.period[1])}.",
     )
 
 
@@ -1193,7 +1164,6 @@ def one_time_purchase(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "Checkout in payment mode, paid by card: payment_intent.succeeded, then checkout.session.completed "
         "with payment_status=paid.",
-        "The course's features, with no end (or for the configured term) from the purchase.",
     )
 
 
@@ -1205,7 +1175,6 @@ def one_time_purchase_delayed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenar
     return story.scenario(
         "Checkout paid by bank debit: checkout.session.completed says payment_status=unpaid; four days "
         "later the payment clears and checkout.session.async_payment_succeeded says paid.",
-        f"The course's features from {_when(settled)} (not at checkout.session.completed).",
     )
 
 
@@ -1215,7 +1184,6 @@ def one_time_purchase_delayed_failed(params: ScenarioParams = DEFAULT_PARAMS) ->
     _settle_delayed(story, session, intent, charge, params.start + 4 * DAY, succeeded=False)
     return story.scenario(
         "Checkout paid by bank debit; the debit fails: checkout.session.async_payment_failed.",
-        "No access: the purchase was never paid.",
     )
 
 
@@ -1241,7 +1209,6 @@ def checkout_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story.transition("checkout.session.expired", session, expired, None, status="expired")
     return story.scenario(
         "A Checkout Session is abandoned and expires after 24 hours.",
-        "No access: nothing was bought.",
     )
 
 
@@ -1263,7 +1230,6 @@ def purchase_refunded(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     )
     return story.scenario(
         "A paid one-time purchase is refunded in full five days later (charge.refunded).",
-        f"No access since {_when(at)}: the full refund takes the course's features back.",
     )
 
 
@@ -1295,7 +1261,6 @@ def purchase_dispute_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "The card holder disputes the one-time purchase; the dispute (which names no customer, only "
         "the charge and payment intent) is lost.",
-        f"No access since {_when(closed)}: the lost dispute takes the course's features back.",
     )
 
 
@@ -1315,7 +1280,6 @@ def purchase_dispute_won(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story.emit_current("charge.dispute.funds_reinstated", dispute, closed, None)
     return story.scenario(
         "The card holder disputes the one-time purchase; evidence is submitted and the dispute is won.",
-        "The course's features stay: a won dispute changes nothing.",
     )
 
 
@@ -1325,7 +1289,6 @@ def guest_checkout(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     scenario = story.scenario(
         "Checkout in payment mode without a customer: customer is null everywhere; only "
         "customer_details.email says who paid.",
-        "Nobody gains access: the purchase is stored, logged and counted as a guest purchase.",
     )
     return replace(scenario, customer_id=None)
 
@@ -1359,7 +1322,6 @@ def customer_deleted(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "The customer is deleted: Stripe cancels the subscription, then sends customer.deleted "
         "(with the full customer object).",
-        f"No access since {_when(at)}; the entitlements item stays with deleted=true and no features.",
     )
 
 
@@ -1383,22 +1345,18 @@ def _entitlements(story: _Story, *, has_more: bool) -> None:
 def entitlements_summary_updated(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("entitlements_summary_updated", params)
     _entitlements(story, has_more=False)
-    names = ", ".join(spec.lookup_key for spec in params.features)
     return story.scenario(
         "The account uses Stripe Entitlements: after the signup, the active entitlement summary lists "
         "the customer's features.",
-        f"Features {names} from Stripe Entitlements (source: entitlements), with no end of their own.",
     )
 
 
 def entitlements_summary_has_more(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("entitlements_summary_has_more", params)
     _entitlements(story, has_more=True)
-    names = ", ".join(spec.lookup_key for spec in params.features)
     return story.scenario(
         "The summary's entitlement list is truncated (has_more=true): the rest must be fetched from "
         "/v1/entitlements/active_entitlements.",
-        f"All features {names} once the rest is fetched; without an API key only the listed one.",
     )
 
 
@@ -1414,7 +1372,6 @@ def invoice_voided(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "The renewal payment fails (past_due); the merchant voids the invoice and Stripe moves the "
         "subscription back to active.",
-        f"Active: the Pro plan's features until {_when(story.period[1])}; no open invoice left.",
     )
 
 
@@ -1436,8 +1393,6 @@ def invoice_marked_uncollectible(params: ScenarioParams = DEFAULT_PARAMS) -> Sce
     return story.scenario(
         "The renewal payment fails (past_due); the merchant marks the invoice uncollectible (bad debt) "
         "and Stripe moves the subscription back to active.",
-        f"Active: the Pro plan's features until {_when(story.period[1])}; the written-off invoice is "
-        "not open any more.",
     )
 
 
@@ -1485,8 +1440,6 @@ def send_invoice_overdue(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "A subscription billed with collection_method=send_invoice: the first invoice is emailed at "
         "once and due 30 days later; when the due date passes unpaid, the subscription goes past_due.",
-        f"Active from {_when(at)}; past_due since {_when(due)}, then access for the grace period "
-        "counted from the due date.",
     )
 
 
@@ -1524,8 +1477,6 @@ def subscription_payment_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Sc
     return story.scenario(
         "The card holder disputes the first subscription invoice's payment and the dispute is lost: it "
         "names only the charge and payment intent, which no one-time purchase knows.",
-        "The subscription's access is Stripe's to end (it did not cancel); the dispute is stored with "
-        "the customer (found through the invoice's payment intent) and counted, never retried.",
     )
 
 
@@ -1548,8 +1499,6 @@ def guest_purchase_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario
     story.transition("charge.dispute.closed", dispute, at + 30 * DAY, None, status="lost")
     scenario = story.scenario(
         "A guest Checkout purchase (no customer) is disputed and the dispute lost.",
-        "Nobody gains or loses access: the purchase is a guest purchase, the dispute is stored "
-        "unmatched (by its payment intent) and counted.",
     )
     return replace(scenario, customer_id=None)
 
@@ -1577,7 +1526,6 @@ def purchase_refund_failed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "A one-time purchase is refunded in full; two days later the refund fails (the card was "
         "closed) and Stripe sends charge.refund.updated with status=failed.",
-        f"No access from {_when(at)}; access back from {_when(failed_at)}: the money stayed with you.",
     )
 
 
@@ -1596,7 +1544,6 @@ def entitlements_summary_then_paused(params: ScenarioParams = DEFAULT_PARAMS) ->
         "The account uses Stripe Entitlements; the trial ends without a payment method and the "
         "subscription pauses. Stripe does not remove a paused subscription's entitlements, so no new "
         "summary event comes.",
-        f"The summary's features during the trial only; none after {_when(trial_end)} (paused).",
     )
 
 
@@ -1623,7 +1570,6 @@ def entitlements_summary_event_lost(params: ScenarioParams = DEFAULT_PARAMS) -> 
     return story.scenario(
         "The account uses Stripe Entitlements; the subscription is canceled and the summary event "
         "that would empty the customer's entitlements never arrives.",
-        f"No access since {_when(at)}: the summary's features end with the subscription.",
     )
 
 
@@ -1644,8 +1590,6 @@ def renewal_on_test_clock(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     return story.scenario(
         "A subscription on a test clock, advanced one month: the objects carry simulated times (a "
         "month ahead) while the events are created minutes apart in real time.",
-        f"Active until {_when(story.period[1])} (simulated time): periods come from the objects, "
-        "never from the events' created.",
     )
 
 

@@ -20,6 +20,7 @@ from domain.sync import (
     StoredEntitlements,
 )
 from domain.user_entitlements import UserEntitlements, with_part
+from events.scenarios import Scenario
 
 
 @dataclass
@@ -201,3 +202,17 @@ class ScriptedStripe:
         self.calls.append(("active_entitlements", customer_id))
         self.accounts.append(account)
         return self.entitlement_keys[customer_id]
+
+
+def scripted_stripe(scenario: Scenario) -> ScriptedStripe:
+    """The Stripe API as the scenario says it answers afterwards."""
+    stripe = ScriptedStripe(modes=(False, True))
+    for object_id, obj in scenario.api_objects.items():
+        stripe.objects[(str(obj["object"]), object_id)] = obj
+    for path, page in scenario.api_lists.items():
+        if path.endswith("/line_items"):
+            stripe.line_items[path.split("/")[-2]] = list(page["data"])
+        elif path.startswith("/v1/entitlements/active_entitlements"):
+            customer = path.split("customer=")[1]
+            stripe.entitlement_keys[customer] = [str(e["lookup_key"]) for e in page["data"]]
+    return stripe

@@ -8,7 +8,9 @@ item is read from moto's DynamoDB (entitlements_reader, as a backend service rea
 The last story comes the second way in instead, as Stripe's Amazon EventBridge destination delivers
 it (POST /eventbridge/stripe, no signature). Each "entitlements changed" event the stack publishes is
 read back from the local example subscription (a rule on the bus and a queue, as a backend would
-subscribe) and printed with its version and cause.
+subscribe) and printed with its version and cause. After each story, "expected" is what the worker's
+rules (the runtime's entitlement rules file) grant once all its events are in, derived by the domain
+from the story's events, so it says what the last line should.
 
 Settings: PORT, AWS_PORT (as for `make run`), STRIPE_WEBHOOK_SECRET (the runtime's; when it runs with
 a generated secret, the demo finds that by itself). `--scenario NAME` (repeatable) picks others.
@@ -23,11 +25,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
+from adapters.settings import SettingsError, load_rules
+from domain import live_records
 from domain.credentials import CredentialsError, parse_webhook_secrets
+from domain.entitlements import EntitlementRules, Entitlements
+from domain.records import PurchaseRecord, Snapshot
+from domain.stripe_objects import parse_event, purchased_item, snapshot_of
 from entitlements_reader import CustomerEntitlements, EntitlementsReader
 from events import lambda_events, scenarios
 from local_runtime.config import (
@@ -81,6 +88,37 @@ def demo_secret(env: Mapping[str, str], port: int) -> str:
     return usable[0].value.decode()
 
 
+def expected_entitlements(
+    customer_id: str,
+    events: Iterable[Mapping[str, Any]],
+    line_items: Mapping[str, Any],
+    rules: EntitlementRules,
+) -> Entitlements:
+    """What the worker's rules grant once every event of a story is in: its records, the newest
+    snapshot of each object, read by the domain (domain.live_records) without a table or a queue.
+    `line_items` are the Checkout line items Stripe answers, by session id (the worker fetches them)."""
+    snapshots = []
+    for body in events:
+        found = snapshot_of(parse_event(dict(body)), rules.user_id_metadata_key)
+        if not isinstance(found, Snapshot):
+            continue
+        record = found.record
+        if isinstance(record, PurchaseRecord) and record.line_items is None and record.id in line_items:
+            lines = tuple(purchased_item(line) for line in line_items[record.id])
+            found = replace(found, record=replace(record, line_items=lines))
+        snapshots.append(found)
+    return live_records.entitlements_of(customer_id, live_records.build(snapshots, rules), rules)
+
+
+def scenario_line_items(scenario: scenarios.Scenario) -> dict[str, Any]:
+    """The Checkout line items a scenario's Stripe answers, by session id."""
+    return {
+        path.split("/")[-2]: page["data"]
+        for path, page in scenario.api_lists.items()
+        if path.startswith("/v1/checkout/sessions/") and path.endswith("/line_items")
+    }
+
+
 def demo_customer_id(run: int, index: int) -> str:
     """A fresh `cus_…` id per run and story, so that a second demo does not replay the first's events."""
     number = run * 10 + index
@@ -95,6 +133,11 @@ class Demo:
     def __init__(self, port: int, aws_port: int, secret: str, out: TextIO) -> None:
         import boto3  # noqa: PLC0415
 
+        try:
+            # The rules the runtime's worker applies (ENTITLEMENT_RULES_FILE, else the packaged file).
+            self.rules = load_rules()
+        except SettingsError as error:
+            raise DemoError(str(error)) from None
         self.url = f"http://{LOOPBACK}:{port}"
         self.secret = secret
         self.out = out
@@ -265,7 +308,10 @@ class Demo:
                         f"{'':<61}   published {told['detail-type']} v{detail['version']} "
                         f"(cause {detail.get('cause_event_id')})"
                     )
-        self.say(f"   expected: {scenario.expected_access}")
+        expected = expected_entitlements(
+            str(scenario.customer_id), scenario.events, scenario_line_items(scenario), self.rules
+        )
+        self.say(f"   expected: {expected_text(expected)}")
         return problems
 
     def say(self, text: str) -> None:
@@ -277,21 +323,34 @@ def entitlements_text(access: CustomerEntitlements | None, now: float | None = N
     """The entitlements item in words: what is granted now, until when, and the flags."""
     if access is None:
         return "no entitlements item yet"
+    until = {name: grant.until for name, grant in access.features.items()}
+    return f"{access_text(until, access.payment_issue, access.deleted, now)}  v{access.version}"
+
+
+def expected_text(expected: Entitlements, now: float | None = None) -> str:
+    """What the rules grant, in the words of the item's lines (without a version: nothing is written)."""
+    until = {name: grant.until for name, grant in expected.features.items()}
+    return access_text(until, expected.payment_issue, expected.deleted, now)
+
+
+def access_text(
+    until: Mapping[str, int | None], payment_issue: bool, deleted: bool, now: float | None = None
+) -> str:
     at = time.time() if now is None else now
     parts = []
-    for name, grant in sorted(access.features.items()):
-        if grant.until is None:
+    for name, end in sorted(until.items()):
+        if end is None:
             parts.append(f"{name} (no end)")
-        elif grant.active_at(at):
-            parts.append(f"{name} (until {when(grant.until)})")
+        elif end > at:
+            parts.append(f"{name} (until {when(end)})")
         else:
-            parts.append(f"{name} (ended {when(grant.until)})")
+            parts.append(f"{name} (ended {when(end)})")
     text = ", ".join(parts) if parts else "no features"
-    if access.payment_issue:
+    if payment_issue:
         text += " [payment issue]"
-    if access.deleted:
+    if deleted:
         text += " [customer deleted]"
-    return f"{text}  v{access.version}"
+    return text
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

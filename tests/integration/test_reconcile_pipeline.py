@@ -29,6 +29,7 @@ from handlers import worker
 from harness.fake_stripe import FakeStripe
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_record
+from tests.support.memory_reconcile import subscription
 
 if TYPE_CHECKING:
     from tests.support.webhook_queue import WebhookFifoQueue
@@ -65,23 +66,6 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
-
-
-def subscription(customer: str, status: str = "active", **changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "id": f"sub_{customer}",
-        "items": [s.ItemSpec(PRO)],
-        "created": T0,
-        "period_start": T0,
-        "period_end": T0 + 30 * DAY,
-    }
-    fields.update(changes)
-    return s.subscription(
-        s.IdFactory(customer),
-        customer=customer,
-        status=status,  # type: ignore[arg-type]
-        **fields,
-    )
 
 
 def webhook(

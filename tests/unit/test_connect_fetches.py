@@ -13,8 +13,7 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome
 from events.scenarios import SCENARIOS, Scenario, ScenarioParams, build
-from harness.memory_store import MemoryStore, ScriptedStripe
-from tests.support.scenario_stripe import scripted_stripe
+from harness.memory_store import MemoryStore, ScriptedStripe, scripted_stripe
 
 ACCOUNT = "acct_1ConnectedAccount01"
 

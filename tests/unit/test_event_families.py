@@ -10,8 +10,7 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome, Result
 from events.scenarios import Scenario, ScenarioParams, build
-from harness.memory_store import MemoryStore, ScriptedStripe
-from tests.support.scenario_stripe import scripted_stripe
+from harness.memory_store import MemoryStore, ScriptedStripe, scripted_stripe
 
 PARAMS = ScenarioParams()
 PRO, TEAM, API = PARAMS.product_id, PARAMS.upgrade_product_id, PARAMS.metered_product_id
@@ -86,9 +85,7 @@ EXPECTED: dict[str, tuple[set[str], bool, bool]] = {
 def test_each_family_ends_in_the_access_stripe_means(name: str, api: str) -> None:
     store, results, scenario, _ = run(name, api=api)
     assert scenario.customer_id is not None
-    assert access(store, scenario.customer_id, last_created(scenario) + 1) == EXPECTED[name], (
-        scenario.expected_access
-    )
+    assert access(store, scenario.customer_id, last_created(scenario) + 1) == EXPECTED[name], scenario.story
     assert all(r.outcome in (Outcome.APPLIED, Outcome.IGNORED, Outcome.STALE) for r in results), [
         (r.event_type, r.outcome, r.reason) for r in results
     ]
