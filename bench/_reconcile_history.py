@@ -93,25 +93,25 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
     """The table as today's worker leaves it: each customer's subscription record (marked), its
     entitlements item, and `history` settled records (unmarked); RECONCILE/RECORDS_INDEXED when
     `indexed` (a stack deployed with the index writes it at its first pass, over an empty table)."""
-    from adapters import reconcile_cursor, sync_table
+    from adapters import reconcile_cursor, table_items
     from domain.records import Snapshot, Stamp
     from domain.settlement import can_drift
     from domain.stripe_objects import record_of
 
     samples = _history_samples()
-    with sync_table.SyncItem.batch_write() as batch:
+    with table_items.SyncItem.batch_write() as batch:
         for n in range(customers):
             customer = f"cus_hist{n:06d}"
-            pk = sync_table.customer_pk(customer)
+            pk = table_items.customer_pk(customer)
             obj = _subscription(n)
             record = record_of("subscription", obj, as_of=NOW - DAY)
             batch.save(
-                sync_table.record_item(pk, Snapshot(record, Stamp(NOW - DAY, 0, f"evt_s{n}"), customer))
+                table_items.record_item(pk, Snapshot(record, Stamp(NOW - DAY, 0, f"evt_s{n}"), customer))
             )
             batch.save(
-                sync_table.EntitlementsItem(
+                table_items.EntitlementsItem(
                     pk,
-                    sync_table.ENTITLEMENTS_SK,
+                    table_items.ENTITLEMENTS_SK,
                     customer_id=customer,
                     livemode=False,
                     features={"prod_pro": {"source": obj["id"]}},
@@ -127,7 +127,7 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
                 settled = replace(sample, id=f"{sample.id[:3]}h{n:06d}x{h:03d}", customer_id=customer)
                 assert not can_drift(settled)
                 stamp = Stamp(NOW - 400 * DAY + h * DAY, 0, f"evt_h{n}x{h}")
-                batch.save(sync_table.record_item(pk, Snapshot(settled, stamp, customer)))
+                batch.save(table_items.record_item(pk, Snapshot(settled, stamp, customer)))
     if indexed:
         reconcile_cursor.mark_records_indexed(NOW)
 
@@ -135,7 +135,7 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
 def _one_pass(fake: Any, table: str, customers: int, history: int, *, indexed: bool) -> PassReads:
     import boto3
 
-    from adapters import sync_table
+    from adapters import table_items
     from adapters.fetched_queue import FetchedQueue
     from adapters.reconciler import Reconciler, bind_table
     from adapters.stripe_api import StripeApi
@@ -149,7 +149,7 @@ def _one_pass(fake: Any, table: str, customers: int, history: int, *, indexed: b
     _seed(customers, history, indexed=indexed)
     meter = UnitMeter()
     clients: dict[int, Any] = {}
-    models: list[type[sync_table.SyncItem]] = [sync_table.SyncItem]
+    models: list[type[table_items.SyncItem]] = [table_items.SyncItem]
     while models:
         model = models.pop()
         client = model._get_connection().connection.client

@@ -88,9 +88,9 @@ def _environment() -> None:
 
 
 def _models() -> list[Any]:
-    from adapters import sync_table
+    from adapters import table_items
 
-    found, pending = [], [sync_table.SyncItem]
+    found, pending = [], [table_items.SyncItem]
     while pending:
         model = pending.pop()
         found.append(model)

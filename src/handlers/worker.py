@@ -42,7 +42,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters import failed_events, sync_table
+from adapters import failed_events, sync_table, table_items
 from adapters.failed_events import FailedMessage, ParkingFailed
 from adapters.settings import Settings, load_settings
 from adapters.stripe_api import StripeApi
@@ -83,7 +83,7 @@ OUTCOME_METRICS = {
 def settings() -> Settings:
     """Parsed once per container; the table binding with it."""
     loaded = load_settings()
-    sync_table.configure(loaded.table_name)
+    table_items.configure(loaded.table_name)
     return loaded
 
 
