@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -74,6 +75,40 @@ _SAMPLE_OBJECTS: dict[str, dict[str, Any]] = {
         "status": "trialing",
     },
 }
+
+
+# Each function's settings, parsed once per container and cached (handlers.*.settings): a test is a
+# new container, so that what it sets in the environment is what the handlers read.
+SETTINGS_CACHES = {
+    "handlers": ("log_settings",),
+    "handlers.webhook": ("settings",),
+    "handlers.eventbridge": ("settings",),
+    "handlers.entitlements_changed": ("settings",),
+    "handlers.worker": ("settings", "_applier"),
+    "handlers.reconcile": ("settings",),
+}
+
+
+def clear_settings() -> None:
+    """Forget every function's parsed settings (only of the handlers a test has imported)."""
+    for module_name, names in SETTINGS_CACHES.items():
+        module = sys.modules.get(module_name)
+        for name in names if module is not None else ():
+            getattr(module, name).cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    clear_settings()
+    yield
+    clear_settings()
+
+
+@pytest.fixture
+def new_container() -> Callable[[], None]:
+    """Call it after changing the environment mid-test: the handlers then parse their settings again,
+    as a new container would."""
+    return clear_settings
 
 
 @pytest.fixture(scope="session")

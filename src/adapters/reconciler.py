@@ -358,13 +358,15 @@ def reconcile(
     """
     keys = api_keys(settings.stripe_secret_id, settings.secret_reader)
     if not keys:
-        raise ReconcileNotConfigured("no STRIPE_API_KEY configured: nothing to reconcile against")
+        raise ReconcileNotConfigured(
+            "STRIPE_API_KEY", "no STRIPE_API_KEY configured: nothing to reconcile against"
+        )
     if not dry_run and not settings.queue_url:
-        raise ReconcileNotConfigured("QUEUE_URL is not set (a dry run needs none)")
-    bind_table(settings.table_name, settings.dynamodb_endpoint)
+        raise ReconcileNotConfigured("QUEUE_URL", "QUEUE_URL is not set (a dry run needs none)")
+    settings.table.bind()
     reconciler = Reconciler(
         StripeApi(keys, settings.stripe_api_base),
-        FetchedQueue(settings.queue_url) if settings.queue_url else None,
+        FetchedQueue(settings.queue_url, settings.sqs_client) if settings.queue_url else None,
         max_requests_per_second=settings.options.max_requests_per_second,
         requeue_failed_events=settings.options.requeue_failed_events,
         user_id_key=settings.user_id_key,

@@ -1,4 +1,9 @@
-"""Settings of the worker and the reconciler, parsed once per container from the environment."""
+"""Settings of the worker and the reconciler: each parsed once per container from the environment
+(handlers.worker.settings, handlers.reconcile.settings) into one frozen object, which the handler
+hands to the adapters it configures (the table's models, the queues, the Stripe client); no adapter
+reads these variables itself. The light functions parse theirs in their handler modules, with the
+same SettingsError (adapters), so that their packages hold neither this module nor the rules.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from adapters import SettingsError, optional, required, whole_number
 from domain.entitlements import EntitlementRules
 from domain.reconcile.request import ReconcileOptions, options_from
 
@@ -18,36 +24,96 @@ if TYPE_CHECKING:
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "entitlement_rules.toml"
 
 
+__all__ = [
+    "ReconcileSettings",
+    "Settings",
+    "SettingsError",
+    "load_rules",
+    "load_settings",
+    "reconcile_settings",
+]
+
+DEFAULT_RECORD_RESERVE_SECONDS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class TableSettings:
+    """Where the table is: adapters.table_items.configure takes these."""
+
+    name: str  # TABLE_NAME
+    region: str | None  # AWS_REGION, else AWS_DEFAULT_REGION; None: pynamodb's default
+    endpoint: str | None  # AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL: the local runtime's moto
+    # Access key id and secret for the models; None: botocore's chain (the functions' role). The ops
+    # CLI's --local gives moto's dummies here.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+
+    def bind(self) -> None:
+        """Point the table's models here (adapters.table_items.configure)."""
+        from adapters import table_items  # noqa: PLC0415 - pynamodb only for the functions that use the table
+
+        table_items.configure(self.name, host=self.endpoint, region=self.region, credentials=self.credentials)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    table_name: str
-    queue_url: str | None
+    """The worker's."""
+
+    table: TableSettings
+    queue_url: str | None  # the event queue, for ChangeMessageVisibility; None: its visibility timeout
+    dead_letter_queue_url: str | None  # None: an unfixable event is retried instead of parked
     stripe_api_base: str | None
+    # RECORD_RESERVE_SECONDS; a value that is not a whole number falls back to the default (a tuning
+    # knob's typo must not stop the worker), and record_reserve_ignored keeps it for the warning.
+    record_reserve_seconds: int
+    record_reserve_ignored: str | None
     rules: EntitlementRules
 
+    @property
+    def table_name(self) -> str:
+        return self.table.name
 
-class SettingsError(ValueError):
-    """A setting is missing or invalid: the function cannot start."""
+
+def table_settings(env: Mapping[str, str], table_name: str | None = None) -> TableSettings:
+    return TableSettings(
+        name=table_name or required(env, "TABLE_NAME"),
+        region=optional(env, "AWS_REGION") or optional(env, "AWS_DEFAULT_REGION"),
+        endpoint=optional(env, "AWS_ENDPOINT_URL_DYNAMODB") or optional(env, "AWS_ENDPOINT_URL"),
+    )
 
 
-def load_rules(path: Path | None = None) -> EntitlementRules:
-    rules_path = path or Path(os.environ.get("ENTITLEMENT_RULES_FILE") or DEFAULT_RULES_FILE)
+def load_rules(path: Path | None = None, env: Mapping[str, str] | None = None) -> EntitlementRules:
+    """The entitlement rules from `path`, else ENTITLEMENT_RULES_FILE of `env` (the process's by
+    default), else the packaged file."""
+    source = os.environ if env is None else env
+    rules_path = path or Path(source.get("ENTITLEMENT_RULES_FILE") or DEFAULT_RULES_FILE)
     try:
         with rules_path.open("rb") as file:
             return EntitlementRules.from_mapping(tomllib.load(file))
     except (OSError, tomllib.TOMLDecodeError, ValueError) as error:
-        raise SettingsError(f"entitlement rules {rules_path}: {error}") from error
+        raise SettingsError(
+            "ENTITLEMENT_RULES_FILE", f"entitlement rules {rules_path} (ENTITLEMENT_RULES_FILE): {error}"
+        ) from error
 
 
-def load_settings() -> Settings:
-    table = os.environ.get("TABLE_NAME")
-    if not table:
-        raise SettingsError("TABLE_NAME is not set")
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The worker's settings from `env` (the process's by default); SettingsError names the variable."""
+    source = os.environ if env is None else env
+    table = table_settings(source)
+    try:
+        reserve, ignored = (
+            whole_number(source, "RECORD_RESERVE_SECONDS", DEFAULT_RECORD_RESERVE_SECONDS, unit="seconds"),
+            None,
+        )
+    except SettingsError:
+        reserve, ignored = DEFAULT_RECORD_RESERVE_SECONDS, source["RECORD_RESERVE_SECONDS"]
     return Settings(
-        table_name=table,
-        queue_url=os.environ.get("QUEUE_URL") or None,
-        stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
-        rules=load_rules(),
+        table=table,
+        queue_url=optional(source, "QUEUE_URL"),
+        dead_letter_queue_url=optional(source, "DEAD_LETTER_QUEUE_URL"),
+        stripe_api_base=optional(source, "STRIPE_API_BASE"),
+        record_reserve_seconds=reserve,
+        record_reserve_ignored=ignored,
+        rules=load_rules(env=source),
     )
 
 
@@ -56,16 +122,22 @@ class ReconcileSettings:
     """What the reconciler runs with: parsed once per container (handlers.reconcile) or built from
     an ops target (ops.reconcile, ops.backfill), then passed down; never read from os.environ later."""
 
-    table_name: str
+    table: TableSettings
     queue_url: str | None
     stripe_api_base: str | None
     stripe_secret_id: str | None  # the Secrets Manager secret with the API keys; None: STRIPE_API_KEY
-    dynamodb_endpoint: str | None  # AWS_ENDPOINT_URL(_DYNAMODB): the local runtime's moto server
     user_id_key: str  # the customer metadata key that names the user (entitlement rules)
     options: ReconcileOptions
     # How the secret is read: adapters.stripe_credentials.read_secret when None (the functions); the
     # ops CLI gives a boto3 reader for the operator's profile (ops.targets.operator_secret_reader).
     secret_reader: SecretReader | None = field(default=None, compare=False)
+    # The SQS client repairs are sent with (adapters.fetched_queue.sqs_client when None); the ops CLI
+    # gives its own, built for its target.
+    sqs_client: Any = field(default=None, compare=False)
+
+    @property
+    def table_name(self) -> str:
+        return self.table.name
 
 
 def reconcile_settings(
@@ -75,22 +147,21 @@ def reconcile_settings(
     queue_url: str | None = None,
     stripe_secret_id: str | None = None,
     secret_reader: SecretReader | None = None,
+    table: TableSettings | None = None,
+    sqs_client: Any = None,
 ) -> ReconcileSettings:
-    """TABLE_NAME, QUEUE_URL, STRIPE_API_BASE, STRIPE_SECRET_ID, AWS_ENDPOINT_URL(_DYNAMODB), the
-    entitlement rules and RECONCILE_* (domain.reconcile.options_from) from `env` (the process's by
-    default); the keyword arguments, when given, win over the environment. Raises SettingsError (no
-    table) or InvalidRequest (a RECONCILE_* value)."""
+    """TABLE_NAME (with AWS_REGION and AWS_ENDPOINT_URL(_DYNAMODB)), QUEUE_URL, STRIPE_API_BASE,
+    STRIPE_SECRET_ID, the entitlement rules and RECONCILE_* (domain.reconcile.options_from, run here
+    once) from `env` (the process's by default); the keyword arguments, when given, win over the
+    environment. Raises SettingsError (no table, the rules) or InvalidRequest (a RECONCILE_* value)."""
     source = os.environ if env is None else env
-    table = table_name or source.get("TABLE_NAME")
-    if not table:
-        raise SettingsError("TABLE_NAME is not set")
     return ReconcileSettings(
-        table_name=table,
-        queue_url=queue_url or source.get("QUEUE_URL") or None,
-        stripe_api_base=source.get("STRIPE_API_BASE") or None,
-        stripe_secret_id=stripe_secret_id or source.get("STRIPE_SECRET_ID") or None,
-        dynamodb_endpoint=source.get("AWS_ENDPOINT_URL_DYNAMODB") or source.get("AWS_ENDPOINT_URL") or None,
-        user_id_key=load_rules().user_id_metadata_key,
+        table=table or table_settings(source, table_name),
+        queue_url=queue_url or optional(source, "QUEUE_URL"),
+        stripe_api_base=optional(source, "STRIPE_API_BASE"),
+        stripe_secret_id=stripe_secret_id or optional(source, "STRIPE_SECRET_ID"),
+        user_id_key=load_rules(env=source).user_id_metadata_key,
         options=options_from(source),
         secret_reader=secret_reader,
+        sqs_client=sqs_client,
     )

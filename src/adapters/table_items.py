@@ -21,7 +21,6 @@ Item layout (only the entitlements item is a published contract, see ARCHITECTUR
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -71,9 +70,12 @@ class SyncItem(Model):
     """Every item of the table; `item_type` tells pynamodb which class to read it back as."""
 
     class Meta:
-        table_name = os.environ.get("TABLE_NAME", "stripe-sync")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        host = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or None
+        # Until configure() is called with the function's settings (adapters.settings.TableSettings).
+        table_name = "stripe-sync"
+        region = "us-east-1"
+        host: str | None = None
+        aws_access_key_id: str | None = None
+        aws_secret_access_key: str | None = None
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -153,13 +155,23 @@ class LedgerItem(SyncItem, discriminator="event"):
     expires_at = TTLAttribute()
 
 
-def configure(table_name: str, *, host: str | None = None, region: str | None = None) -> None:
-    """Point the models at a table (tests and the local runtime; Lambdas use TABLE_NAME)."""
+def configure(
+    table_name: str,
+    *,
+    host: str | None = None,
+    region: str | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> None:
+    """Point the models at a table: the worker and the reconciler with their settings' TableSettings,
+    the ops CLI with its target (`credentials`, access key id and secret, for --local's dummies;
+    otherwise botocore's chain finds them). `host` and `region` left None keep what was set."""
     SyncItem.Meta.table_name = table_name
     if host is not None:
         SyncItem.Meta.host = host
     if region is not None:
         SyncItem.Meta.region = region
+    if credentials is not None:
+        SyncItem.Meta.aws_access_key_id, SyncItem.Meta.aws_secret_access_key = credentials
     models: list[type[SyncItem]] = [SyncItem]
     while models:  # every item class, including those other adapters define (the reconciler's cursor)
         model = models.pop()

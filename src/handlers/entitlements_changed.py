@@ -19,10 +19,13 @@ one; metrics in CloudWatch's embedded metric format, as the webhook writes them.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from adapters import SettingsError, required
 from adapters.event_bus import PUT_EVENTS_MAX_ENTRIES, AwsCallFailed, park, park_record, publish
 from domain.entitlement_events import ChangeEntry, MalformedStreamRecord, change_entry
 from handlers.log_line import emit
@@ -36,11 +39,26 @@ class NotConfigured(RuntimeError):
     """EVENT_BUS_NAME or DEAD_LETTER_QUEUE_URL is not set: the batch fails and is retried."""
 
 
+@dataclass(frozen=True, slots=True)
+class PublisherSettings:
+    bus: str  # EVENT_BUS_NAME
+    dead_letters: str  # DEAD_LETTER_QUEUE_URL: the publisher's own
+
+
+@functools.cache
+def settings() -> PublisherSettings:
+    """Parsed once per container; SettingsError (not cached) while a name is not set."""
+    return PublisherSettings(
+        bus=required(os.environ, "EVENT_BUS_NAME"), dead_letters=required(os.environ, "DEAD_LETTER_QUEUE_URL")
+    )
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    bus = os.environ.get("EVENT_BUS_NAME")
-    dead_letters = os.environ.get("DEAD_LETTER_QUEUE_URL")
-    if not bus or not dead_letters:
-        raise NotConfigured("EVENT_BUS_NAME and DEAD_LETTER_QUEUE_URL must be set")
+    try:
+        config = settings()
+    except SettingsError as error:
+        raise NotConfigured(f"EVENT_BUS_NAME and DEAD_LETTER_QUEUE_URL must be set ({error})") from error
+    bus, dead_letters = config.bus, config.dead_letters
     pending: list[tuple[str, ChangeEntry]] = []
     for record in event.get("Records") or []:
         sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))

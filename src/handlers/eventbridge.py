@@ -14,9 +14,12 @@ StripeEventBridgeDeadLetterQueue (alarmed), where nothing is lost.
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 from typing import Any
 
+from adapters import SettingsError, required
 from adapters.event_queue import QueueUnavailable, enqueue
 from domain.ingress import RejectedRequest, eventbridge_event, queue_message
 from handlers.log_line import emit
@@ -33,18 +36,24 @@ class NotQueued(RuntimeError):
         self.rejected = rejected
 
 
+@dataclass(frozen=True, slots=True)
+class EventBridgeSettings:
+    queue_url: str
+
+
+@functools.cache
+def settings() -> EventBridgeSettings:
+    """Parsed once per container; SettingsError (not cached) while QUEUE_URL is not set."""
+    return EventBridgeSettings(queue_url=required(os.environ, "QUEUE_URL"))
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
-    queue_url = os.environ.get("QUEUE_URL")
-    if not queue_url:
-        emit(
-            "ERROR",
-            "eventbridge failed",
-            service=SERVICE,
-            metrics=("DeliveriesFailed",),
-            reason="QUEUE_URL is not set",
-        )
-        raise NotQueued("QUEUE_URL is not set")
+    try:
+        queue_url = settings().queue_url
+    except SettingsError as error:
+        emit("ERROR", "eventbridge failed", service=SERVICE, metrics=("DeliveriesFailed",), reason=str(error))
+        raise NotQueued(str(error)) from None
     try:
         stripe_event = eventbridge_event(event)
     except RejectedRequest as rejection:

@@ -8,27 +8,27 @@ metric is counted without a PutMetricData call or Powertools' import.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
-DEFAULT_NAMESPACE = "StripeSync"
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+from handlers import log_settings
 
 
 def emit(level: str, message: str, *, service: str, metrics: tuple[str, ...] = (), **fields: Any) -> None:
-    """The log record when LOG_LEVEL lets it through, and the metrics in any case."""
-    logged = _LEVELS[level] >= _LEVELS.get(os.environ.get("LOG_LEVEL", "INFO").upper(), 20)
+    """The log record when LOG_LEVEL lets it through, and the metrics in any case (handlers.LogSettings,
+    parsed once per container; `service` unless POWERTOOLS_SERVICE_NAME names another)."""
+    config = log_settings(service)
+    logged = config.logs(level)
     if not logged and not metrics:
         return
     now = time.time()
-    record: dict[str, Any] = {"service": os.environ.get("POWERTOOLS_SERVICE_NAME") or service}
+    record: dict[str, Any] = {"service": config.service}
     if metrics:
         record["_aws"] = {
             "Timestamp": int(now * 1000),
             "CloudWatchMetrics": [
                 {
-                    "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
+                    "Namespace": config.namespace,
                     "Dimensions": [["service"]],
                     "Metrics": [{"Name": name, "Unit": "Count"} for name in metrics],
                 }
@@ -38,4 +38,4 @@ def emit(level: str, message: str, *, service: str, metrics: tuple[str, ...] = (
     if logged:
         record.update(level=level, message=message, timestamp=round(now, 3))
         record.update((key, value) for key, value in fields.items() if value is not None)
-    print(json.dumps(record, default=str), flush=True)
+    print(json.dumps(record, default=str, separators=(",", ":")), flush=True)  # compact: bytes are billed

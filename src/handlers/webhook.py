@@ -2,9 +2,10 @@
 
 200 once SQS has stored the event; 4xx (nothing queued) for requests that are not a verified Stripe
 event; 5xx only when the event could not be queued or the function is misconfigured, so that Stripe
-retries. The rules live in domain.ingress; this module wires them to the environment and the queue.
+retries. The rules live in domain.ingress; this module wires them to the queue and to its settings
+(WebhookSettings, parsed once per container at the first request).
 
-Cold start: this module imports json, os, time and the domain; its two AWS calls (SQS SendMessage,
+Cold start: this module imports json, os, time, functools, dataclasses and the domain; its two AWS calls (SQS SendMessage,
 Secrets Manager GetSecretValue) go through adapters.aws_json on the standard library, so no boto3 or
 botocore is loaded. bench/cold_start.py measures the built package against a naive handler: 0.18 times its CPU.
 
@@ -29,20 +30,23 @@ more, even while test deliveries still arrive (RejectedDeliveriesAlarm pairs the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from adapters import SettingsError, required
 from adapters.aws_json import time_budget
 from adapters.event_queue import QueueUnavailable, enqueue
 from adapters.stripe_credentials import MissingCredentials, SecretsUnavailable, webhook_secrets
 from domain.credentials import CredentialsError
 from domain.ingress import RejectedRequest, queue_message, verified_event, webhook_request
 from domain.signature import signature_tolerance
+from handlers import log_settings
 
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-DEFAULT_NAMESPACE = "StripeSync"
+SERVICE = "webhook"
 QUEUED = ("DeliveriesQueued",)
 REJECTED = ("DeliveriesRejected",)
 UNVERIFIED = ("DeliveriesRejected", "DeliveriesUnverified")
@@ -54,6 +58,29 @@ MODE_METRICS = frozenset({"DeliveriesQueued", "DeliveriesUnverified"})
 # rather than a Lambda timeout; the margin covers signing, logging and the response.
 AWS_BUDGET_SECONDS = 7.0
 AWS_BUDGET_MARGIN_SECONDS = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    queue_url: str
+    tolerance: int  # seconds a signature's timestamp may be off (SIGNATURE_TOLERANCE_SECONDS)
+
+
+# What the answer says when a setting is wrong (the log line carries SettingsError's message).
+MISCONFIGURED = {
+    "QUEUE_URL": "queue not configured",
+    "SIGNATURE_TOLERANCE_SECONDS": "signature tolerance misconfigured",
+}
+
+
+@functools.cache
+def settings() -> WebhookSettings:
+    """Parsed once per container; SettingsError (not cached: each request answers 500 and says why)."""
+    try:
+        tolerance = signature_tolerance(os.environ.get("SIGNATURE_TOLERANCE_SECONDS"))
+    except ValueError as error:
+        raise SettingsError("SIGNATURE_TOLERANCE_SECONDS", str(error)) from None
+    return WebhookSettings(queue_url=required(os.environ, "QUEUE_URL"), tolerance=tolerance)
 
 
 def aws_budget(context: Any) -> float:
@@ -73,15 +100,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     try:
-        tolerance = signature_tolerance(os.environ.get("SIGNATURE_TOLERANCE_SECONDS"))
-    except ValueError as error:
-        return _failed(500, "signature tolerance misconfigured", str(error), request_id)
-    queue_url = os.environ.get("QUEUE_URL")
-    if not queue_url:
-        return _failed(500, "queue not configured", "QUEUE_URL is not set", request_id)
+        config = settings()
+    except SettingsError as error:
+        return _failed(500, MISCONFIGURED[error.variable], str(error), request_id)
     try:
         request = webhook_request(event)
-        stripe_event = verified_event(request, webhook_secrets(), now=time.time(), tolerance=tolerance)
+        stripe_event = verified_event(request, webhook_secrets(), now=time.time(), tolerance=config.tolerance)
     except RejectedRequest as rejection:
         _log(
             "WARNING",
@@ -115,7 +139,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "by_reference": message.by_reference,
     }
     try:
-        message_id = enqueue(queue_url, message)
+        message_id = enqueue(config.queue_url, message)
     except QueueUnavailable as error:
         _log(
             "ERROR",
@@ -172,15 +196,14 @@ def _log(
 ) -> None:
     """One JSON line: the log record when LOG_LEVEL lets it through, and the metrics in any case.
     `by_mode` (dimension name, value) also counts the metrics of MODE_METRICS per mode."""
-    threshold = _LEVELS.get(os.environ.get("LOG_LEVEL", "INFO").upper(), 20)
-    logged = _LEVELS[level] >= threshold
+    config = log_settings(SERVICE)
+    logged = config.logs(level)
     if not logged and not metrics:
         return
     now = time.time()
-    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "webhook")
-    record: dict[str, Any] = {"service": service}
+    record: dict[str, Any] = {"service": config.service}
     if metrics:
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+        namespace = config.namespace
         per_mode = [name for name in metrics if by_mode is not None and by_mode[1] and name in MODE_METRICS]
         directives = []
         if rest := [name for name in metrics if name not in per_mode]:
@@ -194,7 +217,7 @@ def _log(
     if logged:
         record.update(level=level, message=message, timestamp=round(now, 3))
         record.update((key, value) for key, value in fields.items() if value is not None)
-    print(json.dumps(record, default=str), flush=True)
+    print(json.dumps(record, default=str, separators=(",", ":")), flush=True)  # compact: bytes are billed
 
 
 def _directive(namespace: str, dimensions: list[list[str]], names: list[str]) -> dict[str, Any]:

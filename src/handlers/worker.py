@@ -42,9 +42,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters import failed_events, sync_table, table_items
+from adapters import failed_events, sync_table
 from adapters.failed_events import FailedMessage, ParkingFailed
-from adapters.settings import Settings, load_settings
+from adapters.settings import DEFAULT_RECORD_RESERVE_SECONDS, Settings, load_settings
 from adapters.stripe_api import StripeApi
 from adapters.stripe_credentials import api_keys
 from domain.credentials import Mode
@@ -55,14 +55,15 @@ from domain.sync import EventApplier, Outcome, Result, RetryLater
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-sync-worker"
 logger = Logger(service=SERVICE)
+# Log bytes are billed per event: no code location on every line (the message says where it is from).
+logger.remove_keys(["location"])
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "StripeSync", service=SERVICE)
 # An ordinary failure of every record (a one-message FIFO batch at low traffic) is reported like any
 # other partial failure, never raised: a raised batch is a Lambda error, which pages (WorkerErrorsAlarm).
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # The longest one event may take (see the module docstring), with room for its writes. The worker's
 # Timeout (template.yaml) leaves room for several such records; EventQueue's visibility timeout is
-# six times that Timeout.
-DEFAULT_RECORD_RESERVE_SECONDS = 50
+# six times that Timeout. The default reserve is adapters.settings' DEFAULT_RECORD_RESERVE_SECONDS.
 
 
 class NotStarted(RuntimeError):
@@ -81,9 +82,16 @@ OUTCOME_METRICS = {
 
 @cache
 def settings() -> Settings:
-    """Parsed once per container; the table binding with it."""
+    """Parsed once per container (at the first batch), the table's models bound with it; a
+    SettingsError is not cached, so the next batch tries again."""
     loaded = load_settings()
-    table_items.configure(loaded.table_name)
+    loaded.table.bind()
+    if loaded.record_reserve_ignored is not None:
+        logger.warning(
+            "RECORD_RESERVE_SECONDS is not a whole number; using the default",
+            value=loaded.record_reserve_ignored,
+            default=DEFAULT_RECORD_RESERVE_SECONDS,
+        )
     return loaded
 
 
@@ -106,13 +114,7 @@ def event_applier() -> EventApplier:
 
 
 def record_reserve_ms() -> int:
-    text = os.environ.get("RECORD_RESERVE_SECONDS") or str(DEFAULT_RECORD_RESERVE_SECONDS)
-    try:
-        seconds = int(text)
-    except ValueError:
-        logger.warning("RECORD_RESERVE_SECONDS is not a whole number; using the default", value=text)
-        seconds = DEFAULT_RECORD_RESERVE_SECONDS
-    return max(seconds, 0) * 1000
+    return settings().record_reserve_seconds * 1000
 
 
 # Failures retrying cannot fix: an unreadable payload (after domain.sync's fetch from Stripe, when it
@@ -165,7 +167,7 @@ def park(record: SQSRecord, error: Exception, body: dict[str, Any]) -> None:
     DLQ cannot be reached or is not configured, so nothing is ever lost."""
     reason = failure_reason(error)
     message = failed_message(record)
-    dead_letter_queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    dead_letter_queue_url = settings().dead_letter_queue_url
     if not dead_letter_queue_url:
         logger.error("DEAD_LETTER_QUEUE_URL is not set: an unfixable event is retried instead of parked")
         failed(record, body, error)
@@ -213,7 +215,7 @@ def failed(
 def retry_soon(message: FailedMessage) -> int | None:
     """ChangeMessageVisibility to the schedule's delay; None (the queue's visibility timeout applies)
     when QUEUE_URL is not set or SQS refuses."""
-    queue_url = os.environ.get("QUEUE_URL")
+    queue_url = settings().queue_url
     if not queue_url:
         return None
     delay = retry_delay(message.receive_count)
@@ -270,8 +272,10 @@ def _access(entitlements: Entitlements | None) -> dict[str, Any] | None:
 
 
 @metrics.log_metrics
-@logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    # Only the request id of Powertools' Lambda context fields: the log group names the function, and
+    # its name, ARN and memory size on every event's line were ~150 B of its log bill.
+    logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
     reserve_ms = record_reserve_ms()
     started = 0
 

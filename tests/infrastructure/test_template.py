@@ -109,6 +109,10 @@ def resolve(value: Any, parameters: dict[str, str]) -> Any:
             return resolve(argument[0], parameters) == resolve(argument[1], parameters)
         if key == "Fn::Not":
             return not resolve(argument[0], parameters)
+        if key == "Fn::Or":
+            return any(resolve(a, parameters) for a in argument)
+        if key == "Fn::And":
+            return all(resolve(a, parameters) for a in argument)
         if key == "Fn::If":
             condition, when_true, when_false = argument
             chosen = when_true if resolve(TEMPLATE["Conditions"][condition], parameters) else when_false
@@ -743,6 +747,23 @@ def test_sample_events_are_what_generate_py_writes(tmp_path: Path) -> None:
         )
 
 
+def test_sample_events_carry_the_signup_scenario_at_the_current_api_version() -> None:
+    from events import scenarios
+    from events.stripe.objects import CURRENT_API_VERSION
+
+    by_type = {event["type"]: event for event in scenarios.build("signup_paid").events}
+    webhook = read_event("webhook_apigw_v2.json")
+    assert webhook["body"].encode() == scenarios.render(by_type["customer.subscription.created"])
+    bodies = [record["body"].encode() for record in read_event("worker_sqs_batch.json")["Records"]]
+    assert bodies == [
+        scenarios.render(by_type["customer.subscription.created"]),
+        scenarios.render(by_type["invoice.paid"]),
+    ]
+    assert {json.loads(body)["api_version"] for body in [*bodies, webhook["body"].encode()]} == {
+        CURRENT_API_VERSION
+    }
+
+
 @pytest.mark.parametrize("name", ["webhook_apigw_v2.json", "webhook_apigw_v2_base64.json"])
 def test_webhook_event_is_signed_with_the_sample_secret(name: str) -> None:
     event = read_event(name)
@@ -987,6 +1008,37 @@ def test_alarm_on_dynamodb_throttling_of_reads_and_writes() -> None:
 def test_alarm_on_reconciler_invocation_errors_is_kept() -> None:
     [alarm] = alarms_on("AWS/Lambda", "Errors", {"Ref": "ReconcileFunction"})
     assert alarm["Threshold"] == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "create", "created"),
+    [
+        ("prod", None, True),  # the default, auto: prod stacks have one
+        ("dev", None, False),  # test stacks do not pay $3 a month for it unless asked
+        ("dev", "true", True),
+        ("prod", "false", False),
+        ("prod", "auto", True),
+    ],
+)
+def test_the_dashboard_is_created_in_prod_or_when_asked(
+    stage: str, create: str | None, created: bool
+) -> None:
+    parameters = {"Stage": stage} | ({"CreateDashboard": create} if create else {})
+    assert resolve({"Condition": "HasDashboard"}, parameters) is created
+    assert RESOURCES["Dashboard"]["Condition"] == "HasDashboard"
+    assert TEMPLATE["Outputs"]["DashboardUrl"]["Condition"] == "HasDashboard"
+
+
+@pytest.mark.parametrize(
+    "function",
+    ["WebhookFunction", "WorkerFunction", "EntitlementsChangedFunction", "StripeEventBridgeFunction"],
+)
+def test_functions_run_per_event_write_no_platform_lines(function: str) -> None:
+    """START/END/REPORT are INFO-level system logs in the JSON format: at WARN Lambda writes none, and
+    would otherwise bill ~300 B of them for every invocation. The reconciler keeps them (hourly)."""
+    config = function_setting(function, "LoggingConfig")
+    assert (config["LogFormat"], config["SystemLogLevel"]) == ("JSON", "WARN")
+    assert "ApplicationLogLevel" not in config  # the functions' own INFO lines (and metrics) still go out
 
 
 def dashboard() -> dict[str, Any]:

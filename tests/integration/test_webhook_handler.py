@@ -775,6 +775,8 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     log_level: str,
+    *,
+    new_container: Callable[[], None],
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "StripeSync/dev/stripe-sync-test")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stripe-sync-webhook")
@@ -790,6 +792,7 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
     not_json = webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET)
     assert invoke({**not_json, "requestContext": {"http": {"method": "GET", "path": "/"}}})[0] >= 400
     monkeypatch.setenv("QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/gone.fifo")
+    new_container()  # the queue URL is a setting: parsed once per container
     assert invoke(webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET))[0] == 503
 
     output = capsys.readouterr().out

@@ -8,6 +8,7 @@ retries with backoff) by advancing that clock. No real waiting, so the test cann
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,7 @@ def slow_stripe(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, SlowStripeA
     applier = SlowStripeApplier(clock)
     monkeypatch.setattr(worker, "event_applier", lambda: applier)
     monkeypatch.delenv("RECORD_RESERVE_SECONDS", raising=False)
+    monkeypatch.setenv("TABLE_NAME", "stripe-sync-time-budget")  # the worker's settings need one
     return clock, applier
 
 
@@ -116,7 +118,9 @@ def test_the_first_record_is_always_started(
 
 
 def test_the_reserve_is_configurable_and_a_bad_value_falls_back_to_the_default(
-    slow_stripe: tuple[FakeClock, SlowStripeApplier], monkeypatch: pytest.MonkeyPatch
+    slow_stripe: tuple[FakeClock, SlowStripeApplier],
+    monkeypatch: pytest.MonkeyPatch,
+    new_container: Callable[[], None],
 ) -> None:
     clock, applier = slow_stripe
     monkeypatch.setenv("RECORD_RESERVE_SECONDS", "0")
@@ -125,6 +129,7 @@ def test_the_reserve_is_configurable_and_a_bad_value_falls_back_to_the_default(
     assert answer["batchItemFailures"] == []
 
     monkeypatch.setenv("RECORD_RESERVE_SECONDS", "soon")
+    new_container()  # the reserve is parsed once per container
     assert worker.record_reserve_ms() == worker.DEFAULT_RECORD_RESERVE_SECONDS * 1000
 
 
@@ -150,6 +155,7 @@ def test_a_batch_whose_every_event_fails_is_reported_not_raised(monkeypatch: pyt
     # A raised batch is a Lambda error (WorkerErrorsAlarm pages); an ordinary failure of a one-message
     # batch must come back as a batch item failure, retried like any other.
     monkeypatch.setattr(worker, "event_applier", FailingApplier)
+    monkeypatch.setenv("TABLE_NAME", "stripe-sync-time-budget")  # the worker's settings need one
     context = TimedContext(FakeClock(), WORKER_TIMEOUT_SECONDS)
 
     answer = worker.lambda_handler(batch(1), context)  # type: ignore[arg-type]
