@@ -181,10 +181,13 @@ class _NoQueue:
 
 
 def run() -> None:
+    """In moto of its own (bench.reconcile calls it after its own moto has ended)."""
+    from moto import mock_aws
+
     from harness.fake_stripe import FakeStripe
 
     started = time.perf_counter()
-    with FakeStripe() as fake:
+    with mock_aws(), FakeStripe() as fake:
         fake.put_many(copy.deepcopy(_subscription(n)) for n in range(CUSTOMERS))
         fresh = _one_pass(fake, "bench-history-none", CUSTOMERS, 0, indexed=True)
         grown = _one_pass(fake, "bench-history-indexed", CUSTOMERS, HISTORY, indexed=True)

@@ -36,6 +36,9 @@ from typing import Any
 from bench import _reconcile_history
 
 SUBSCRIPTIONS = 10_000
+ACTIVE_ENTITLEMENTS = (
+    "active entitlements (pass: per customer with a summary; backfill: per subscribed customer)"
+)
 PURCHASES = 10_000
 FAILED_EVENTS = 1_000
 SUMMARIES = 100
@@ -336,7 +339,7 @@ def _print(ours: _Measured, backfill: _Measured, seeded: float, objects: int) ->
     [report] = ours.reports
     counts = report.counts
     stripe_total = sum(ours.stripe.values())
-    summaries = ours.stripe["active entitlements (per customer with a summary)"]
+    summaries = ours.stripe[ACTIVE_ENTITLEMENTS]
     lists = stripe_total - summaries
     batch_reads = ours.dynamodb["BatchGetItem"]
     print(
@@ -397,7 +400,7 @@ def _kind(path: str, query: Any) -> str:
     if path == "/v1/events":
         return "list undelivered events" if query.get("delivery_success") == "false" else "list change events"
     if path == "/v1/entitlements/active_entitlements":
-        return "active entitlements (pass: per customer with a summary; backfill: per subscribed customer)"
+        return ACTIVE_ENTITLEMENTS
     parts = path.split("/")
     if len(parts) == 3 or path == "/v1/checkout/sessions":
         return "list " + path.removeprefix("/v1/")
