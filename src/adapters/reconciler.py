@@ -112,9 +112,9 @@ def _translated[T](request: Callable[[], T]) -> T:
 
 
 class TableRecords:
-    """`domain.reconcile.ports.ReconcileTable` on adapters.sync_table (so a change of the storage
+    """`domain.reconcile.ports.ReconcileTable` on adapters.table_items (so a change of the storage
     layout changes only this class): records by key in batches, ledger entries in batches, a
-    customer's records, and a page of the records scan."""
+    customer's records, and a page of the records that can still drift (the records-to-check index)."""
 
     @staticmethod
     def key_of(kind: RecordKind, object_id: str, customer: str | None) -> Key | None:
