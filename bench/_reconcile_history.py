@@ -5,10 +5,12 @@ worker writes today (records that can drift marked for the records-to-check inde
 history read the way a pass read it before the index (the table scanned: today only a table written
 before the index, once).
 
-Measured at CUSTOMERS = 1,000 in moto (100,000 history items seed in about a minute; a million would
-take a quarter of an hour). Every read of a pass grows linearly with the customers (list pages of 100,
-BatchGetItem of 100, scans of the index and of the table), so the 10,000-customer figures printed
-beside are the measured ones times 10, labelled as scaled. The ratio does not depend on the scaling.
+Measured at CUSTOMERS = 500 in moto (50,000 history items; the passes take about three minutes, and
+moto's scans grow faster than linearly, so a million items would take hours). Every read of a pass
+grows linearly with the customers (list pages of 100, BatchGetItem of 100, scans of the index and of
+the table; measured at 200 and 500 customers: 213 and 523 read units with the index, 1,565 and 3,908
+with the table scan), so the 10,000-customer figures printed beside are the measured ones times 20,
+labelled as scaled. The ratio does not depend on the scaling.
 DynamoDB units per bench/_dynamodb_units.py (strongly consistent rates, as moto returns none).
 """
 
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-CUSTOMERS = 1_000
+CUSTOMERS = 500
 HISTORY = 100
 TARGET_CUSTOMERS = 10_000
 TARGET_RATIO = 1.5
@@ -93,25 +95,25 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
     """The table as today's worker leaves it: each customer's subscription record (marked), its
     entitlements item, and `history` settled records (unmarked); RECONCILE/RECORDS_INDEXED when
     `indexed` (a stack deployed with the index writes it at its first pass, over an empty table)."""
-    from adapters import reconcile_cursor, sync_table
+    from adapters import reconcile_cursor, table_items
     from domain.records import Snapshot, Stamp
     from domain.settlement import can_drift
     from domain.stripe_objects import record_of
 
     samples = _history_samples()
-    with sync_table.SyncItem.batch_write() as batch:
+    with table_items.SyncItem.batch_write() as batch:
         for n in range(customers):
             customer = f"cus_hist{n:06d}"
-            pk = sync_table.customer_pk(customer)
+            pk = table_items.customer_pk(customer)
             obj = _subscription(n)
             record = record_of("subscription", obj, as_of=NOW - DAY)
             batch.save(
-                sync_table.record_item(pk, Snapshot(record, Stamp(NOW - DAY, 0, f"evt_s{n}"), customer))
+                table_items.record_item(pk, Snapshot(record, Stamp(NOW - DAY, 0, f"evt_s{n}"), customer))
             )
             batch.save(
-                sync_table.EntitlementsItem(
+                table_items.EntitlementsItem(
                     pk,
-                    sync_table.ENTITLEMENTS_SK,
+                    table_items.ENTITLEMENTS_SK,
                     customer_id=customer,
                     livemode=False,
                     features={"prod_pro": {"source": obj["id"]}},
@@ -127,7 +129,7 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
                 settled = replace(sample, id=f"{sample.id[:3]}h{n:06d}x{h:03d}", customer_id=customer)
                 assert not can_drift(settled)
                 stamp = Stamp(NOW - 400 * DAY + h * DAY, 0, f"evt_h{n}x{h}")
-                batch.save(sync_table.record_item(pk, Snapshot(settled, stamp, customer)))
+                batch.save(table_items.record_item(pk, Snapshot(settled, stamp, customer)))
     if indexed:
         reconcile_cursor.mark_records_indexed(NOW)
 
@@ -135,7 +137,7 @@ def _seed(customers: int, history: int, *, indexed: bool) -> None:
 def _one_pass(fake: Any, table: str, customers: int, history: int, *, indexed: bool) -> PassReads:
     import boto3
 
-    from adapters import sync_table
+    from adapters import table_items
     from adapters.fetched_queue import FetchedQueue
     from adapters.reconciler import Reconciler, bind_table
     from adapters.stripe_api import StripeApi
@@ -146,10 +148,12 @@ def _one_pass(fake: Any, table: str, customers: int, history: int, *, indexed: b
     dynamodb = boto3.client("dynamodb")
     create_sync_table(dynamodb, table)
     bind_table(table)
+    started = time.perf_counter()
     _seed(customers, history, indexed=indexed)
+    print(f"  ({table}: seeded in {time.perf_counter() - started:.0f} s)", flush=True)
     meter = UnitMeter()
     clients: dict[int, Any] = {}
-    models: list[type[sync_table.SyncItem]] = [sync_table.SyncItem]
+    models: list[type[table_items.SyncItem]] = [table_items.SyncItem]
     while models:
         model = models.pop()
         client = model._get_connection().connection.client
@@ -177,10 +181,13 @@ class _NoQueue:
 
 
 def run() -> None:
+    """In moto of its own (bench.reconcile calls it after its own moto has ended)."""
+    from moto import mock_aws
+
     from harness.fake_stripe import FakeStripe
 
     started = time.perf_counter()
-    with FakeStripe() as fake:
+    with mock_aws(), FakeStripe() as fake:
         fake.put_many(copy.deepcopy(_subscription(n)) for n in range(CUSTOMERS))
         fresh = _one_pass(fake, "bench-history-none", CUSTOMERS, 0, indexed=True)
         grown = _one_pass(fake, "bench-history-indexed", CUSTOMERS, HISTORY, indexed=True)

@@ -48,9 +48,9 @@ def environment() -> None:
 
 
 def models() -> list[Any]:
-    from adapters import sync_table
+    from adapters import table_items
 
-    found, pending = [], [sync_table.SyncItem]
+    found, pending = [], [table_items.SyncItem]
     while pending:
         model = pending.pop()
         found.append(model)

@@ -36,6 +36,9 @@ from typing import Any
 from bench import _reconcile_history
 
 SUBSCRIPTIONS = 10_000
+ACTIVE_ENTITLEMENTS = (
+    "active entitlements (pass: per customer with a summary; backfill: per subscribed customer)"
+)
 PURCHASES = 10_000
 FAILED_EVENTS = 1_000
 SUMMARIES = 100
@@ -167,7 +170,7 @@ def _serve(fake: Any, account: _Account) -> None:
 def _store(account: _Account) -> None:
     """What the webhooks left: every record, an entitlements item per customer, the index's marker
     (written directly: seeding is not measured)."""
-    from adapters import reconcile_cursor, sync_table
+    from adapters import reconcile_cursor, table_items
     from domain.reconcile import summary_object
     from domain.records import Snapshot
     from domain.stripe_objects import parse_event, snapshot_of
@@ -193,15 +196,15 @@ def _store(account: _Account) -> None:
         assert isinstance(snapshot, Snapshot)
         return snapshot
 
-    with sync_table.RecordItem.batch_write() as batch:
+    with table_items.RecordItem.batch_write() as batch:
         for snapshot in snapshots():
-            batch.save(sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot))
-    with sync_table.EntitlementsItem.batch_write() as batch:
+            batch.save(table_items.record_item(table_items.customer_pk(str(snapshot.customer_id)), snapshot))
+    with table_items.EntitlementsItem.batch_write() as batch:
         for obj in account.stripe["customer"]:
             batch.save(
-                sync_table.EntitlementsItem(
-                    sync_table.customer_pk(obj["id"]),
-                    sync_table.ENTITLEMENTS_SK,
+                table_items.EntitlementsItem(
+                    table_items.customer_pk(obj["id"]),
+                    table_items.ENTITLEMENTS_SK,
                     customer_id=obj["id"],
                     livemode=False,
                     features={"prod_pro": {"source": "sub"}},
@@ -283,7 +286,7 @@ def run() -> None:
     import boto3
     from moto import mock_aws
 
-    from adapters import reconcile_cursor, sync_table
+    from adapters import reconcile_cursor, table_items
     from adapters.reconciler import bind_table
     from domain.reconcile import Backfill, Everything
     from harness.fake_stripe import FakeStripe
@@ -301,8 +304,8 @@ def run() -> None:
         create_sync_table(dynamodb, TABLE)
         bind_table(TABLE)
         for model in (
-            sync_table.SyncItem,
-            sync_table.RecordItem,
+            table_items.SyncItem,
+            table_items.RecordItem,
             *reconcile_cursor.MODELS,
         ):
             model._get_connection().connection.client.meta.events.register(
@@ -318,8 +321,8 @@ def run() -> None:
         create_sync_table(dynamodb, "bench-backfill")
         bind_table("bench-backfill")
         for model in (
-            sync_table.SyncItem,
-            sync_table.RecordItem,
+            table_items.SyncItem,
+            table_items.RecordItem,
             *reconcile_cursor.MODELS,
         ):
             model._get_connection().connection.client.meta.events.register(
@@ -336,7 +339,7 @@ def _print(ours: _Measured, backfill: _Measured, seeded: float, objects: int) ->
     [report] = ours.reports
     counts = report.counts
     stripe_total = sum(ours.stripe.values())
-    summaries = ours.stripe["active entitlements (per customer with a summary)"]
+    summaries = ours.stripe[ACTIVE_ENTITLEMENTS]
     lists = stripe_total - summaries
     batch_reads = ours.dynamodb["BatchGetItem"]
     print(
@@ -397,7 +400,7 @@ def _kind(path: str, query: Any) -> str:
     if path == "/v1/events":
         return "list undelivered events" if query.get("delivery_success") == "false" else "list change events"
     if path == "/v1/entitlements/active_entitlements":
-        return "active entitlements (pass: per customer with a summary; backfill: per subscribed customer)"
+        return ACTIVE_ENTITLEMENTS
     parts = path.split("/")
     if len(parts) == 3 or path == "/v1/checkout/sessions":
         return "list " + path.removeprefix("/v1/")

@@ -57,7 +57,7 @@ def run() -> None:
     import boto3
     from moto import mock_aws
 
-    from adapters import sync_table
+    from adapters import sync_table, table_items
     from domain.entitlements import EntitlementRules
     from domain.sync import EventApplier, Outcome
     from harness.sync_table_fixture import create_sync_table
@@ -77,12 +77,12 @@ def run() -> None:
             requests[event_name.rsplit(".", 1)[-1]] += 1
 
         for model in (
-            sync_table.SyncItem,
-            sync_table.RecordItem,
-            sync_table.EntitlementsItem,
-            sync_table.LookupItem,
-            sync_table.LedgerItem,
-            sync_table.StateItem,
+            table_items.SyncItem,
+            table_items.RecordItem,
+            table_items.EntitlementsItem,
+            table_items.LookupItem,
+            table_items.LedgerItem,
+            table_items.StateItem,
         ):
             model._get_connection().connection.client.meta.events.register("before-call.dynamodb", count)
             units.attach(model._get_connection().connection.client)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from adapters import sync_table
+from adapters import table_items
 from local_runtime.template import TableSpec, read_template
 
 
@@ -22,5 +22,5 @@ def create_sync_table(dynamodb: Any, name: str) -> str:
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
         )
-    sync_table.configure(name)
+    table_items.configure(name)
     return name

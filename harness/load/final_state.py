@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.settings import DEFAULT_RULES_FILE, load_rules
-from adapters.sync_table import (
+from adapters.table_items import (
     EntitlementsItem,
     LookupItem,
     RecordItem,

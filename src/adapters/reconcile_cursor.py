@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
 
-from adapters.sync_table import SyncItem
+from adapters.table_items import SyncItem
 from domain.credentials import MODES
 from domain.reconcile import Account, Counts, PassCursor
 from domain.reconcile.ports import CursorConflict

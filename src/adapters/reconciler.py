@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.constants import NONE
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
-from adapters import reconcile_cursor, sync_table
+from adapters import reconcile_cursor, sync_table, table_items
 from adapters.event_queue import QueueUnavailable
 from adapters.fetched_queue import FetchedQueue
 from adapters.settings import ReconcileSettings, SettingsError
@@ -112,18 +112,18 @@ def _translated[T](request: Callable[[], T]) -> T:
 
 
 class TableRecords:
-    """`domain.reconcile.ports.ReconcileTable` on adapters.sync_table (so a change of the storage
+    """`domain.reconcile.ports.ReconcileTable` on adapters.table_items (so a change of the storage
     layout changes only this class): records by key in batches, ledger entries in batches, a
-    customer's records, and a page of the records scan."""
+    customer's records, and a page of the records that can still drift (the records-to-check index)."""
 
     @staticmethod
     def key_of(kind: RecordKind, object_id: str, customer: str | None) -> Key | None:
         """Where the worker stores the record of an object: in its customer's partition, or for a
         purchase without a customer apart as a guest; None when the object names no customer."""
         if customer is not None:
-            return sync_table.customer_pk(customer), sync_table.record_sk(kind, object_id)
+            return table_items.customer_pk(customer), table_items.record_sk(kind, object_id)
         if kind == "purchase":
-            return f"GUEST#{object_id}", sync_table.record_sk(kind, object_id)
+            return f"GUEST#{object_id}", table_items.record_sk(kind, object_id)
         return None
 
     def records(self, keys: Iterable[Key]) -> dict[Key, Snapshot]:
@@ -131,8 +131,8 @@ class TableRecords:
         wanted = set(keys)
         if not wanted:
             return {}
-        found = sync_table.RecordItem.batch_get(wanted)
-        return {(item.pk, item.sk): sync_table.snapshot_of_item(item) for item in found}
+        found = table_items.RecordItem.batch_get(wanted)
+        return {(item.pk, item.sk): table_items.snapshot_of_item(item) for item in found}
 
     def subscriptions(self, objects: Iterable[Mapping[str, Any]]) -> dict[str, Snapshot]:
         """The stored snapshots of these subscriptions, by id."""
@@ -142,7 +142,9 @@ class TableRecords:
         for obj in objects:
             customer, object_id = customer_of_object(obj), obj.get("id")
             if customer is not None and isinstance(object_id, str):
-                keys.add((sync_table.customer_pk(customer), sync_table.record_sk("subscription", object_id)))
+                keys.add(
+                    (table_items.customer_pk(customer), table_items.record_sk("subscription", object_id))
+                )
         return {snapshot.record.id: snapshot for snapshot in self.records(keys).values()}
 
     @staticmethod
@@ -155,8 +157,8 @@ class TableRecords:
             getattr(record, "payment_intent_id", None), getattr(record, "charge_id", None)
         )
         if customer is not None:
-            return sync_table.customer_pk(customer), sync_table.record_sk(record.kind, record.id)
-        return sync_table.unmatched_pk(snapshot), sync_table.record_sk(record.kind, record.id)
+            return table_items.customer_pk(customer), table_items.record_sk(record.kind, record.id)
+        return table_items.unmatched_pk(snapshot), table_items.record_sk(record.kind, record.id)
 
     def applied(self, event_ids: Iterable[str]) -> set[str]:
         """The events the ledger of a table written before state items holds (BatchGetItem, 100 a
@@ -164,11 +166,11 @@ class TableRecords:
         keys = {(f"EVENT#{event_id}", "EVENT") for event_id in event_ids}
         if not keys:
             return set()
-        return {item.pk.removeprefix("EVENT#") for item in sync_table.LedgerItem.batch_get(keys)}
+        return {item.pk.removeprefix("EVENT#") for item in table_items.LedgerItem.batch_get(keys)}
 
     def of_customer(self, customer_id: str) -> list[Snapshot]:
-        query = sync_table.RecordItem.query(sync_table.customer_pk(customer_id), consistent_read=True)
-        return [sync_table.snapshot_of_item(item) for item in query]
+        query = table_items.RecordItem.query(table_items.customer_pk(customer_id), consistent_read=True)
+        return [table_items.snapshot_of_item(item) for item in query]
 
     def scan_page(
         self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
@@ -195,7 +197,7 @@ class TableRecords:
     def _index_page(
         start: dict[str, Any] | None, limit: int, compared_already: Callable[[str, str], bool]
     ) -> RecordsPage:
-        results = sync_table.SyncItem.records_to_check.scan(page_size=limit, last_evaluated_key=start)
+        results = table_items.SyncItem.records_to_check.scan(page_size=limit, last_evaluated_key=start)
         page = next(results.page_iter)
         accounts: set[Account] = set()
         keys: list[Key] = []
@@ -205,7 +207,7 @@ class TableRecords:
                 accounts.add(("live" if item.livemode else "test", item.account))
             if item.kind is not None and not compared_already(item.kind, item.object_id):
                 keys.append(item.key)
-        found = {(item.pk, item.sk): item for item in sync_table.RecordItem.batch_get(keys)} if keys else {}
+        found = {(item.pk, item.sk): item for item in table_items.RecordItem.batch_get(keys)} if keys else {}
         last = page.get("LastEvaluatedKey")
         return RecordsPage(
             [_scanned(found[key]) for key in keys if key in found],  # a record deleted since is gone
@@ -221,11 +223,11 @@ class TableRecords:
         *,
         marks: bool,
     ) -> RecordsPage:
-        results = sync_table.RecordItem.scan(
-            sync_table.RecordItem.kind.is_in(*VERIFIED_KINDS), page_size=limit, last_evaluated_key=start
+        results = table_items.RecordItem.scan(
+            table_items.RecordItem.kind.is_in(*VERIFIED_KINDS), page_size=limit, last_evaluated_key=start
         )
         page = next(results.page_iter)
-        items = [sync_table.RecordItem.from_raw_data(raw) for raw in page.get("Items", [])]
+        items = [table_items.RecordItem.from_raw_data(raw) for raw in page.get("Items", [])]
         for item in items:
             if item.drift_check is None:
                 mark_record_to_check(item)
@@ -265,21 +267,21 @@ def _object_id(sk: str) -> str:
     return sk.partition("#")[2]
 
 
-def mark_record_to_check(item: sync_table.RecordItem) -> None:
+def mark_record_to_check(item: table_items.RecordItem) -> None:
     """Mark a record written before the index, unless the worker rewrote it since it was read (its
     write set or left out the mark itself). A record that cannot be read is left to the phase."""
     try:
-        drifts = can_drift(sync_table.snapshot_of_item(item).record)
+        drifts = can_drift(table_items.snapshot_of_item(item).record)
     except (ValueError, TypeError, KeyError):
         return
     if not drifts:
         return
     try:
-        sync_table.RecordItem._get_connection().update_item(
+        table_items.RecordItem._get_connection().update_item(
             item.pk,
             item.sk,
-            actions=[sync_table.RecordItem.drift_check.set(item.pk)],
-            condition=sync_table.RecordItem.stamp_event == item.stamp_event,
+            actions=[table_items.RecordItem.drift_check.set(item.pk)],
+            condition=table_items.RecordItem.stamp_event == item.stamp_event,
             return_values=NONE,
         )
     except UpdateError as error:
@@ -287,14 +289,14 @@ def mark_record_to_check(item: sync_table.RecordItem) -> None:
             raise
 
 
-def _scanned(item: sync_table.RecordItem) -> ScannedRecord:
+def _scanned(item: table_items.RecordItem) -> ScannedRecord:
     return ScannedRecord(
         key=(item.pk, item.sk),
         kind=item.kind,
         object_id=_object_id(item.sk),
         livemode=bool(item.livemode),
         account=item.account or None,
-        snapshot=lambda: sync_table.snapshot_of_item(item),
+        snapshot=lambda: table_items.snapshot_of_item(item),
     )
 
 
@@ -382,4 +384,4 @@ def reconcile(
 def bind_table(table_name: str, host: str | None = None) -> None:
     """Point the models at the table (and at a DynamoDB endpoint when given, as the local runtime's
     settings name one)."""
-    sync_table.configure(table_name, host=host)
+    table_items.configure(table_name, host=host)

@@ -38,7 +38,7 @@ DEFAULT_RECORD_RESERVE_SECONDS = 50
 
 @dataclass(frozen=True, slots=True)
 class TableSettings:
-    """Where the table is: adapters.sync_table.configure takes these."""
+    """Where the table is: adapters.table_items.configure takes these."""
 
     name: str  # TABLE_NAME
     region: str | None  # AWS_REGION, else AWS_DEFAULT_REGION; None: pynamodb's default
@@ -48,10 +48,10 @@ class TableSettings:
     credentials: tuple[str, str] | None = field(default=None, repr=False)
 
     def bind(self) -> None:
-        """Point the table's models here (adapters.sync_table.configure)."""
-        from adapters import sync_table  # noqa: PLC0415 - pynamodb only for the functions that use the table
+        """Point the table's models here (adapters.table_items.configure)."""
+        from adapters import table_items  # noqa: PLC0415 - pynamodb only for the functions that use the table
 
-        sync_table.configure(self.name, host=self.endpoint, region=self.region, credentials=self.credentials)
+        table_items.configure(self.name, host=self.endpoint, region=self.region, credentials=self.credentials)
 
 
 @dataclass(frozen=True, slots=True)

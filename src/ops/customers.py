@@ -85,10 +85,10 @@ def stored_records(
     table: str, customer_id: str, *, endpoint_url: str | None, region: str | None
 ) -> list[dict[str, Any]]:
     """The customer's records through the table adapter, which knows their (internal) layout."""
-    from adapters import sync_table  # noqa: PLC0415 - pynamodb only for this command
+    from adapters import sync_table, table_items  # noqa: PLC0415 - pynamodb only for this command
     from domain.records import record_to_dict  # noqa: PLC0415
 
-    sync_table.configure(table, host=endpoint_url, region=region)
+    table_items.configure(table, host=endpoint_url, region=region)
     state = sync_table.DynamoCustomerStore().load(customer_id)
     records = [
         {

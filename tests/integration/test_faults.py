@@ -23,7 +23,7 @@ import pytest
 import stripe._http_client
 from moto import mock_aws
 
-from adapters import aws_json, failed_events, stripe_credentials, sync_table
+from adapters import aws_json, failed_events, stripe_credentials, table_items
 from adapters.event_queue import MAX_ATTEMPTS, queue_client
 from adapters.fetched_queue import FetchedQueue, sqs_client
 from adapters.reconcile_cursor import CursorStore
@@ -194,10 +194,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     forget_table_connections()
 
 
-def table_models() -> list[type[sync_table.SyncItem]]:
+def table_models() -> list[type[table_items.SyncItem]]:
     """SyncItem and every model derived from it (the reconciler's cursor items included)."""
-    models: list[type[sync_table.SyncItem]] = []
-    pending = [sync_table.SyncItem]
+    models: list[type[table_items.SyncItem]] = []
+    pending = [table_items.SyncItem]
     while pending:
         model = pending.pop()
         models.append(model)
@@ -206,7 +206,7 @@ def table_models() -> list[type[sync_table.SyncItem]]:
 
 
 def forget_table_connections() -> None:
-    """Drop pynamodb's cached connection of every model (sync_table.configure() resets only the
+    """Drop pynamodb's cached connection of every model (table_items.configure() resets only the
     worker's), so that each model's botocore client is created anew for the stack now bound, where a
     wire can be laid under all of them."""
     for model in table_models():

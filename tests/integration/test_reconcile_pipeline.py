@@ -14,7 +14,7 @@ import boto3
 import pytest
 import stripe._http_client
 
-from adapters import reconcile_cursor, sync_table
+from adapters import reconcile_cursor, table_items
 from adapters.fetched_queue import FetchedQueue
 from adapters.reconcile_cursor import CursorItem, CursorStore
 from adapters.reconciler import Reconciler, TableRecords, bind_table, mark_record_to_check
@@ -118,12 +118,12 @@ class World:
 
     def store(self, *objects: dict[str, Any], created: int = T0 + 10) -> None:
         """Records as a webhook at `created` leaves them, written directly (seeding many is faster)."""
-        with sync_table.RecordItem.batch_write() as batch:
+        with table_items.RecordItem.batch_write() as batch:
             for obj in objects:
                 snapshot = snapshot_of(parse_event(webhook(obj, created)))
                 assert isinstance(snapshot, Snapshot)
                 batch.save(
-                    sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
+                    table_items.record_item(table_items.customer_pk(str(snapshot.customer_id)), snapshot)
                 )
 
     def apply(self, bodies: list[str]) -> None:
@@ -144,12 +144,12 @@ class World:
 
     def stored(self, customer: str, subscription_id: str, kind: str = "SUBSCRIPTION") -> Snapshot | None:
         try:
-            item = sync_table.RecordItem.get(
-                sync_table.customer_pk(customer), f"{kind}#{subscription_id}", consistent_read=True
+            item = table_items.RecordItem.get(
+                table_items.customer_pk(customer), f"{kind}#{subscription_id}", consistent_read=True
             )
-        except sync_table.RecordItem.DoesNotExist:
+        except table_items.RecordItem.DoesNotExist:
             return None
-        return sync_table.snapshot_of_item(item)
+        return table_items.snapshot_of_item(item)
 
     def assert_table_equals_stripe(self) -> None:
         for obj in self.fake.subscriptions():
@@ -515,7 +515,7 @@ def test_a_table_that_cannot_be_read_stops_the_run_with_the_error(world: World) 
 
 def test_an_unreadable_record_is_reported_and_the_scan_goes_on(world: World) -> None:
     world.store(subscription("cus_clock", test_clock="clock_1"))
-    sync_table.RecordItem(
+    table_items.RecordItem(
         "CUSTOMER#cus_bad",
         "SUBSCRIPTION#sub_bad",
         kind="subscription",
@@ -1326,7 +1326,7 @@ def test_an_applied_dispute_stripe_still_lists_as_undelivered_is_not_queued_agai
 
 
 def _indexed() -> set[tuple[str, str]]:
-    return {(item.pk, item.sk) for item in sync_table.SyncItem.records_to_check.scan()}
+    return {(item.pk, item.sk) for item in table_items.SyncItem.records_to_check.scan()}
 
 
 def _purchase(customer: str, session_id: str, status: str, payment_status: str) -> dict[str, Any]:
@@ -1356,7 +1356,7 @@ def _store_unmarked(*objects: dict[str, Any], account: str | None = None) -> Non
         event = dict(webhook(obj, T0 + 10, "checkout.session.completed"), account=account)
         snapshot = snapshot_of(parse_event(event))
         assert isinstance(snapshot, Snapshot)
-        item = sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
+        item = table_items.record_item(table_items.customer_pk(str(snapshot.customer_id)), snapshot)
         item.drift_check = None
         item.save()
 
@@ -1478,7 +1478,7 @@ def test_a_table_scan_a_reconciler_before_the_index_began_ends_without_the_marke
 def test_a_record_rewritten_since_the_scan_read_it_keeps_what_the_worker_wrote(world: World) -> None:
     open_purchase = _purchase("cus_open", "cs_open", "open", "unpaid")
     _store_unmarked(open_purchase)
-    [item] = list(sync_table.RecordItem.scan())
+    [item] = list(table_items.RecordItem.scan())
     # The worker settles it between the scan's read and its mark.
     paid = _serve_session(world, dict(open_purchase, status="complete", payment_status="paid"))
     world.deliver(webhook(paid, T0 + 20, "checkout.session.completed"))

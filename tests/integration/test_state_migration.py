@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters import sync_table
+from adapters import sync_table, table_items
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from events.scenarios import ScenarioParams, all_scenarios
@@ -47,19 +47,19 @@ def seed_old_layout(events: list[dict[str, Any]]) -> None:
     memory = MemoryStore()
     applier = EventApplier(memory, RULES, clock=lambda: NOW)
     applied = [event for event in events if applier.apply(event).outcome == "applied"]
-    with sync_table.SyncItem.batch_write() as batch:
+    with table_items.SyncItem.batch_write() as batch:
         for customer, records in memory.records.items():
             for snapshot in records.values():
-                batch.save(sync_table.record_item(sync_table.customer_pk(customer), snapshot))
+                batch.save(table_items.record_item(table_items.customer_pk(customer), snapshot))
         for customer, stored in memory.entitlements.items():
             e = stored.entitlements
             batch.save(
-                sync_table.EntitlementsItem(
-                    sync_table.customer_pk(customer),
-                    sync_table.ENTITLEMENTS_SK,
+                table_items.EntitlementsItem(
+                    table_items.customer_pk(customer),
+                    table_items.ENTITLEMENTS_SK,
                     customer_id=customer,
                     livemode=e.livemode,
-                    features=sync_table.entitlements_to_attributes(e),
+                    features=table_items.entitlements_to_attributes(e),
                     payment_issue=e.payment_issue,
                     updated_at=stored.updated_at,
                     version=stored.version,
@@ -69,7 +69,7 @@ def seed_old_layout(events: list[dict[str, Any]]) -> None:
             )
         for event in applied:
             batch.save(
-                sync_table.LedgerItem(
+                table_items.LedgerItem(
                     f"EVENT#{event['id']}",
                     "EVENT",
                     event_type=event["type"],
@@ -81,12 +81,12 @@ def seed_old_layout(events: list[dict[str, Any]]) -> None:
             )
         for intent, customer in memory.payments.items():
             batch.save(
-                sync_table.LookupItem(f"PAYMENT#{intent}", "CUSTOMER", customer_id=customer, livemode=False)
+                table_items.LookupItem(f"PAYMENT#{intent}", "CUSTOMER", customer_id=customer, livemode=False)
             )
         for (user, livemode), customer in memory.users.items():
             batch.save(
-                sync_table.LookupItem(
-                    sync_table.user_pk(user, livemode), "CUSTOMER", customer_id=customer, livemode=livemode
+                table_items.LookupItem(
+                    table_items.user_pk(user, livemode), "CUSTOMER", customer_id=customer, livemode=livemode
                 )
             )
 

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters import sync_table
+from adapters import sync_table, table_items
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from entitlements_reader import EntitlementsReader
@@ -66,18 +66,18 @@ def test_a_write_of_the_users_other_customer_in_between_is_merged_not_lost(
 ) -> None:
     client, table = dynamodb
     apply(purchase("cus_course", COURSE, T0))
-    real_get = sync_table.UserEntitlementsItem.get
+    real_get = table_items.UserEntitlementsItem.get
     interfered: list[bool] = []
 
     def get_then_other_writer(*args: Any, **kwargs: Any) -> Any:
         item = real_get(*args, **kwargs)
         if not interfered:  # after our read, the other customer's worker writes the item
             interfered.append(True)
-            monkeypatch.setattr(sync_table.UserEntitlementsItem, "get", real_get)
+            monkeypatch.setattr(table_items.UserEntitlementsItem, "get", real_get)
             apply(purchase("cus_ebook", EBOOK, T0 + DAY))
         return item
 
-    monkeypatch.setattr(sync_table.UserEntitlementsItem, "get", get_then_other_writer)
+    monkeypatch.setattr(table_items.UserEntitlementsItem, "get", get_then_other_writer)
     events = subscription_events("cus_sub")
     apply(*events[:2])
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters import SettingsError, sync_table
+from adapters import SettingsError, table_items
 from adapters.settings import (
     DEFAULT_RECORD_RESERVE_SECONDS,
     Settings,
@@ -52,7 +52,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.delenv(name, raising=False)
     # worker.settings() binds the table's models: the tests after these keep the binding they had.
     for attribute in ("table_name", "region", "host", "aws_access_key_id", "aws_secret_access_key"):
-        monkeypatch.setattr(sync_table.SyncItem.Meta, attribute, getattr(sync_table.SyncItem.Meta, attribute))
+        monkeypatch.setattr(
+            table_items.SyncItem.Meta, attribute, getattr(table_items.SyncItem.Meta, attribute)
+        )
 
     def set_env(**values: str | None) -> None:
         for name, value in values.items():
@@ -152,7 +154,7 @@ def test_the_worker_parses_once_per_container_and_binds_the_table_with_it(
 ) -> None:
     env(TABLE_NAME="stripe-sync-first", RECORD_RESERVE_SECONDS="10", AWS_REGION="eu-central-1")
     first = worker.settings()
-    assert (sync_table.SyncItem.Meta.table_name, sync_table.SyncItem.Meta.region) == (
+    assert (table_items.SyncItem.Meta.table_name, table_items.SyncItem.Meta.region) == (
         "stripe-sync-first",
         "eu-central-1",
     )
@@ -160,11 +162,11 @@ def test_the_worker_parses_once_per_container_and_binds_the_table_with_it(
 
     assert worker.settings() is first
     assert worker.record_reserve_ms() == 10_000
-    assert sync_table.SyncItem.Meta.table_name == "stripe-sync-first"
+    assert table_items.SyncItem.Meta.table_name == "stripe-sync-first"
 
     new_container()
     assert worker.record_reserve_ms() == 20_000
-    assert sync_table.SyncItem.Meta.table_name == "stripe-sync-second"
+    assert table_items.SyncItem.Meta.table_name == "stripe-sync-second"
 
 
 def test_a_failed_parse_is_not_cached(env: Callable[..., None]) -> None:

@@ -107,7 +107,8 @@ class RecordsPage:
 
 
 class ReconcileTable(Protocol):
-    """Every table read of a pass (the reconciler never writes a record: repairs go to the queue)."""
+    """Every table read of a pass (the reconciler never writes a record's content: repairs go to the
+    queue; `scan_page` marks, once, an older table's records for the records-to-check index)."""
 
     def key_of(self, kind: RecordKind, object_id: str, customer: str | None) -> Key | None:
         """Where the worker keeps the record of an object; None when the object names no customer."""
