@@ -256,7 +256,9 @@ def reconcile(
     settings.table.bind()
     reconciler = Reconciler(
         StripeApi(keys, settings.stripe_api_base),
-        FetchedQueue(settings.queue_url, settings.sqs_client) if settings.queue_url else None,
+        FetchedQueue(settings.queue_url, settings.sqs_client() if settings.sqs_client else None)
+        if settings.queue_url
+        else None,
         max_requests_per_second=settings.options.max_requests_per_second,
         requeue_failed_events=settings.options.requeue_failed_events,
         user_id_key=settings.user_id_key,
