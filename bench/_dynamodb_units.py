@@ -66,6 +66,8 @@ class UnitMeter:
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)
     written_bytes: Counter[str] = field(default_factory=Counter)  # by sort-key kind, for reports
     puts: Counter[str] = field(default_factory=Counter)  # accepted writes by sort-key kind
+    # ... and by partition-key kind too: ("CUSTOMER", "ENTITLEMENTS") vs ("USER", "ENTITLEMENTS")
+    puts_by_item: Counter[tuple[str, str]] = field(default_factory=Counter)
     _pending: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     def attach(self, client: Any) -> None:
@@ -137,6 +139,7 @@ class UnitMeter:
         self.sizes[key] = size
         self.written_bytes[key[1].partition("#")[0]] += size
         self.puts[key[1].partition("#")[0]] += 1
+        self.puts_by_item[(key[0].partition("#")[0], key[1].partition("#")[0])] += 1
 
     def _delete(self, key_attributes: dict[str, Any], *, failed: bool, factor: int = 1) -> None:
         key = _key(key_attributes)

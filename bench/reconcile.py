@@ -4,8 +4,12 @@ The account, on the fake Stripe API of the tests (requests counted at the server
 (requests counted with botocore hooks on the clients pynamodb and the queue use):
 * 10,000 subscriptions, each with its customer (with a user id) and records;
 * 10,000 one-time purchases (paid Checkout session, its PaymentIntent, their creation events, all in
-  the last 30 days: the worst case for the first pass), with their records and ledger entries;
-* 1,000 events Stripe lists as undelivered, already applied (in the ledger);
+  the last 30 days: the worst case for the first pass), with their records;
+* 1,000 events Stripe lists as undelivered, already applied (their records' stamps are as new);
+
+The table is seeded in the layout the worker writes today: records stamped with their events, the
+ones that can drift marked for the records-to-check index, an entitlements item per customer, no
+ledger, and the RECORDS_INDEXED marker a stack with the index writes at its first pass.
 * SUMMARIES customers with a stored Stripe Entitlements summary (equal to their active entitlements).
 
 1. A reconcile pass with nothing drifted (the first pass: 30 days of events). Targets (issue 11):
@@ -14,6 +18,8 @@ The account, on the fake Stripe API of the tests (requests counted at the server
 2. The backfill of the same account into an empty table: every object compared by lists and queued,
    and each subscribed customer's active entitlements read (SUMMARIES of them list some); it must fit in consecutive reconcile runs within the Lambda's time limit. Stripe's pace is the
    limit: runs are measured unpaced and the Stripe time added at the reconciler's default pace.
+3. A pass as the table's history grows (bench/_reconcile_history.py): read units with 100 settled
+   records per customer against none. Target (issue 19): within 1.5x.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bench import _reconcile_history
 
 SUBSCRIPTIONS = 10_000
 PURCHASES = 10_000
@@ -157,18 +165,18 @@ def _serve(fake: Any, account: _Account) -> None:
 
 
 def _store(account: _Account) -> None:
-    """What the webhooks left: every record, the ledger entries of every event, an entitlements item
-    per customer (written directly: seeding is not measured)."""
-    from datetime import UTC, datetime
-
-    from adapters import sync_table
+    """What the webhooks left: every record, an entitlements item per customer, the index's marker
+    (written directly: seeding is not measured)."""
+    from adapters import reconcile_cursor, sync_table
     from domain.reconcile import summary_object
     from domain.records import Snapshot
     from domain.stripe_objects import parse_event, snapshot_of
 
     def snapshots() -> list[Snapshot]:
         found = []
-        for obj in account.stripe["subscription"] + account.stripe["customer"]:
+        for obj in account.stripe["subscription"]:  # as of their latest event (after the failed ones)
+            found.append(_snapshot(obj, NOW - DAY))
+        for obj in account.stripe["customer"]:
             found.append(_snapshot(obj, NOW - 30 * DAY))
         for event, _ in account.events:
             if event["type"] != "customer.subscription.updated":
@@ -188,19 +196,6 @@ def _store(account: _Account) -> None:
     with sync_table.RecordItem.batch_write() as batch:
         for snapshot in snapshots():
             batch.save(sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot))
-    with sync_table.LedgerItem.batch_write() as batch:
-        for event, _ in account.events:
-            batch.save(
-                sync_table.LedgerItem(
-                    f"EVENT#{event['id']}",
-                    "EVENT",
-                    event_type=event["type"],
-                    customer_id=None,
-                    record_key=None,
-                    applied_at=event["created"],
-                    expires_at=datetime.fromtimestamp(NOW + 45 * DAY, UTC),
-                )
-            )
     with sync_table.EntitlementsItem.batch_write() as batch:
         for obj in account.stripe["customer"]:
             batch.save(
@@ -217,6 +212,7 @@ def _store(account: _Account) -> None:
                     records_version=1,
                 )
             )
+    reconcile_cursor.mark_records_indexed(NOW)
 
 
 class _CountingQueue:
@@ -307,7 +303,6 @@ def run() -> None:
         for model in (
             sync_table.SyncItem,
             sync_table.RecordItem,
-            sync_table.LedgerItem,
             *reconcile_cursor.MODELS,
         ):
             model._get_connection().connection.client.meta.events.register(
@@ -325,7 +320,6 @@ def run() -> None:
         for model in (
             sync_table.SyncItem,
             sync_table.RecordItem,
-            sync_table.LedgerItem,
             *reconcile_cursor.MODELS,
         ):
             model._get_connection().connection.client.meta.events.register(
@@ -333,6 +327,7 @@ def run() -> None:
             )
         backfilled = _measure(fake, counters, scope=Backfill(), budget=780)
     _print(reconciled, backfilled, seeded, objects)
+    _reconcile_history.run()
 
 
 def _print(ours: _Measured, backfill: _Measured, seeded: float, objects: int) -> None:

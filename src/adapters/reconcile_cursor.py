@@ -5,6 +5,8 @@
     RECONCILE                   BACKFILL            where the backfill stands (DRY_RUN_BACKFILL)
     RECONCILE                   ACCOUNTS            the Connect accounts that have records, per mode,
                                                     and those that deauthorized the platform
+    RECONCILE                   RECORDS_INDEXED     written once a scan of the whole table marked every
+                                                    record written before the records-to-check index
     RECONCILE#SEEN#<pass id>    <page number>       the ids one listed page held; expire after SEEN_DAYS
 
 The cursor is written with an optimistic lock (pynamodb's VersionAttribute): two runs that overlap
@@ -35,6 +37,7 @@ DRY_RUN_CURSOR_SK = "DRY_RUN_CURSOR"
 BACKFILL_SK = "BACKFILL"
 DRY_RUN_BACKFILL_SK = "DRY_RUN_BACKFILL"
 ACCOUNTS_SK = "ACCOUNTS"
+RECORDS_INDEXED_SK = "RECORDS_INDEXED"
 SEEN_DAYS = 35  # longer than any pass runs: a pass of a million subscriptions takes hours, not weeks
 
 
@@ -64,11 +67,30 @@ class SeenPageItem(SyncItem, discriminator="reconcile_seen"):
     expires_at = TTLAttribute()
 
 
+class RecordsIndexedItem(SyncItem, discriminator="records_indexed"):
+    """From when the records phase reads the records-to-check index instead of the whole table."""
+
+    indexed_at = NumberAttribute()
+
+
 def seen_pk(pass_id: str) -> str:
     return f"RECONCILE#SEEN#{pass_id}"
 
 
-MODELS: tuple[type[SyncItem], ...] = (CursorItem, AccountsItem, SeenPageItem)
+def records_indexed() -> bool:
+    """Whether every record that can drift carries its mark (adapters.reconciler.TableRecords)."""
+    try:
+        RecordsIndexedItem.get(CURSOR_PK, RECORDS_INDEXED_SK, consistent_read=True)
+    except RecordsIndexedItem.DoesNotExist:
+        return False
+    return True
+
+
+def mark_records_indexed(now: int) -> None:
+    RecordsIndexedItem(CURSOR_PK, RECORDS_INDEXED_SK, indexed_at=now).save()
+
+
+MODELS: tuple[type[SyncItem], ...] = (CursorItem, AccountsItem, SeenPageItem, RecordsIndexedItem)
 
 
 class CursorStore:

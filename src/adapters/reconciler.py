@@ -11,25 +11,27 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.constants import NONE
+from pynamodb.exceptions import PynamoDBException, UpdateError
 
-from adapters import sync_table
+from adapters import reconcile_cursor, sync_table
 from adapters.event_queue import QueueUnavailable
 from adapters.fetched_queue import FetchedQueue
-from adapters.reconcile_cursor import CursorStore
 from adapters.settings import ReconcileSettings, SettingsError
 from adapters.stripe_api import StripeApi
 from adapters.stripe_credentials import api_keys
-from domain.reconcile import Everything, ReconcileReport, Scope
+from domain.reconcile import Account, Everything, ReconcileReport, Scope
 from domain.reconcile.pages import SCAN_PAGE_ITEMS
 from domain.reconcile.ports import (
     Key,
     NotFound,
     RateLimited,
+    RecordsPage,
     Refused,
     ScannedRecord,
     StripeFailure,
@@ -40,6 +42,7 @@ from domain.reconcile.request import DEFAULT_MAX_REQUESTS_PER_SECOND
 from domain.reconcile.run import ReconcileNotConfigured as NotConfigured
 from domain.reconcile.run import Reconciler as ReconcileUseCase
 from domain.records import RecordKind, Snapshot
+from domain.settlement import can_drift
 from domain.stripe_objects import NotAtStripe
 
 VERIFIED_KINDS = ("subscription", "purchase", "payment", "dispute", "entitlement_summary")
@@ -167,23 +170,128 @@ class TableRecords:
         query = sync_table.RecordItem.query(sync_table.customer_pk(customer_id), consistent_read=True)
         return [sync_table.snapshot_of_item(item) for item in query]
 
-    def scan_page(self, position: str | None, limit: int) -> tuple[list[ScannedRecord], str | None]:
-        """One Scan request over the records the reconciler verifies; the next position, None at the end."""
+    def scan_page(
+        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+    ) -> RecordsPage:
+        """One Scan request of the records-to-check index, then one BatchGetItem of the records it
+        names that are not `compared_already`. On a table written before the index (no RECORDS_INDEXED
+        marker yet), one Scan request of the table's records instead, marking each that can drift as
+        it goes; the scan that reaches the end from the start writes the marker. The position says
+        which scan it continues: {"index": key}, {"table": key}, or a bare key (a scan a reconciler
+        before the index began: it ends without the marker, and the next pass scans the table again)."""
         start = json.loads(position) if position else None
+        if start is None:
+            where = "index" if reconcile_cursor.records_indexed() else "table"
+            key = None
+        elif "index" in start or "table" in start:
+            ((where, key),) = start.items()
+        else:
+            where, key = "legacy", start
+        if where == "index":
+            return self._index_page(key, limit, compared_already)
+        return self._table_page(key, limit, compared_already, marks=where == "table")
+
+    @staticmethod
+    def _index_page(
+        start: dict[str, Any] | None, limit: int, compared_already: Callable[[str, str], bool]
+    ) -> RecordsPage:
+        results = sync_table.SyncItem.records_to_check.scan(page_size=limit, last_evaluated_key=start)
+        page = next(results.page_iter)
+        accounts: set[Account] = set()
+        keys: list[Key] = []
+        for raw in page.get("Items", []):
+            item = _indexed(raw)
+            if item.account:
+                accounts.add(("live" if item.livemode else "test", item.account))
+            if item.kind is not None and not compared_already(item.kind, item.object_id):
+                keys.append(item.key)
+        found = {(item.pk, item.sk): item for item in sync_table.RecordItem.batch_get(keys)} if keys else {}
+        last = page.get("LastEvaluatedKey")
+        return RecordsPage(
+            [_scanned(found[key]) for key in keys if key in found],  # a record deleted since is gone
+            accounts,
+            json.dumps({"index": last}, sort_keys=True) if last else None,
+        )
+
+    @staticmethod
+    def _table_page(
+        start: dict[str, Any] | None,
+        limit: int,
+        compared_already: Callable[[str, str], bool],
+        *,
+        marks: bool,
+    ) -> RecordsPage:
         results = sync_table.RecordItem.scan(
             sync_table.RecordItem.kind.is_in(*VERIFIED_KINDS), page_size=limit, last_evaluated_key=start
         )
         page = next(results.page_iter)
         items = [sync_table.RecordItem.from_raw_data(raw) for raw in page.get("Items", [])]
+        for item in items:
+            if item.drift_check is None:
+                mark_record_to_check(item)
         last = page.get("LastEvaluatedKey")
-        return [_scanned(item) for item in items], json.dumps(last, sort_keys=True) if last else None
+        if last is None and marks:
+            reconcile_cursor.mark_records_indexed(int(time.time()))
+        return RecordsPage(
+            [_scanned(item) for item in items if not compared_already(item.kind, _object_id(item.sk))],
+            {("live" if item.livemode else "test", item.account) for item in items if item.account},
+            json.dumps({"table": last} if marks else last, sort_keys=True) if last else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexedItem:
+    key: Key
+    kind: str | None  # None: an entitlements item, read for its account alone
+    object_id: str
+    livemode: bool
+    account: str | None
+
+
+def _indexed(raw: Mapping[str, Any]) -> _IndexedItem:
+    """An item of the index as projected (keys, item_type, kind, livemode, account)."""
+    pk, sk = raw["pk"]["S"], raw["sk"]["S"]
+    kind = raw["kind"]["S"] if "kind" in raw and raw.get("item_type", {}).get("S") == "record" else None
+    return _IndexedItem(
+        (pk, sk),
+        kind,
+        _object_id(sk),
+        bool(raw.get("livemode", {}).get("BOOL")),
+        raw.get("account", {}).get("S") or None,
+    )
+
+
+def _object_id(sk: str) -> str:
+    return sk.partition("#")[2]
+
+
+def mark_record_to_check(item: sync_table.RecordItem) -> None:
+    """Mark a record written before the index, unless the worker rewrote it since it was read (its
+    write set or left out the mark itself). A record that cannot be read is left to the phase."""
+    try:
+        drifts = can_drift(sync_table.snapshot_of_item(item).record)
+    except (ValueError, TypeError, KeyError):
+        return
+    if not drifts:
+        return
+    try:
+        sync_table.RecordItem._get_connection().update_item(
+            item.pk,
+            item.sk,
+            actions=[sync_table.RecordItem.drift_check.set(item.pk)],
+            condition=sync_table.RecordItem.stamp_event == item.stamp_event,
+            return_values=NONE,
+        )
+    except UpdateError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise
 
 
 def _scanned(item: sync_table.RecordItem) -> ScannedRecord:
     return ScannedRecord(
         key=(item.pk, item.sk),
         kind=item.kind,
-        object_id=item.sk.partition("#")[2],
+        object_id=_object_id(item.sk),
         livemode=bool(item.livemode),
         account=item.account or None,
         snapshot=lambda: sync_table.snapshot_of_item(item),
@@ -215,7 +323,7 @@ class Reconciler(ReconcileUseCase):
             StripeListing(api),
             queue,
             records or TableRecords(),
-            CursorStore,
+            reconcile_cursor.CursorStore,
             max_requests_per_second=max_requests_per_second,
             requeue_failed_events=requeue_failed_events,
             scan_page_items=scan_page_items,

@@ -62,7 +62,6 @@ class Settings:
     queue_url: str | None  # the event queue, for ChangeMessageVisibility; None: its visibility timeout
     dead_letter_queue_url: str | None  # None: an unfixable event is retried instead of parked
     stripe_api_base: str | None
-    ledger_days: int
     # RECORD_RESERVE_SECONDS; a value that is not a whole number falls back to the default (a tuning
     # knob's typo must not stop the worker), and record_reserve_ignored keeps it for the warning.
     record_reserve_seconds: int
@@ -101,12 +100,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if env is None else env
     table = table_settings(source)
     try:
-        ledger_days = int(source.get("EVENT_LEDGER_DAYS", "45"))
-    except ValueError as error:
-        raise SettingsError(
-            "EVENT_LEDGER_DAYS", "EVENT_LEDGER_DAYS must be a whole number of days"
-        ) from error
-    try:
         reserve, ignored = (
             whole_number(source, "RECORD_RESERVE_SECONDS", DEFAULT_RECORD_RESERVE_SECONDS, unit="seconds"),
             None,
@@ -118,7 +111,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_url=optional(source, "QUEUE_URL"),
         dead_letter_queue_url=optional(source, "DEAD_LETTER_QUEUE_URL"),
         stripe_api_base=optional(source, "STRIPE_API_BASE"),
-        ledger_days=ledger_days,
         record_reserve_seconds=reserve,
         record_reserve_ignored=ignored,
         rules=load_rules(env=source),

@@ -14,7 +14,6 @@ from typing import Any
 
 import stripe
 from stripe._base_address import BaseAddresses
-from stripe.params import EventListParams, SubscriptionListParams
 
 from domain.credentials import Mode
 from domain.stripe_objects import NotAtStripe
@@ -106,28 +105,6 @@ class StripeApi:
             {"customer": customer_id, "limit": 100}, options=_options(account)
         )
         return [str(e.lookup_key) for e in pages.auto_paging_iter() if e.lookup_key]
-
-    def list_subscriptions(
-        self, livemode: bool, *, starting_after: str | None = None, customer: str | None = None
-    ) -> StripePage:
-        """One page of subscriptions in every status, newest first, expanding nothing; of one customer
-        (`cus_…`, or an Accounts v2 `customer_account`) when given."""
-        params: SubscriptionListParams = {"status": "all", "limit": LIST_LIMIT}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        if customer is not None:
-            if customer.startswith("cus_"):
-                params["customer"] = customer
-            else:
-                params["customer_account"] = customer
-        return self.list_page(livemode, "/v1/subscriptions", params)
-
-    def list_failed_events(self, livemode: bool, *, starting_after: str | None = None) -> StripePage:
-        """One page of events not (yet) delivered to every webhook endpoint (Stripe keeps 30 days)."""
-        params: EventListParams = {"delivery_success": False, "limit": LIST_LIMIT}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        return self.list_page(livemode, "/v1/events", params)
 
     def list_page(
         self, livemode: bool, path: str, params: Mapping[str, Any], *, account: str | None = None

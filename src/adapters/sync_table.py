@@ -35,12 +35,14 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from domain.entitlements import Entitlements, Grant
 from domain.live_records import LiveRecords
 from domain.records import RecordKind, Snapshot, Stamp, record_from_dict, record_to_dict
+from domain.settlement import can_drift, pass_learns_account
 from domain.sync import (
     ConcurrentChange,
     CustomerChange,
@@ -52,10 +54,24 @@ from domain.sync import (
 )
 from domain.user_entitlements import CustomerPart, UserEntitlements, with_part
 
-DAY = 86_400
 USER_WRITE_ATTEMPTS = 5  # writers of a user's other customers in between: read again and merge again
 ENTITLEMENTS_SK = "ENTITLEMENTS"
 STATE_SK = "STATE"
+
+
+RECORDS_TO_CHECK = "records-to-check"
+
+
+class RecordsToCheck(GlobalSecondaryIndex["SyncItem"]):  # type: ignore[no-untyped-call]
+    """The sparse index of the items marked `drift_check` (template.yaml declares it): records that can
+    still drift (domain.settlement.can_drift) and Connect customers' entitlements items. Keys plus what
+    never changes once written, so a record's later writes do not write the index again."""
+
+    class Meta:
+        index_name = RECORDS_TO_CHECK
+        projection = IncludeProjection(["item_type", "kind", "livemode", "account"])
+
+    drift_check = UnicodeAttribute(hash_key=True)
 
 
 class SyncItem(Model):
@@ -72,6 +88,10 @@ class SyncItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     item_type = DiscriminatorAttribute()
+    # Set (to the item's pk, which spreads the index's partitions) only on the items the reconciler's
+    # records phase reads; a write that settles the record leaves it out (a PutItem replaces the item).
+    drift_check = UnicodeAttribute(null=True)
+    records_to_check = RecordsToCheck()
 
 
 class RecordItem(SyncItem, discriminator="record"):
@@ -296,11 +316,6 @@ def snapshot_of_item(item: RecordItem) -> Snapshot:
 class DynamoCustomerStore:
     """`domain.sync.CustomerStore` on the table."""
 
-    def __init__(self, ledger_days: int = 45, clock: Any = None) -> None:
-        # The ledger outlives Stripe's 30 days of retries plus the DLQ's 14 days of retention.
-        self._ledger_seconds = ledger_days * DAY
-        self._clock = clock
-
     def load(self, customer_id: str) -> CustomerState:
         """The customer's whole partition (one consistent Query): for the ops CLI, and for building the
         live records once (a table written before state items, new rules, a spilled purchase)."""
@@ -467,6 +482,7 @@ class DynamoCustomerStore:
             cause_event_id=change.event_id,
             account=change.account,
             user_id=change.user_id,
+            drift_check=pk if pass_learns_account(change.account) else None,
         )
         try:
             item.save(
@@ -632,6 +648,7 @@ def record_item(pk: str, snapshot: Snapshot) -> RecordItem:
         stamp_rank=snapshot.stamp.rank,
         stamp_event=snapshot.stamp.event_id,
         body=json.dumps(record_to_dict(record), separators=(",", ":"), sort_keys=True),
+        drift_check=pk if can_drift(record) else None,
     )
 
 

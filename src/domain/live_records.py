@@ -52,12 +52,12 @@ from domain.records import (
     Snapshot,
     SubscriptionRecord,
 )
+from domain.settlement import FINAL_SUBSCRIPTION_STATUSES
 
 # Bump when the role rules below change: states built by older code are then rebuilt once.
 # 2: each subscription's last paid invoice (the grace of a past_due spell).
 # 3: the users a customer answers for; ended subscriptions newer than the Entitlements summary.
 LAYOUT = 3
-FINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 REVOKING_KINDS: frozenset[RecordKind] = frozenset({"charge", "refund", "dispute"})
 GRANTING_KINDS: frozenset[RecordKind] = frozenset({"purchase", "payment"})
 # The kinds whose mode `compute_entitlements` reports as the customer's.

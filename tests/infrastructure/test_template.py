@@ -38,6 +38,7 @@ FUNCTIONS = (
 SECRET_READ = ("secretsmanager:GetSecretValue", {"Ref": "StripeSecret"})
 EVENT_QUEUE = {"Fn::GetAtt": ["EventQueue", "Arn"]}
 TABLE = {"Fn::GetAtt": ["SyncTable", "Arn"]}
+RECORDS_TO_CHECK = {"Fn::Sub": "${SyncTable.Arn}/index/records-to-check"}
 # Every metric of the stack's own carries its stage and stack: two stacks in one account stay apart.
 NAMESPACE = {"Fn::Sub": "StripeSync/${Stage}/${AWS::StackName}"}
 
@@ -108,6 +109,10 @@ def resolve(value: Any, parameters: dict[str, str]) -> Any:
             return resolve(argument[0], parameters) == resolve(argument[1], parameters)
         if key == "Fn::Not":
             return not resolve(argument[0], parameters)
+        if key == "Fn::Or":
+            return any(resolve(a, parameters) for a in argument)
+        if key == "Fn::And":
+            return all(resolve(a, parameters) for a in argument)
         if key == "Fn::If":
             condition, when_true, when_false = argument
             chosen = when_true if resolve(TEMPLATE["Conditions"][condition], parameters) else when_false
@@ -204,7 +209,7 @@ def test_worker_grants_nothing_beyond_the_table_the_secret_and_its_failed_messag
     }
 
 
-def test_reconciler_writes_only_its_cursor_item() -> None:
+def test_reconciler_writes_only_its_cursor_item_and_the_mark_of_records_to_check() -> None:
     writes = [
         (action, condition)
         for action, resource, condition in granted("ReconcileFunction")
@@ -213,6 +218,15 @@ def test_reconciler_writes_only_its_cursor_item() -> None:
     ]
     assert writes
     for action, condition in writes:
+        if action == "dynamodb:UpdateItem":
+            # Only `drift_check` (conditional on the stamp read), on a table written before the index.
+            assert condition == {
+                "ForAllValues:StringEquals": {
+                    "dynamodb:Attributes": ["pk", "sk", "drift_check", "stamp_event"]
+                },
+                "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+            }
+            continue
         assert condition == {
             "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECONCILE", "RECONCILE#*"]}
         }, action
@@ -229,6 +243,10 @@ def test_reconciler_reads_the_table_queues_repairs_and_reads_the_secret() -> Non
         ("dynamodb:BatchGetItem", json.dumps(TABLE)),
         ("dynamodb:Query", json.dumps(TABLE)),
         ("dynamodb:Scan", json.dumps(TABLE)),
+        *(
+            (f"dynamodb:{action}", json.dumps(RECORDS_TO_CHECK))
+            for action in ("GetItem", "BatchGetItem", "Query", "Scan")
+        ),
         ("sqs:SendMessage", json.dumps(EVENT_QUEUE)),
         ("sqs:SendMessageBatch", json.dumps(EVENT_QUEUE)),
         (SECRET_READ[0], json.dumps(SECRET_READ[1])),
@@ -365,8 +383,21 @@ def test_table_keys_and_billing_follow_the_contract() -> None:
     assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
         "pk": "S",
         "sk": "S",
+        "drift_check": "S",
     }
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+
+
+def test_the_records_to_check_index_projects_only_what_never_changes_after_a_write() -> None:
+    # A projected attribute that a later write changes would write the index again at that write.
+    [index] = props("SyncTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "records-to-check"
+    assert index["KeySchema"] == [{"AttributeName": "drift_check", "KeyType": "HASH"}]
+    assert index["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["item_type", "kind", "livemode", "account"],
+    }
+    assert "ProvisionedThroughput" not in index  # on demand, as the table
 
 
 def test_table_is_encrypted_at_rest() -> None:
@@ -392,9 +423,9 @@ def test_table_expires_items_by_expires_at() -> None:
     assert props("SyncTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_event_ledger_outlives_stripe_retries_and_the_dlq() -> None:
-    dlq_days = props("DeadLetterQueue")["MessageRetentionPeriod"] / 86_400
-    assert int(function_env("WorkerFunction")["EVENT_LEDGER_DAYS"]) >= 30 + dlq_days
+def test_the_worker_has_no_ledger_setting_it_writes_no_ledger() -> None:
+    # A record's stamp tells a duplicate for ever; EVENT_LEDGER_DAYS went with the ledger.
+    assert "EVENT_LEDGER_DAYS" not in function_env("WorkerFunction")
 
 
 # ---------------------------------------------------------------- functions
@@ -716,6 +747,23 @@ def test_sample_events_are_what_generate_py_writes(tmp_path: Path) -> None:
         )
 
 
+def test_sample_events_carry_the_signup_scenario_at_the_current_api_version() -> None:
+    from events import scenarios
+    from events.stripe.objects import CURRENT_API_VERSION
+
+    by_type = {event["type"]: event for event in scenarios.build("signup_paid").events}
+    webhook = read_event("webhook_apigw_v2.json")
+    assert webhook["body"].encode() == scenarios.render(by_type["customer.subscription.created"])
+    bodies = [record["body"].encode() for record in read_event("worker_sqs_batch.json")["Records"]]
+    assert bodies == [
+        scenarios.render(by_type["customer.subscription.created"]),
+        scenarios.render(by_type["invoice.paid"]),
+    ]
+    assert {json.loads(body)["api_version"] for body in [*bodies, webhook["body"].encode()]} == {
+        CURRENT_API_VERSION
+    }
+
+
 @pytest.mark.parametrize("name", ["webhook_apigw_v2.json", "webhook_apigw_v2_base64.json"])
 def test_webhook_event_is_signed_with_the_sample_secret(name: str) -> None:
     event = read_event(name)
@@ -960,6 +1008,37 @@ def test_alarm_on_dynamodb_throttling_of_reads_and_writes() -> None:
 def test_alarm_on_reconciler_invocation_errors_is_kept() -> None:
     [alarm] = alarms_on("AWS/Lambda", "Errors", {"Ref": "ReconcileFunction"})
     assert alarm["Threshold"] == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "create", "created"),
+    [
+        ("prod", None, True),  # the default, auto: prod stacks have one
+        ("dev", None, False),  # test stacks do not pay $3 a month for it unless asked
+        ("dev", "true", True),
+        ("prod", "false", False),
+        ("prod", "auto", True),
+    ],
+)
+def test_the_dashboard_is_created_in_prod_or_when_asked(
+    stage: str, create: str | None, created: bool
+) -> None:
+    parameters = {"Stage": stage} | ({"CreateDashboard": create} if create else {})
+    assert resolve({"Condition": "HasDashboard"}, parameters) is created
+    assert RESOURCES["Dashboard"]["Condition"] == "HasDashboard"
+    assert TEMPLATE["Outputs"]["DashboardUrl"]["Condition"] == "HasDashboard"
+
+
+@pytest.mark.parametrize(
+    "function",
+    ["WebhookFunction", "WorkerFunction", "EntitlementsChangedFunction", "StripeEventBridgeFunction"],
+)
+def test_functions_run_per_event_write_no_platform_lines(function: str) -> None:
+    """START/END/REPORT are INFO-level system logs in the JSON format: at WARN Lambda writes none, and
+    would otherwise bill ~300 B of them for every invocation. The reconciler keeps them (hourly)."""
+    config = function_setting(function, "LoggingConfig")
+    assert (config["LogFormat"], config["SystemLogLevel"]) == ("JSON", "WARN")
+    assert "ApplicationLogLevel" not in config  # the functions' own INFO lines (and metrics) still go out
 
 
 def dashboard() -> dict[str, Any]:

@@ -67,6 +67,14 @@ ENTITLEMENTS_BUS = arn("EntitlementsEventBus")
 ENTITLEMENTS_CHANGES_DLQ = arn("EntitlementsChangesDeadLetterQueue")
 STRIPE_EVENTBRIDGE_DLQ = arn("StripeEventBridgeDeadLetterQueue")
 SECRET = canonical({"Ref": "StripeSecret"})
+RECORDS_TO_CHECK = canonical({"Fn::Sub": "${SyncTable.Arn}/index/records-to-check"})
+# The reconciler marks records written before the index that can still drift, and nothing else.
+MARK_ONLY = canonical(
+    {
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": ["pk", "sk", "drift_check", "stamp_event"]},
+        "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+    }
+)
 CURSOR_ONLY = canonical({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECONCILE", "RECONCILE#*"]}})
 TRACES = {
     ("xray:PutTraceSegments", EVERYTHING, NO_CONDITION),
@@ -238,10 +246,13 @@ EXPECTED_EFFECTIVE: dict[str, set[Grant]] = {
     | own_logs("WorkerFunction")
     | TRACES,
     "ReconcileFunction": {
-        (f"dynamodb:{action}", TABLE, NO_CONDITION) for action in ("GetItem", "BatchGetItem", "Query", "Scan")
+        (f"dynamodb:{action}", resource, NO_CONDITION)
+        for action in ("GetItem", "BatchGetItem", "Query", "Scan")
+        for resource in (TABLE, RECORDS_TO_CHECK)
     }
     | {
         ("dynamodb:PutItem", TABLE, CURSOR_ONLY),
+        ("dynamodb:UpdateItem", TABLE, MARK_ONLY),
         ("sqs:SendMessage", EVENT_QUEUE, NO_CONDITION),
         ("sqs:SendMessageBatch", EVENT_QUEUE, NO_CONDITION),
         READ_SECRET,
@@ -354,9 +365,9 @@ def test_function_writes_only_to_its_own_log_group(function: str) -> None:
 DYNAMODB_WRITES = re.compile(r"dynamodb:(PutItem|UpdateItem|DeleteItem|BatchWriteItem|PartiQL.*|Transact.*)$")
 
 
-def test_reconciler_can_write_no_table_item_but_its_own() -> None:
+def test_reconciler_can_write_no_table_item_but_its_own_and_the_mark_of_records_to_check() -> None:
     writes = {grant for grant in effective("ReconcileFunction") if DYNAMODB_WRITES.match(grant[0])}
-    assert writes == {("dynamodb:PutItem", TABLE, CURSOR_ONLY)}
+    assert writes == {("dynamodb:PutItem", TABLE, CURSOR_ONLY), ("dynamodb:UpdateItem", TABLE, MARK_ONLY)}
 
 
 # The partition keys of src/adapters/sync_table.py and src/adapters/reconcile_cursor.py.
@@ -386,7 +397,7 @@ def test_reconciler_write_condition_matches_only_its_own_partition_keys(
     (condition,) = {
         condition
         for action, _, condition in role_policies("ReconcileFunction")
-        if DYNAMODB_WRITES.match(action)
+        if DYNAMODB_WRITES.match(action) and condition != MARK_ONLY  # attributes, not items: above
     }
     ((operator, keys),) = json.loads(condition).items()
     assert operator == "ForAllValues:StringLike"

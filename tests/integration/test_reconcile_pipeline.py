@@ -14,10 +14,10 @@ import boto3
 import pytest
 import stripe._http_client
 
-from adapters import sync_table
+from adapters import reconcile_cursor, sync_table
 from adapters.fetched_queue import FetchedQueue
 from adapters.reconcile_cursor import CursorItem, CursorStore
-from adapters.reconciler import Reconciler, bind_table
+from adapters.reconciler import Reconciler, TableRecords, bind_table, mark_record_to_check
 from adapters.stripe_api import StripeApi
 from domain.credentials import Mode
 from domain.reconcile import Backfill, Counts, DriftKind, Everything, OneCustomer, ReconcileReport, Scope
@@ -350,7 +350,9 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
     # The next pass finds nothing left to repair.
     again = world.run()
     assert again.counts.drift == 0
-    assert again.counts.not_found == 1
+    # The gone subscription's record is final now (canceled): the pass no longer reads it, nor asks
+    # Stripe for it (before the records-to-check index each pass fetched it again and got its 404).
+    assert again.counts.not_found == 0
     assert world.drain() == []
 
 
@@ -792,17 +794,23 @@ def test_the_handler_reports_a_run_as_metrics_and_one_log_line(
     assert world.drain() == []
     metrics = _metrics(capsys.readouterr().out)
     assert metrics["DriftMissing"] == [1.0]
-    assert metrics["DriftRepaired"] == [0.0]
-    assert metrics["ReconcileErrors"] == [0.0]
-    assert metrics["ReconcileFailed"] == [0.0]
+    assert metrics["ReconcileFailed"] == [0.0]  # every run: its alarm needs a data point
     assert metrics["ReconcilePassCompleted"] == [1.0]
-    assert metrics["DriftBySubscription"] == [1.0]  # per kind, zeros included
-    assert metrics["DriftByPurchase"] == [0.0]
-    assert metrics["DriftByEvent"] == [0.0]
-    assert metrics["FailedEventsFound"] == [0.0]
-    assert metrics["EventsLost"] == [0.0]
+    # Counts that are zero send no metric (each metric sent in an hour is billed for it), and the
+    # counts no alarm or widget reads are log fields only.
+    for quiet in (
+        "DriftRepaired",
+        "ReconcileErrors",
+        "FailedEventsFound",
+        "DriftBySubscription",
+        "EventsLost",
+    ):
+        assert quiet not in metrics
     runs = _logged(caplog, "reconcile run")
     assert len(runs) == 1
+    assert (runs[0].repaired, runs[0].errors, runs[0].failed_events, runs[0].events_lost) == (0, 0, 0, 0)
+    assert runs[0].drift_by_kind["subscription"] == 1  # per kind, zeros included, in the log line
+    assert (runs[0].drift_by_kind["purchase"], runs[0].drift_by_kind["event"]) == (0, 0)
     assert runs[0].drifts == [
         {
             "kind": "missing",
@@ -1322,3 +1330,183 @@ def test_an_applied_dispute_stripe_still_lists_as_undelivered_is_not_queued_agai
     assert report.counts.failed_events == len(in_window)
     assert report.counts.events_lost == 0
     assert world.drain() == []
+
+
+# -- the records-to-check index (issue 19) ---------------------------------------------------------
+
+
+def _indexed() -> set[tuple[str, str]]:
+    return {(item.pk, item.sk) for item in sync_table.SyncItem.records_to_check.scan()}
+
+
+def _purchase(customer: str, session_id: str, status: str, payment_status: str) -> dict[str, Any]:
+    return s.checkout_session(
+        s.IdFactory(session_id),
+        id=session_id,
+        mode="payment",
+        status=status,  # type: ignore[arg-type]
+        payment_status=payment_status,  # type: ignore[arg-type]
+        customer=customer,
+        payment_intent=f"pi_{session_id}",
+        amount_total=900,
+        created=T0,
+    )
+
+
+def _serve_session(world: World, obj: dict[str, Any], account: str | None = None) -> dict[str, Any]:
+    """Stripe holds the session and its line items (the worker fetches those once)."""
+    lines = s.checkout_line_items(session_id=obj["id"], prices=[(BOOK, 1)])["data"]
+    world.fake.put_session(obj, lines, account=account)
+    return obj
+
+
+def _store_unmarked(*objects: dict[str, Any], account: str | None = None) -> None:
+    """Records as a worker before the index wrote them: without `drift_check`."""
+    for obj in objects:
+        event = dict(webhook(obj, T0 + 10, "checkout.session.completed"), account=account)
+        snapshot = snapshot_of(parse_event(event))
+        assert isinstance(snapshot, Snapshot)
+        item = sync_table.record_item(sync_table.customer_pk(str(snapshot.customer_id)), snapshot)
+        item.drift_check = None
+        item.save()
+
+
+def _never(kind: str, object_id: str) -> bool:
+    return False
+
+
+def test_the_worker_marks_a_record_while_it_can_drift_and_unmarks_it_when_it_settles(world: World) -> None:
+    unpaid = _serve_session(world, _purchase("cus_buyer", "cs_async", "complete", "unpaid"))
+    world.deliver(webhook(unpaid, T0 + 10, "checkout.session.completed"))
+    key = ("CUSTOMER#cus_buyer", "PURCHASE#cs_async")
+    assert key in _indexed()
+
+    paid = _serve_session(world, dict(unpaid, payment_status="paid"))
+    world.deliver(webhook(paid, T0 + 20, "checkout.session.async_payment_succeeded"))
+
+    assert key not in _indexed()
+    assert world.stored("cus_buyer", "cs_async", "PURCHASE") is not None  # the record stays
+
+
+def test_a_connect_customers_entitlements_item_is_indexed_so_a_pass_learns_its_account(world: World) -> None:
+    """A Connect customer whose records have all settled: its entitlements item tells the pass which
+    account to list (its refunds and disputes), one item per customer whatever its history."""
+    account = "acct_1Settled"
+    paid = _serve_session(world, _purchase("cus_settled", "cs_paid", "complete", "paid"), account)
+    world.deliver(dict(webhook(paid, T0 + 10, "checkout.session.completed"), account=account))
+    plain = _serve_session(world, _purchase("cus_plain", "cs_plain", "complete", "paid"))
+    world.deliver(webhook(plain, T0 + 10, "checkout.session.completed"))
+    reconcile_cursor.mark_records_indexed(T0)
+
+    page = TableRecords().scan_page(None, 100, _never)
+
+    assert _indexed() == {("CUSTOMER#cus_settled", "ENTITLEMENTS")}
+    assert page.records == []  # nothing to compare: the purchase has settled
+    assert page.accounts == {("test", account)}
+    assert page.position is None
+
+
+def test_a_table_written_before_the_index_is_scanned_once_marking_what_can_drift(world: World) -> None:
+    """Until RECONCILE/RECORDS_INDEXED exists a pass scans the table (as before the index), marking the
+    records that can drift and learning accounts from all; its end writes the marker, and later passes
+    read the index alone."""
+    open_purchase = _purchase("cus_open", "cs_open", "open", "unpaid")
+    settled = _purchase("cus_paid", "cs_paid", "complete", "paid")
+    connect_settled = _purchase("cus_connect", "cs_connect", "complete", "paid")
+    for obj in (open_purchase, settled):
+        _serve_session(world, obj)
+    _serve_session(world, connect_settled, "acct_1Old")
+    _store_unmarked(open_purchase, settled)
+    _store_unmarked(connect_settled, account="acct_1Old")
+    assert _indexed() == set()
+
+    first = world.run()
+
+    assert first.complete
+    assert reconcile_cursor.records_indexed()
+    assert _indexed() == {("CUSTOMER#cus_open", "PURCHASE#cs_open")}
+    assert CursorStore().accounts() == {("test", "acct_1Old")}  # learnt from a settled record
+    fetched = {r.path for r in world.fake.requests}
+    assert "/v1/checkout/sessions/cs_open" in fetched
+    assert "/v1/checkout/sessions/cs_paid" not in fetched
+
+    # A record no worker of today writes (unmarked) is not read any more: the index alone is.
+    late = _purchase("cus_late", "cs_late", "open", "unpaid")
+    _serve_session(world, late)
+    _store_unmarked(late)
+    before = len(world.fake.requests)
+    world.clock.now += 3600
+
+    second = world.run()
+
+    assert second.complete
+    fetched = {r.path for r in world.fake.requests[before:]}
+    assert "/v1/checkout/sessions/cs_open" in fetched
+    assert "/v1/checkout/sessions/cs_late" not in fetched
+    assert CursorStore().accounts() == {("test", "acct_1Old")}
+
+
+def test_a_table_scan_interrupted_mid_way_resumes_and_writes_the_marker_only_at_its_end(world: World) -> None:
+    drifting = [_purchase(f"cus_{n}", f"cs_open{n}", "open", "unpaid") for n in range(3)]
+    settled = _purchase("cus_paid", "cs_paid", "complete", "paid")
+    _store_unmarked(*drifting, settled)
+
+    first = TableRecords().scan_page(None, 1, _never)
+    assert first.position is not None
+    assert not reconcile_cursor.records_indexed()  # one page is not the whole table
+
+    position, pages = first.position, 1
+    while position is not None:
+        position = TableRecords().scan_page(position, 1, _never).position  # each page a later run
+        pages += 1
+        assert reconcile_cursor.records_indexed() is (position is None)
+    assert pages >= 4
+
+    marked = {(f"CUSTOMER#cus_{n}", f"PURCHASE#cs_open{n}") for n in range(3)}
+    assert _indexed() == marked
+    page = TableRecords().scan_page(None, 100, _never)  # the index, from now on
+    assert {r.key for r in page.records} == marked
+    assert {r.snapshot().record.id for r in page.records} == {f"cs_open{n}" for n in range(3)}
+
+
+def test_a_table_scan_a_reconciler_before_the_index_began_ends_without_the_marker(world: World) -> None:
+    _store_unmarked(*[_purchase(f"cus_{n}", f"cs_open{n}", "open", "unpaid") for n in range(3)])
+    started = TableRecords().scan_page(None, 1, _never).position
+    assert started is not None
+    bare = json.dumps(json.loads(started)["table"])  # the old reconciler's position: the key alone
+
+    position: str | None = bare
+    while position is not None:
+        position = TableRecords().scan_page(position, 1, _never).position
+
+    # Its first pages were read unmarked: the next pass scans the whole table again.
+    assert not reconcile_cursor.records_indexed()
+    assert TableRecords().scan_page(None, 100, _never).position is None
+    assert reconcile_cursor.records_indexed()
+
+
+def test_a_record_rewritten_since_the_scan_read_it_keeps_what_the_worker_wrote(world: World) -> None:
+    open_purchase = _purchase("cus_open", "cs_open", "open", "unpaid")
+    _store_unmarked(open_purchase)
+    [item] = list(sync_table.RecordItem.scan())
+    # The worker settles it between the scan's read and its mark.
+    paid = _serve_session(world, dict(open_purchase, status="complete", payment_status="paid"))
+    world.deliver(webhook(paid, T0 + 20, "checkout.session.completed"))
+
+    mark_record_to_check(item)
+
+    assert _indexed() == set()
+
+
+def test_an_index_page_reads_in_full_only_what_the_lists_did_not_compare(world: World) -> None:
+    account = "acct_1Listed"
+    listed = subscription("cus_listed")
+    world.deliver(dict(webhook(listed, T0 + 10), account=account))
+    open_purchase = _serve_session(world, _purchase("cus_open", "cs_open", "open", "unpaid"))
+    world.deliver(webhook(open_purchase, T0 + 10, "checkout.session.completed"))
+    reconcile_cursor.mark_records_indexed(T0)
+
+    page = TableRecords().scan_page(None, 100, lambda kind, object_id: object_id == "sub_cus_listed")
+
+    assert [r.key for r in page.records] == [("CUSTOMER#cus_open", "PURCHASE#cs_open")]
+    assert page.accounts == {("test", account)}  # the skipped subscription's account still counts

@@ -17,6 +17,7 @@ from domain.reconcile.ports import (
     CursorConflict,
     Key,
     NotFound,
+    RecordsPage,
     Refused,
     ScannedRecord,
     StripeFailure,
@@ -24,6 +25,7 @@ from domain.reconcile.ports import (
 )
 from domain.reconcile.run import Reconciler
 from domain.records import RecordKind, Snapshot
+from domain.settlement import can_drift
 from domain.stripe_objects import parse_event, snapshot_of
 from events.stripe import objects as s
 
@@ -171,6 +173,8 @@ class MemoryTable:
     """`ReconcileTable` over a dict of snapshots, keyed as the worker keys them."""
 
     snapshots: dict[Key, Snapshot] = field(default_factory=dict)
+    ledger: set[str] = field(default_factory=set)  # an older table's EVENT# items
+    ledger_reads: int = 0
 
     def store(self, snapshot: Snapshot) -> None:
         key = self.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
@@ -200,13 +204,18 @@ class MemoryTable:
         return found
 
     def applied(self, event_ids: Iterable[str]) -> set[str]:
-        return set()
+        self.ledger_reads += 1
+        return set(event_ids) & self.ledger
 
     def of_customer(self, customer_id: str) -> list[Snapshot]:
         return [s for (pk, _), s in self.snapshots.items() if pk == f"CUSTOMER#{customer_id}"]
 
-    def scan_page(self, position: str | None, limit: int) -> tuple[list[ScannedRecord], str | None]:
-        keys = sorted(self.snapshots)
+    def scan_page(
+        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+    ) -> RecordsPage:
+        """The records-to-check index as the worker keeps it: the records that can drift, and (as the
+        customers' entitlements items do) every Connect account a customer's records name."""
+        keys = sorted(key for key, snapshot in self.snapshots.items() if can_drift(snapshot.record))
         start = keys.index(tuple(position.split("|"))) + 1 if position else 0  # type: ignore[arg-type]
         page = keys[start : start + limit]
         scanned = [
@@ -221,7 +230,14 @@ class MemoryTable:
             for key in page
         ]
         following = "|".join(page[-1]) if start + limit < len(keys) and page else None
-        return scanned, following
+        accounts: set[Account] = {
+            ("live" if s.record.livemode else "test", s.account)
+            for key, s in self.snapshots.items()
+            if s.account and (key in page or (start == 0 and s.customer_id is not None))
+        }
+        return RecordsPage(
+            [r for r in scanned if not compared_already(r.kind, r.object_id)], accounts, following
+        )
 
 
 @dataclass

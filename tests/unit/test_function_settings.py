@@ -35,7 +35,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         "EVENT_BUS_NAME",
         "STRIPE_API_BASE",
         "STRIPE_SECRET_ID",
-        "EVENT_LEDGER_DAYS",
         "RECORD_RESERVE_SECONDS",
         "ENTITLEMENT_RULES_FILE",
         "SIGNATURE_TOLERANCE_SECONDS",
@@ -80,7 +79,6 @@ def test_the_worker_settings_hold_every_variable_it_reads(env: Callable[..., Non
         QUEUE_URL=QUEUE,
         DEAD_LETTER_QUEUE_URL=DLQ,
         STRIPE_API_BASE="http://127.0.0.1:12111",
-        EVENT_LEDGER_DAYS="7",
         RECORD_RESERVE_SECONDS="30",
         AWS_REGION="eu-west-1",
         AWS_DEFAULT_REGION="us-east-1",
@@ -94,11 +92,7 @@ def test_the_worker_settings_hold_every_variable_it_reads(env: Callable[..., Non
         DLQ,
         "http://127.0.0.1:12111",
     )
-    assert (settings.ledger_days, settings.record_reserve_seconds, settings.record_reserve_ignored) == (
-        7,
-        30,
-        None,
-    )
+    assert (settings.record_reserve_seconds, settings.record_reserve_ignored) == (30, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.queue_url = None  # type: ignore[misc]
 
@@ -121,7 +115,6 @@ def test_the_worker_defaults(env: Callable[..., None]) -> None:
     [
         ({"TABLE_NAME": None}, "TABLE_NAME"),
         ({"TABLE_NAME": ""}, "TABLE_NAME"),
-        ({"EVENT_LEDGER_DAYS": "a month"}, "EVENT_LEDGER_DAYS"),
         ({"ENTITLEMENT_RULES_FILE": "/nonexistent/rules.toml"}, "ENTITLEMENT_RULES_FILE"),
     ],
 )

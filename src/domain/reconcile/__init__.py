@@ -20,15 +20,12 @@ names below are the package's public seams, importable from `domain.reconcile`.
 
 from domain.reconcile.backfill import BACKFILL_KINDS, backfill_object
 from domain.reconcile.drift import (
-    CLOSED_DISPUTE_STATUSES,
-    SETTLED_PAYMENT_INTENT_STATUSES,
     Drift,
     DriftKind,
     customer_of_object,
     drift_of,
     event_drift,
     object_to_verify,
-    purchase_is_settled,
     same_record,
     same_summary,
     summary_object,
@@ -90,6 +87,7 @@ from domain.reconcile.request import (
     run_request,
 )
 from domain.reconcile.skips import SkippedPhase, SkipReason
+from domain.settlement import CLOSED_DISPUTE_STATUSES, SETTLED_PAYMENT_INTENT_STATUSES, purchase_is_settled
 
 __all__ = [
     "BACKFILL_KINDS",

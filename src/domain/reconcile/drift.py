@@ -22,14 +22,14 @@ from domain.records import (
     Snapshot,
     SubscriptionRecord,
 )
+from domain.settlement import (
+    CLOSED_DISPUTE_STATUSES,
+    SETTLED_PAYMENT_INTENT_STATUSES,
+    purchase_is_settled,
+)
 from domain.stripe_objects import record_of
 
 Json = Mapping[str, Any]
-
-# Payment intents and Checkout sessions that can no longer change in a way that matters for access.
-SETTLED_PAYMENT_INTENT_STATUSES = frozenset({"succeeded", "canceled"})
-# Disputes that can no longer change what they take back.
-CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "warning_closed", "prevented"})
 
 
 class DriftKind(StrEnum):
@@ -131,13 +131,6 @@ def summary_object(customer_id: str, livemode: bool, lookup_keys: Sequence[str])
             "url": "/v1/entitlements/active_entitlements",
         },
     }
-
-
-def purchase_is_settled(purchase: PurchaseRecord) -> bool:
-    """Expired, or complete and paid (refunds and disputes arrive as charges and disputes)."""
-    return purchase.status == "expired" or (
-        purchase.status == "complete" and purchase.payment_status in ("paid", "no_payment_required")
-    )
 
 
 def customer_of_object(obj: Json) -> str | None:

@@ -58,6 +58,12 @@ ACCOUNT_AUTHORIZATION_EVENTS = {
 }
 # Subscriptions that grant nothing again: their customers' active entitlements are not read for them.
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+# The event ledger (EVENT#… items) of tables written before state items: no worker writes it since
+# December 2026 and its items expire 45 days after their event, and a listed event goes back 30 days.
+# From this date (2027-01-01T00:00:00Z) a pass no longer reads it; what it told (an event applied
+# whose record is older) is then told by the records' stamps, or the event is queued once more and the
+# worker finds it a duplicate (ARCHITECTURE.md, "The reconciler").
+LEDGER_READ_UNTIL = 1_798_761_600
 # Objects that name no customer and are found through their payment (ReconcileTable.key_of_payment_record).
 PAYMENT_REFERENCING_KINDS = frozenset({"dispute", "refund"})
 
@@ -289,7 +295,11 @@ class PageReader:
             if isinstance(found, Ignored):
                 continue  # the worker would acknowledge it and change nothing
             candidates.append((event, found if isinstance(found, Snapshot) else None))
-        applied = self.table.applied(str(e["id"]) for e, _ in candidates)
+        applied = (
+            self.table.applied(str(e["id"]) for e, _ in candidates)
+            if self.clock() < LEDGER_READ_UNTIL
+            else set()
+        )
         pending = [(e, s) for e, s in candidates if str(e["id"]) not in applied]
         keys = {id(e): self.snapshot_key(s) for e, s in pending if s is not None}
         stored = self.table.records(k for k in keys.values() if k is not None)
@@ -331,13 +341,14 @@ class PageReader:
         return True
 
     def records_page(self, position: str | None, seen: set[str]) -> Page:
-        items, following = self.table.scan_page(position, self.scan_page_items)
-        page = Page(position=following)
-        for item in items:
-            if item.account:
-                page.accounts.add(("live" if item.livemode else "test", item.account))
-            if item.kind == "subscription" and item.object_id in seen:
-                continue  # compared when its list page was
+        read = self.table.scan_page(
+            position,
+            self.scan_page_items,
+            # compared when its list page was
+            lambda kind, object_id: kind == "subscription" and object_id in seen,
+        )
+        page = Page(position=read.position, accounts=set(read.accounts))
+        for item in read.records:
             try:
                 snapshot = item.snapshot()
             except (ValueError, TypeError, KeyError) as error:

@@ -95,6 +95,17 @@ class ScannedRecord:
     snapshot: Callable[[], Snapshot]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsPage:
+    """One page of the records a pass verifies: those to compare (not those `scan_page`'s
+    `compared_already` left out), the Connect accounts the page showed (of every item it read, those
+    left out included), and where the next page starts (None at the end)."""
+
+    records: list[ScannedRecord]
+    accounts: set[Account]
+    position: str | None
+
+
 class ReconcileTable(Protocol):
     """Every table read of a pass (the reconciler never writes a record: repairs go to the queue)."""
 
@@ -118,8 +129,12 @@ class ReconcileTable(Protocol):
 
     def of_customer(self, customer_id: str) -> list[Snapshot]: ...
 
-    def scan_page(self, position: str | None, limit: int) -> tuple[list[ScannedRecord], str | None]:
-        """One page of the records a pass verifies, and the next position (None at the end)."""
+    def scan_page(
+        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+    ) -> RecordsPage:
+        """One page (at most `limit` items read) of the records that can still drift, and of the
+        customers whose Connect account a pass must know; `compared_already(kind, object_id)` names the
+        records not to read in full (the pass's lists compared them)."""
         ...
 
 
