@@ -382,6 +382,6 @@ def reconcile(
 
 
 def bind_table(table_name: str, host: str | None = None) -> None:
-    """Point the models at the table (and at a DynamoDB endpoint when given, as the local runtime's
-    settings name one)."""
+    """Point the models at the table (and at a DynamoDB endpoint when given): the tests' and the
+    benchmarks' shortcut; reconcile() binds its settings' TableSettings."""
     sync_table.configure(table_name, host=host)
