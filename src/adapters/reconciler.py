@@ -366,7 +366,9 @@ def reconcile(
     settings.table.bind()
     reconciler = Reconciler(
         StripeApi(keys, settings.stripe_api_base),
-        FetchedQueue(settings.queue_url, settings.sqs_client) if settings.queue_url else None,
+        FetchedQueue(settings.queue_url, settings.sqs_client() if settings.sqs_client else None)
+        if settings.queue_url
+        else None,
         max_requests_per_second=settings.options.max_requests_per_second,
         requeue_failed_events=settings.options.requeue_failed_events,
         user_id_key=settings.user_id_key,
@@ -382,6 +384,6 @@ def reconcile(
 
 
 def bind_table(table_name: str, host: str | None = None) -> None:
-    """Point the models at the table (and at a DynamoDB endpoint when given, as the local runtime's
-    settings name one)."""
+    """Point the models at the table (and at a DynamoDB endpoint when given): the tests' and the
+    benchmarks' shortcut; reconcile() binds its settings' TableSettings."""
     table_items.configure(table_name, host=host)

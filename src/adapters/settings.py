@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,9 +131,9 @@ class ReconcileSettings:
     # How the secret is read: adapters.stripe_credentials.read_secret when None (the functions); the
     # ops CLI gives a boto3 reader for the operator's profile (ops.targets.operator_secret_reader).
     secret_reader: SecretReader | None = field(default=None, compare=False)
-    # The SQS client repairs are sent with (adapters.fetched_queue.sqs_client when None); the ops CLI
-    # gives its own, built for its target.
-    sqs_client: Any = field(default=None, compare=False)
+    # Makes the SQS client repairs are sent with (adapters.fetched_queue.sqs_client when None); the
+    # ops CLI gives its own, for its target's endpoint and credentials.
+    sqs_client: Callable[[], Any] | None = field(default=None, compare=False)
 
     @property
     def table_name(self) -> str:
@@ -148,7 +148,7 @@ def reconcile_settings(
     stripe_secret_id: str | None = None,
     secret_reader: SecretReader | None = None,
     table: TableSettings | None = None,
-    sqs_client: Any = None,
+    sqs_client: Callable[[], Any] | None = None,
 ) -> ReconcileSettings:
     """TABLE_NAME (with AWS_REGION and AWS_ENDPOINT_URL(_DYNAMODB)), QUEUE_URL, STRIPE_API_BASE,
     STRIPE_SECRET_ID, the entitlement rules and RECONCILE_* (domain.reconcile.options_from, run here

@@ -24,7 +24,7 @@ from ops.commands import CommandFailed, Commands
 from ops.dlq import RedriveRefused
 from ops.parser import PROG, build_parser
 from ops.rendering import Output
-from ops.targets import ClientFactory, TargetError, TargetOptions, prepare_environment, resolve_target
+from ops.targets import ClientFactory, TargetError, TargetOptions, aws_access, resolve_target
 
 DISPATCH: dict[tuple[str, str | None], Callable[[Commands, argparse.Namespace], None]] = {
     ("customer", "show"): Commands.customer_show,
@@ -53,9 +53,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         dlq_url=args.dlq_url,
     )
     try:
-        prepare_environment(options, os.environ)
-        clients = ClientFactory()
-        target = resolve_target(options, os.environ, clients)
+        access = aws_access(options, os.environ)
+        clients = ClientFactory(access)
+        target = resolve_target(options, os.environ, clients, access)
         command = DISPATCH[(args.command, getattr(args, "action", None))]
         command(Commands(target, clients, output, dict(os.environ)), args)
     except KeyboardInterrupt:

@@ -51,13 +51,7 @@ class Commands:
         if user is not None:
             # A user may have several customers: their access is what any of them grants.
             customers = [
-                show_customer(
-                    dynamodb,
-                    table_name,
-                    customer,
-                    endpoint_url=self.target.endpoint_url,
-                    region=self.target.region,
-                ).as_dict(now)
+                show_customer(dynamodb, self.target.table(), customer).as_dict(now)
                 for customer in user.customer_ids
             ]
             shown = {
@@ -70,13 +64,7 @@ class Commands:
         customer_id = args.customer_id or customer_for_user(
             dynamodb, table_name, args.user, livemode=args.live
         )
-        view = show_customer(
-            dynamodb,
-            table_name,
-            customer_id,
-            endpoint_url=self.target.endpoint_url,
-            region=self.target.region,
-        )
+        view = show_customer(dynamodb, self.target.table(), customer_id)
         data = view.as_dict(now)
         if args.user:
             data["user_id"] = args.user

@@ -4,9 +4,12 @@ user id, the user's access across all their customers (the user entitlements ite
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entitlements_reader import CustomerEntitlements, EntitlementsReader, UserEntitlements
+
+if TYPE_CHECKING:
+    from adapters.settings import TableSettings
 
 
 class CustomerNotFound(LookupError):
@@ -71,24 +74,20 @@ def customer_for_user(dynamodb: Any, table: str, user_id: str, *, livemode: bool
     return found
 
 
-def show_customer(
-    dynamodb: Any, table: str, customer_id: str, *, endpoint_url: str | None, region: str | None
-) -> CustomerView:
-    entitlements = EntitlementsReader(table, client=dynamodb).entitlements(customer_id)
-    records = stored_records(table, customer_id, endpoint_url=endpoint_url, region=region)
+def show_customer(dynamodb: Any, table: TableSettings, customer_id: str) -> CustomerView:
+    entitlements = EntitlementsReader(table.name, client=dynamodb).entitlements(customer_id)
+    records = stored_records(table, customer_id)
     if entitlements is None and not records:
         raise CustomerNotFound(f"the table has nothing about customer {customer_id!r}")
     return CustomerView(customer_id, entitlements, records)
 
 
-def stored_records(
-    table: str, customer_id: str, *, endpoint_url: str | None, region: str | None
-) -> list[dict[str, Any]]:
+def stored_records(table: TableSettings, customer_id: str) -> list[dict[str, Any]]:
     """The customer's records through the table adapter, which knows their (internal) layout."""
-    from adapters import sync_table, table_items  # noqa: PLC0415 - pynamodb only for this command
+    from adapters import sync_table  # noqa: PLC0415 - pynamodb only for this command
     from domain.records import record_to_dict  # noqa: PLC0415
 
-    table_items.configure(table, host=endpoint_url, region=region)
+    table.bind()
     state = sync_table.DynamoCustomerStore().load(customer_id)
     records = [
         {

@@ -5,22 +5,26 @@ command line (--stack NAME: its outputs TableName, EventQueueUrl, DeadLetterQueu
 StripeSecretArn; or --local: what `make run` creates from template.yaml on 127.0.0.1:$AWS_PORT);
 the environment (TABLE_NAME, QUEUE_URL, DLQ_URL, STRIPE_SECRET_ID). The endpoint is --endpoint-url,
 else --local's, else whatever boto3 finds (AWS_ENDPOINT_URL, the profile).
+
+How the CLI reaches AWS (AwsAccess: endpoint, region, --local's dummy credentials) is handed to each
+boto3 client and to the table's models; the process's environment is read, never written.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapters.settings import ReconcileSettings
+    from adapters.settings import ReconcileSettings, TableSettings
     from adapters.stripe_credentials import SecretReader
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_AWS_PORT = 5000
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # dummies for moto  # nosec B105
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = ("local", "local")  # access key id and secret: dummies for moto  # nosec B105
 STACK_OUTPUTS = {
     "TableName": "table_name",
     "EventQueueUrl": "queue_url",
@@ -42,6 +46,7 @@ class Target:
     dlq_url: str | None
     secret_id: str | None
     local: bool = False
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # AwsAccess.credentials
 
     def require_table(self) -> str:
         if not self.table_name:
@@ -61,6 +66,53 @@ class Target:
                 "no dead-letter queue: pass --dlq-url, set DLQ_URL, or use --stack NAME or --local"
             )
         return self.dlq_url
+
+    def table(self) -> TableSettings:
+        """The table's name and how to reach it, for the table's models (adapters.sync_table)."""
+        from adapters.settings import TableSettings  # noqa: PLC0415 - only for the table's commands
+
+        return TableSettings(self.require_table(), self.region, self.endpoint_url, self.credentials)
+
+    def access(self) -> AwsAccess:
+        return AwsAccess(self.endpoint_url, self.region, self.credentials)
+
+
+@dataclass(frozen=True, slots=True)
+class AwsAccess:
+    """How the CLI's clients reach AWS; None: what boto3 finds itself (AWS_ENDPOINT_URL, AWS_REGION,
+    the operator's profile)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    # --local's dummies (access key id, secret); boto3 then reads no profile, config or
+    # credentials file, so that no real account is used by accident.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+
+    def client(self, service: str, **options: Any) -> Any:
+        import boto3  # noqa: PLC0415 - `stripe-sync --help` should not wait for boto3
+
+        if self.credentials is None:
+            session = boto3.Session(region_name=self.region)
+        else:
+            import botocore.session  # noqa: PLC0415
+
+            # Neither AWS_PROFILE nor the config files of the environment: (env var, config key,
+            # default, conversion) with no variable to read.
+            isolated = botocore.session.Session(
+                session_vars={
+                    "profile": (None, None, None, None),
+                    "config_file": (None, None, os.devnull, None),
+                    "credentials_file": (None, None, os.devnull, None),
+                }
+            )
+            access_key, secret_key = self.credentials
+            session = boto3.Session(
+                botocore_session=isolated,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                region_name=self.region,
+            )
+        return session.client(service, endpoint_url=self.endpoint_url, **options)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +135,23 @@ def local_endpoint(env: Mapping[str, str]) -> str:
     return f"http://{LOCAL_HOST}:{port}"
 
 
-def prepare_environment(options: TargetOptions, env: MutableMapping[str, str]) -> None:
-    """For --local: dummy credentials and us-east-1, so that no real profile is used by accident."""
+def aws_access(options: TargetOptions, env: Mapping[str, str]) -> AwsAccess:
+    """--local: the local runtime's endpoint, us-east-1 and dummy credentials; otherwise the flags'
+    endpoint and region, else the environment's (AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION)."""
+    region = options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
     if options.local:
         if options.stack:
             raise TargetError("--local and --stack exclude each other")
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-            env.pop(name, None)
-        env.update(LOCAL_CREDENTIALS)
-        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = "us-east-1"
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        env["AWS_ENDPOINT_URL"] = options.endpoint_url or local_endpoint(env)
-    elif options.endpoint_url:
-        env["AWS_ENDPOINT_URL"] = options.endpoint_url
-    if options.region:
-        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = options.region
+        return AwsAccess(
+            options.endpoint_url or local_endpoint(env), options.region or LOCAL_REGION, LOCAL_CREDENTIALS
+        )
+    return AwsAccess(options.endpoint_url or env.get("AWS_ENDPOINT_URL") or None, region)
 
 
-def resolve_target(options: TargetOptions, env: Mapping[str, str], clients: ClientFactory) -> Target:
+def resolve_target(
+    options: TargetOptions, env: Mapping[str, str], clients: ClientFactory, access: AwsAccess | None = None
+) -> Target:
+    access = access or aws_access(options, env)
     from_stack: dict[str, str] = {}
     if options.local:
         from_stack = local_names(clients)
@@ -111,28 +162,28 @@ def resolve_target(options: TargetOptions, env: Mapping[str, str], clients: Clie
         return flag or from_stack.get(key) or env.get(variable) or None
 
     return Target(
-        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        endpoint_url=access.endpoint_url,
+        region=access.region,
         table_name=pick(options.table, "table_name", "TABLE_NAME"),
         queue_url=pick(options.queue_url, "queue_url", "QUEUE_URL"),
         dlq_url=pick(options.dlq_url, "dlq_url", "DLQ_URL"),
         # --local never reads Secrets Manager: the local runtime takes STRIPE_API_KEY from the environment.
         secret_id=None if options.local else (from_stack.get("secret_id") or env.get("STRIPE_SECRET_ID")),
         local=options.local,
+        credentials=access.credentials,
     )
 
 
 class ClientFactory:
-    """boto3 clients, created once each, for the environment prepare_environment() left."""
+    """boto3 clients, created once each, for one AwsAccess."""
 
-    def __init__(self) -> None:
+    def __init__(self, access: AwsAccess | None = None) -> None:
+        self._access = access or AwsAccess()
         self._clients: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
-            import boto3  # noqa: PLC0415 - `stripe-sync --help` should not wait for boto3
-
-            self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+            self._clients[service] = self._access.client(service)
         return self._clients[service]
 
 
@@ -172,23 +223,32 @@ def local_names(clients: ClientFactory) -> dict[str, str]:
 
 
 def target_settings(target: Target, env: Mapping[str, str], *, dry_run: bool) -> ReconcileSettings:
-    """The reconciler's settings for this target, as its Lambda has them: the target's table, queue
-    (not needed for a dry run) and Stripe secret (unless STRIPE_API_KEY is set here), RECONCILE_* and
-    the rest from `env`."""
+    """The reconciler's settings for this target, as its Lambda has them: the target's table (and how
+    to reach it), queue (not needed for a dry run) and Stripe secret (unless STRIPE_API_KEY is set
+    here), RECONCILE_* and the rest from `env`; boto3 clients for the target's AwsAccess."""
+    from botocore.config import Config  # noqa: PLC0415
+
     from adapters.settings import reconcile_settings  # noqa: PLC0415 - the rules file only for this command
 
+    access = target.access()
+    clients = ClientFactory(access)
     return reconcile_settings(
         env,
-        table_name=target.require_table(),
+        table=target.table(),
         queue_url=None if dry_run else target.require_queue(),
         stripe_secret_id=None if env.get("STRIPE_API_KEY") else target.secret_id,
-        secret_reader=operator_secret_reader(),
+        secret_reader=operator_secret_reader(clients),
+        # As adapters.fetched_queue.sqs_client configures the functions' client.
+        sqs_client=lambda: access.client(
+            "sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3})
+        ),
     )
 
 
 def operator_secret_reader(clients: ClientFactory | None = None) -> SecretReader:
     """Reads a secret with boto3 (the operator's profile, SSO or role, which adapters.aws_json's
-    environment-only signer cannot resolve); `clients` gives the boto3 client, else a default one."""
+    environment-only signer cannot resolve); `clients` gives the boto3 client (the target's), else a
+    default one."""
 
     def read(secret_id: str) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415

@@ -175,6 +175,14 @@ def test_a_failed_parse_is_not_cached(env: Callable[..., None]) -> None:
     assert isinstance(worker.settings(), Settings)
 
 
+def test_the_table_settings_bind_the_models_credentials_included() -> None:
+    TableSettings("bound", "eu-north-1", "http://127.0.0.1:5123", credentials=("local", "secret")).bind()
+    meta = table_items.SyncItem.Meta
+    assert (meta.table_name, meta.region, meta.host) == ("bound", "eu-north-1", "http://127.0.0.1:5123")
+    assert (meta.aws_access_key_id, meta.aws_secret_access_key) == ("local", "secret")
+    assert "secret" not in repr(TableSettings("t", None, None, credentials=("local", "secret")))
+
+
 # The reconciler's
 
 

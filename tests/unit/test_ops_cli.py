@@ -19,7 +19,7 @@ from harness.fake_stripe import FakeStripe
 from ops import cli
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
 from ops.progress import Progress
-from ops.targets import Target, TargetError, TargetOptions, prepare_environment, resolve_target
+from ops.targets import AwsAccess, Target, TargetError, TargetOptions, aws_access, resolve_target
 
 QUEUE = "http://sqs.local/events.fifo"
 DLQ = "http://sqs.local/dlq.fifo"
@@ -208,6 +208,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     fakes: dict[str, Any] = {"sqs": FakeSqs(), "dynamodb": FakeDynamoDb({})}
 
     class Factory:
+        def __init__(self, access: Any = None) -> None:
+            self.access = access
+
         def __call__(self, service: str) -> Any:
             return fakes[service]
 
@@ -310,24 +313,29 @@ def test_a_missing_name_says_how_to_give_it() -> None:
 
 def test_local_uses_dummy_credentials_and_the_local_endpoint() -> None:
     env = {"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "t", "AWS_PORT": "5123"}
-    prepare_environment(TargetOptions(local=True), env)
-    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5123"
-    assert env["AWS_ACCESS_KEY_ID"] == "local"
-    assert env["AWS_REGION"] == "us-east-1"
-    assert "AWS_PROFILE" not in env
-    assert "AWS_SESSION_TOKEN" not in env
+    before = dict(env)
+    access = aws_access(TargetOptions(local=True), env)
+    assert access.endpoint_url == "http://127.0.0.1:5123"
+    assert access.credentials == ("local", "local")
+    assert access.region == "us-east-1"
+    assert env == before, "the environment is read, never written"
+    # The profile and the session token are not used: the client signs with the dummies alone.
+    client = access.client("sqs")
+    credentials = client._request_signer._credentials
+    assert (credentials.access_key, credentials.token) == ("local", None)
+    assert (client.meta.endpoint_url, client.meta.region_name) == ("http://127.0.0.1:5123", "us-east-1")
     with pytest.raises(TargetError, match="exclude each other"):
-        prepare_environment(TargetOptions(local=True, stack="prod"), {})
+        aws_access(TargetOptions(local=True, stack="prod"), {})
 
 
 def test_an_explicit_endpoint_and_region_are_used() -> None:
-    env: dict[str, str] = {}
-    prepare_environment(TargetOptions(endpoint_url="http://localhost:4566", region="eu-west-1"), env)
-    assert env == {
-        "AWS_ENDPOINT_URL": "http://localhost:4566",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_REGION": "eu-west-1",
-    }
+    env = {"AWS_ENDPOINT_URL": "http://elsewhere:1", "AWS_REGION": "us-west-2"}
+    access = aws_access(TargetOptions(endpoint_url="http://localhost:4566", region="eu-west-1"), env)
+    assert access == AwsAccess("http://localhost:4566", "eu-west-1", None)
+    assert env == {"AWS_ENDPOINT_URL": "http://elsewhere:1", "AWS_REGION": "us-west-2"}
+    assert aws_access(TargetOptions(), env) == AwsAccess("http://elsewhere:1", "us-west-2", None)
+    target = resolve_target(TargetOptions(table="t", region="eu-west-1"), {}, lambda service: None)  # type: ignore[arg-type,return-value]
+    assert (target.region, target.table().region, target.table().name) == ("eu-west-1", "eu-west-1", "t")
 
 
 def test_without_a_dlq_the_command_fails_with_the_hint(aws: dict[str, Any]) -> None:
@@ -845,3 +853,24 @@ def test_customer_show_by_user_shows_the_users_access_across_customers(
     assert "user user_42 (test mode, version 2" in text
     assert "everything any of 1 customer(s) grants: cus_1" in text
     assert "customer cus_1" in text
+
+
+def test_a_local_target_reaches_the_reconciler_as_settings_not_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapters.settings import TableSettings
+    from ops.targets import target_settings
+
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    before = dict(os.environ)
+    access = aws_access(TargetOptions(local=True), {"AWS_PORT": "5123"})
+    # As resolve_target builds it for --local (whose names come from the running local runtime).
+    target = Target(access.endpoint_url, access.region, TABLE, QUEUE, DLQ, None, True, access.credentials)
+    settings = target_settings(target, {"RECONCILE_DRY_RUN": "true"}, dry_run=False)
+    assert settings.table == TableSettings(TABLE, "us-east-1", "http://127.0.0.1:5123", ("local", "local"))
+    assert (settings.queue_url, settings.options.dry_run) == (QUEUE, True)
+    assert settings.sqs_client is not None
+    sqs = settings.sqs_client()
+    assert (sqs.meta.endpoint_url, sqs.meta.region_name) == ("http://127.0.0.1:5123", "us-east-1")
+    assert sqs._request_signer._credentials.access_key == "local"
+    assert dict(os.environ) == before
