@@ -120,17 +120,6 @@ class WorkerRun:
     dynamodb_requests: int
 
 
-@dataclass
-class _Context:
-    function_name: str = "worker"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
-    aws_request_id: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
-
-
 def _worker_run(batch: int) -> WorkerRun:
     """The documented sequences through worker.lambda_handler, `batch` records per invocation, in
     order; a record the handler reports failed (a dispute before its payment) comes back later."""
@@ -138,6 +127,9 @@ def _worker_run(batch: int) -> WorkerRun:
 
     from events.lambda_events import sqs_batch, sqs_record
     from handlers import worker
+    from harness.lambda_context import FakeLambdaContext
+
+    context = FakeLambdaContext(memory_limit_in_mb=512, aws_request_id="bench")
 
     events = [event for scenario in documented_scenarios() for event in scenario.events]
     invocations = records = sequence = 0
@@ -164,7 +156,7 @@ def _worker_run(batch: int) -> WorkerRun:
                     )
                     batch_records.append(record)
                 started, calls = time.process_time(), meter.call_seconds
-                answer = worker.lambda_handler(sqs_batch(batch_records), _Context())
+                answer = worker.lambda_handler(sqs_batch(batch_records), context)
                 cpu += time.process_time() - started - (meter.call_seconds - calls)
                 invocations += 1
                 records += len(chunk)

@@ -36,9 +36,9 @@ from events import lambda_events, scenarios
 from events.stripe import objects as samples
 from handlers import webhook as webhook_module
 from handlers import worker
+from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event
-from tests.support.timed_lambda import WorkerContext
 
 SECRET = "whsec_hostile_0123456789abcdef0123456789"
 TEST_SECRET = "whsec_hostile_test_mode_00112233445566"
@@ -731,7 +731,7 @@ def run_worker(events: list[dict[str, Any]], receive_count: int = 1) -> list[str
         try:
             response = worker.lambda_handler(
                 sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:events.fifo", "us-east-1"),
-                WorkerContext(
+                FakeLambdaContext(
                     function_name="stripe-sync-worker",
                     memory_limit_in_mb=512,
                     invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:stripe-sync-worker",

@@ -4,6 +4,7 @@ DynamoDB and SQS FIFO; repairs are applied by the worker Lambda from the message
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from events.scenarios import Scenario, ScenarioParams, build
 from events.stripe import objects as s
 from handlers import worker
 from harness.fake_stripe import FakeStripe
+from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_record
 from tests.support.memory_reconcile import subscription
@@ -43,16 +45,8 @@ PRO = s.PriceSpec("price_pro", "prod_pro")
 BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "worker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
-    aws_request_id: str = "req-1"
-    remaining_millis: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_millis
+# The reconciler's whole Timeout (template.yaml) left unless a test says otherwise.
+LambdaContext = functools.partial(FakeLambdaContext, remaining_millis=900_000)
 
 
 @dataclass

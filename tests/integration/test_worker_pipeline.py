@@ -15,9 +15,9 @@ from moto import mock_aws
 from entitlements_reader import EntitlementsReader
 from events.stripe import objects as s
 from handlers import worker
+from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event, sqs_record
-from tests.support.timed_lambda import WorkerContext
 
 T0 = 1_767_000_000
 DAY = 86_400
@@ -92,7 +92,7 @@ def test_a_batch_through_sqs_lands_in_the_published_entitlements_item(aws: dict[
     for customer in ("cus_a", "cus_b"):
         event = sub_event("active", T0 + 5, customer)
         send(aws, json.dumps(event), customer, event["id"])
-    response = worker.lambda_handler(receive_as_lambda_event(aws), WorkerContext())
+    response = worker.lambda_handler(receive_as_lambda_event(aws), FakeLambdaContext())
     assert response == {"batchItemFailures": []}
     item = aws["dynamodb"].get_item(
         TableName=TABLE, Key={"pk": {"S": "CUSTOMER#cus_a"}, "sk": {"S": "ENTITLEMENTS"}}, ConsistentRead=True
@@ -125,7 +125,7 @@ def test_only_the_failing_message_is_reported_and_the_others_are_applied(aws: di
             _record("m-unknown", json.dumps(unknown)),
         ]
     }
-    response = worker.lambda_handler(event, WorkerContext())
+    response = worker.lambda_handler(event, FakeLambdaContext())
     assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["m-not-json", "m-poison"]
     reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
     good_access = reader.entitlements("cus_good")
@@ -138,7 +138,9 @@ def test_redelivered_and_older_events_change_nothing(aws: dict[str, Any]) -> Non
     newer = sub_event("past_due", T0 + 10)
     older = sub_event("active", T0 + 5)
     for body in (newer, newer, older):
-        worker.lambda_handler({"Records": [_record(str(uuid.uuid4()), json.dumps(body))]}, WorkerContext())
+        worker.lambda_handler(
+            {"Records": [_record(str(uuid.uuid4()), json.dumps(body))]}, FakeLambdaContext()
+        )
     reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
     access = reader.entitlements("cus_1")
     assert access is not None
@@ -165,7 +167,7 @@ def test_customer_is_found_by_the_applications_user_id(aws: dict[str, Any]) -> N
                 _record("m2", json.dumps(sub_event("active", T0 + 2))),
             ]
         },
-        WorkerContext(),
+        FakeLambdaContext(),
     )
     reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
     assert reader.customer_for_user("user-7") == "cus_1"
@@ -192,7 +194,7 @@ def test_each_snapshot_event_costs_one_read_and_at_most_three_write_requests(aws
             for i, status in enumerate(["incomplete", "active", "past_due", "active"])
         ]
         worker.lambda_handler(
-            {"Records": [_record(f"m{i}", json.dumps(e)) for i, e in enumerate(events)]}, WorkerContext()
+            {"Records": [_record(f"m{i}", json.dumps(e)) for i, e in enumerate(events)]}, FakeLambdaContext()
         )
     finally:
         botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]

@@ -16,7 +16,8 @@ from domain.retry_schedule import (
 )
 from domain.sync import Result, RetryLater
 from handlers import worker
-from tests.support.timed_lambda import FakeClock, TimedContext, metric_values
+from harness.lambda_context import FakeClock, TimedLambdaContext
+from tests.support.emf_metrics import metric_values
 
 
 def test_retries_start_in_seconds_double_and_stop_at_the_visibility_timeout() -> None:
@@ -77,7 +78,7 @@ def test_only_an_event_that_keeps_failing_counts_for_the_page(
     monkeypatch.delenv("QUEUE_URL", raising=False)  # no queue to set a retry delay on: the timeout applies
     monkeypatch.setenv("TABLE_NAME", "stripe-sync-retry-schedule")  # the worker's settings need one
 
-    answer = worker.lambda_handler(one_record(receive_count), TimedContext(FakeClock(), 120))  # type: ignore[arg-type]
+    answer = worker.lambda_handler(one_record(receive_count), TimedLambdaContext(FakeClock(), 120))  # type: ignore[arg-type]
 
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m1"}]
     output = capsys.readouterr().out

@@ -16,7 +16,8 @@ import pytest
 
 from domain.sync import Outcome, Result, RetryLater
 from handlers import worker
-from tests.support.timed_lambda import FakeClock, TimedContext, metric_values
+from harness.lambda_context import FakeClock, TimedLambdaContext
+from tests.support.emf_metrics import metric_values
 
 SLOW_STRIPE_CALL_SECONDS = 24.0
 WORKER_TIMEOUT_SECONDS = 120
@@ -67,7 +68,7 @@ def test_records_left_when_time_runs_short_go_back_unstarted(
     slow_stripe: tuple[FakeClock, SlowStripeApplier], capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock, applier = slow_stripe
-    context = TimedContext(clock, WORKER_TIMEOUT_SECONDS)
+    context = TimedLambdaContext(clock, WORKER_TIMEOUT_SECONDS)
 
     answer = worker.lambda_handler(batch(10), context)  # type: ignore[arg-type]
 
@@ -85,7 +86,7 @@ def test_the_first_record_is_always_started(
     slow_stripe: tuple[FakeClock, SlowStripeApplier],
 ) -> None:
     clock, applier = slow_stripe
-    context = TimedContext(clock, timeout_seconds=30)
+    context = TimedLambdaContext(clock, timeout_seconds=30)
 
     answer = worker.lambda_handler(batch(3), context)  # type: ignore[arg-type]
 
@@ -100,7 +101,7 @@ def test_the_reserve_is_configurable_and_a_bad_value_falls_back_to_the_default(
 ) -> None:
     clock, applier = slow_stripe
     monkeypatch.setenv("RECORD_RESERVE_SECONDS", "0")
-    answer = worker.lambda_handler(batch(4), TimedContext(clock, WORKER_TIMEOUT_SECONDS))  # type: ignore[arg-type]
+    answer = worker.lambda_handler(batch(4), TimedLambdaContext(clock, WORKER_TIMEOUT_SECONDS))  # type: ignore[arg-type]
     assert len(applier.applied) == 4
     assert answer["batchItemFailures"] == []
 
@@ -111,7 +112,7 @@ def test_the_reserve_is_configurable_and_a_bad_value_falls_back_to_the_default(
 
 def test_a_fast_batch_is_applied_whole(slow_stripe: tuple[FakeClock, SlowStripeApplier]) -> None:
     clock, applier = slow_stripe
-    context = TimedContext(clock, timeout_seconds=10_000)
+    context = TimedLambdaContext(clock, timeout_seconds=10_000)
 
     answer = worker.lambda_handler(batch(10), context)  # type: ignore[arg-type]
 
@@ -132,7 +133,7 @@ def test_a_batch_whose_every_event_fails_is_reported_not_raised(monkeypatch: pyt
     # batch must come back as a batch item failure, retried like any other.
     monkeypatch.setattr(worker, "event_applier", FailingApplier)
     monkeypatch.setenv("TABLE_NAME", "stripe-sync-time-budget")  # the worker's settings need one
-    context = TimedContext(FakeClock(), WORKER_TIMEOUT_SECONDS)
+    context = TimedLambdaContext(FakeClock(), WORKER_TIMEOUT_SECONDS)
 
     answer = worker.lambda_handler(batch(1), context)  # type: ignore[arg-type]
 
