@@ -35,12 +35,14 @@ class Meter:
         self.call_seconds += time.process_time() - self._started
 
 
-def environment() -> None:
+def environment(table_name: str = "bench-storage") -> None:
+    """Settings for a bench on moto's table: fake credentials, no Stripe key or secret, no endpoint or
+    profile of the machine that runs it."""
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
-        TABLE_NAME="bench-storage",
+        TABLE_NAME=table_name,
         POWERTOOLS_METRICS_NAMESPACE="StripeSync",
     )
     for name in ("STRIPE_API_KEY", "STRIPE_SECRET_ID", "AWS_ENDPOINT_URL", "AWS_PROFILE"):

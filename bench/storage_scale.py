@@ -69,18 +69,18 @@ def _renewal_events(customer: str) -> list[dict[str, Any]]:
     t = T0 + 10 * DAY
     events = []
     for step, status in enumerate(["active", "active"]):
-        ids = s.IdFactory(f"{customer}-sub-{step}")
-        obj = s.subscription(
-            ids,
-            id=f"sub_{customer}",
-            customer=customer,
-            items=[s.ItemSpec(price)],
-            status=status,  # type: ignore[arg-type]
-            created=T0 - 3000 * DAY,
-            period_start=t + step * 30 * DAY,
-            period_end=t + (step + 1) * 30 * DAY,
+        events.append(
+            s.subscription_event(
+                s.IdFactory(f"{customer}-sub-{step}"),
+                customer=customer,
+                price=price,
+                status=status,  # type: ignore[arg-type]
+                started=T0 - 3000 * DAY,
+                period_start=t + step * 30 * DAY,
+                period_end=t + (step + 1) * 30 * DAY,
+                at=t + step * 30 * DAY,
+            )
         )
-        events.append(s.event(ids, "customer.subscription.updated", obj, created=t + step * 30 * DAY))
     renewal = t + 30 * DAY
     ids = s.IdFactory(f"{customer}-renewal")
     for offset, (kind, status) in enumerate(

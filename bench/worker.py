@@ -10,13 +10,13 @@ no Stripe API call except on ties.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections import Counter
 from typing import Any
 
 from bench import _dynamodb_units
+from bench._storage_table import environment
 
 COUNT_CUSTOMERS = 60
 EVENTS_PER_CUSTOMER = 8
@@ -30,30 +30,23 @@ def _history(customer: str, start: int) -> list[dict[str, Any]]:
     statuses = ["incomplete", "active", "active", "past_due", "active", "active", "canceled", "canceled"]
     events = []
     for step, status in enumerate(statuses[:EVENTS_PER_CUSTOMER]):
-        ids = s.IdFactory(f"{customer}-{step}")
-        obj = s.subscription(
-            ids,
-            id=f"sub_{customer}",
-            customer=customer,
-            items=[s.ItemSpec(price)],
-            status=status,  # type: ignore[arg-type]
-            created=start,
-            period_start=start,
-            period_end=start + 30 * 86_400,
+        events.append(
+            s.subscription_event(
+                s.IdFactory(f"{customer}-{step}"),
+                customer=customer,
+                price=price,
+                status=status,  # type: ignore[arg-type]
+                started=start,
+                period_start=start,
+                period_end=start + 30 * 86_400,
+                at=start + step,
+            )
         )
-        events.append(s.event(ids, "customer.subscription.updated", obj, created=start + step))
     return events
 
 
 def run() -> None:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        TABLE_NAME="bench",
-    )
-    os.environ.pop("STRIPE_API_KEY", None)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    environment("bench")
     import boto3
     from moto import mock_aws
 

@@ -1359,3 +1359,34 @@ def event(
         }
     )
     return body
+
+
+def subscription_event(
+    ids: IdFactory,
+    *,
+    customer: str,
+    price: PriceSpec,
+    status: SubscriptionStatus,
+    started: int,
+    period_start: int,
+    period_end: int,
+    at: int,
+    type: str = "customer.subscription.updated",
+    subscription_id: str | None = None,
+    event_id: str | None = None,
+    **changes: Any,
+) -> JsonObject:
+    """An event about a customer's one-price subscription (`sub_<customer>` unless named), `at` the
+    event's time: the history the worker's tests and benchmarks apply step by step."""
+    obj = subscription(
+        ids,
+        id=subscription_id or f"sub_{customer}",
+        customer=customer,
+        items=[ItemSpec(price)],
+        status=status,
+        created=started,
+        period_start=period_start,
+        period_end=period_end,
+        **changes,
+    )
+    return event(ids, type, obj, created=at, id=event_id)

@@ -55,19 +55,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 
 def sub_event(status: str, created: int, customer: str = "cus_1", **changes: Any) -> dict[str, Any]:
-    ids = s.IdFactory(f"{customer}-{created}")
-    obj = s.subscription(
-        ids,
-        id=f"sub_{customer}",
+    return s.subscription_event(
+        s.IdFactory(f"{customer}-{created}"),
         customer=customer,
-        items=[s.ItemSpec(PRO)],
+        price=PRO,
         status=status,  # type: ignore[arg-type]
-        created=T0,
+        started=T0,
         period_start=T0,
         period_end=T0 + 30 * DAY,
+        at=created,
         **changes,
     )
-    return s.event(ids, "customer.subscription.updated", obj, created=created)
 
 
 def send(aws: dict[str, Any], body: str, group: str, dedup: str) -> None:

@@ -720,6 +720,18 @@ BUILDER_CASES: dict[str, Callable[[samples.ApiShape], Cases]] = {
         "": samples.active_entitlement_summary(customer=_CUSTOMER, features=_P.features)
     },
     "event": _event_cases,
+    "subscription_event": lambda api: {
+        "": samples.subscription_event(
+            samples.IdFactory("shapes"),
+            customer=_CUSTOMER,
+            price=_P.pro_price,
+            status="active",
+            started=1,
+            period_start=1,
+            period_end=2,
+            at=3,
+        )
+    },
 }
 # The module's other public functions: what each does instead of building a Stripe object.
 NOT_BUILDERS = {

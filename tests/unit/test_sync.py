@@ -33,19 +33,20 @@ def sub_event(
     event_id: str | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
-    ids = s.IdFactory(created)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
+    return s.subscription_event(
+        s.IdFactory(created),
+        subscription_id="sub_1",
         customer="cus_1",
-        items=[s.ItemSpec(PRO)],
+        price=PRO,
         status=status,  # type: ignore[arg-type]
-        created=T0,
+        started=T0,
         period_start=T0,
         period_end=T0 + 30 * DAY,
+        at=created,
+        type=event_type,
+        event_id=event_id,
         **changes,
     )
-    return s.event(ids, event_type, obj, created=created, id=event_id)
 
 
 def purchase_events(created: int, *, customer: str | None = "cus_1", paid: bool = True) -> dict[str, Any]:
