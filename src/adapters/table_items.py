@@ -97,14 +97,20 @@ class RecordItem(SyncItem, discriminator="record"):
     body = UnicodeAttribute()  # the record as JSON: internal, may change shape
 
 
-class EntitlementsItem(SyncItem, discriminator="entitlements"):
-    customer_id = UnicodeAttribute()
+class AccessItem(SyncItem):
+    """What an entitlements reader reads, of a customer or of a user (ARCHITECTURE.md, "The table"):
+    the fields both items share. No discriminator: never an item of its own."""
+
     livemode = BooleanAttribute()
     features = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
     payment_issue = BooleanAttribute()
     updated_at = NumberAttribute()
     version = NumberAttribute()
     deleted = BooleanAttribute()
+
+
+class EntitlementsItem(AccessItem, discriminator="entitlements"):
+    customer_id = UnicodeAttribute()
     records_version = NumberAttribute()  # internal: one higher at every write to the customer
     # Internal, for the "entitlements changed" event the table's stream publishes (no extra write):
     cause_event_id = UnicodeAttribute(null=True)  # the Stripe event whose write changed access
@@ -124,16 +130,10 @@ class StateItem(SyncItem, discriminator="state"):
     purchase_users = UnicodeAttribute(null=True)  # JSON list: users the customer's sessions named
 
 
-class UserEntitlementsItem(SyncItem, discriminator="user_entitlements"):
+class UserEntitlementsItem(AccessItem, discriminator="user_entitlements"):
     """A user's access across their customers (ARCHITECTURE.md, "The table")."""
 
     user_id = UnicodeAttribute()
-    livemode = BooleanAttribute()
-    features = MapAttribute[str, Any]()  # type: ignore[no-untyped-call]
-    payment_issue = BooleanAttribute()
-    updated_at = NumberAttribute()
-    version = NumberAttribute()
-    deleted = BooleanAttribute()
     customer_ids = ListAttribute[UnicodeAttribute](of=UnicodeAttribute)
     # Internal: one higher at every write (each write is conditional on it), and each customer's part
     # as of that customer's state version (JSON; domain.user_entitlements).
