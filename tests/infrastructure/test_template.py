@@ -1,8 +1,9 @@
 """The deployable infrastructure: the rules in template.yaml, samconfig.toml and events/ that matter.
 
 Each test states one rule from ARCHITECTURE.md (or AWS's documented limits) and fails if the template
-breaks it. The template is read with a small YAML loader that turns CloudFormation's short tags
-(!Ref, !GetAtt, !Sub, ...) into their long form, so assertions see what CloudFormation sees.
+breaks it. The template is read with the local runtime's loader (tests/support/sam_template.py), which
+turns CloudFormation's short tags (!Ref, !GetAtt, !Sub, ...) into their long form, so assertions see
+what CloudFormation sees.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 
 import pytest
 import stripe
-import yaml
 
 from domain.retry_schedule import REPEATED_FAILURE_RECEIVES, retry_delay, total_retry_seconds
+from tests.support.sam_template import GLOBAL_FUNCTION, RESOURCES, TEMPLATE, function_setting, props
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -41,53 +42,6 @@ TABLE = {"Fn::GetAtt": ["SyncTable", "Arn"]}
 RECORDS_TO_CHECK = {"Fn::Sub": "${SyncTable.Arn}/index/records-to-check"}
 # Every metric of the stack's own carries its stage and stack: two stacks in one account stay apart.
 NAMESPACE = {"Fn::Sub": "StripeSync/${Stage}/${AWS::StackName}"}
-
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader that reads `!Tag value` as CloudFormation's long form."""
-
-
-def _construct_short_tag(loader: CloudFormationLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        value = loader.construct_mapping(node, deep=True)
-    else:
-        raise yaml.constructor.ConstructorError(None, None, f"unexpected !{suffix} node", node.start_mark)
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
-
-
-def load_template() -> dict[str, Any]:
-    with (ROOT / "template.yaml").open(encoding="utf-8") as file:
-        document = yaml.load(file, Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
-    assert isinstance(document, dict)
-    return document
-
-
-TEMPLATE = load_template()
-RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-GLOBAL_FUNCTION: dict[str, Any] = TEMPLATE.get("Globals", {}).get("Function", {})
-
-
-def props(logical_id: str) -> dict[str, Any]:
-    properties = RESOURCES[logical_id]["Properties"]
-    assert isinstance(properties, dict)
-    return properties
-
-
-def function_setting(function: str, name: str) -> Any:
-    """A function property as SAM resolves it: the function's own value, else the Globals one."""
-    return props(function).get(name, GLOBAL_FUNCTION.get(name))
 
 
 def function_env(function: str) -> dict[str, Any]:

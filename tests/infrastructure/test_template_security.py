@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from local_runtime.template import TEMPLATE_PATH, load_template
+from local_runtime.template import TEMPLATE_PATH
+from tests.support.sam_template import GLOBAL_FUNCTION, RESOURCES, TEMPLATE, function_setting, props
 
 ROOT = TEMPLATE_PATH.parent
-TEMPLATE = load_template(TEMPLATE_PATH.read_text(encoding="utf-8"))
-RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-GLOBAL_FUNCTION: dict[str, Any] = TEMPLATE.get("Globals", {}).get("Function", {})
 
 BOUNDARIES = {
     "WebhookFunction": "WebhookPermissionsBoundary",
@@ -120,16 +118,6 @@ def own_logs(function: str) -> set[Grant]:
         ("logs:CreateLogStream", log_group, NO_CONDITION),
         ("logs:PutLogEvents", log_group, NO_CONDITION),
     }
-
-
-def props(logical_id: str) -> dict[str, Any]:
-    properties = RESOURCES[logical_id]["Properties"]
-    assert isinstance(properties, dict)
-    return properties
-
-
-def function_setting(function: str, name: str) -> Any:
-    return props(function).get(name, GLOBAL_FUNCTION.get(name))
 
 
 def as_list(value: Any) -> list[Any]:

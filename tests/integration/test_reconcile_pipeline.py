@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -31,7 +31,7 @@ from harness.fake_stripe import FakeStripe
 from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_record
-from tests.support.memory_reconcile import subscription
+from tests.support.memory_reconcile import Clock, subscription
 
 if TYPE_CHECKING:
     from tests.support.webhook_queue import WebhookFifoQueue
@@ -47,19 +47,6 @@ BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
 
 # The reconciler's whole Timeout (template.yaml) left unless a test says otherwise.
 LambdaContext = functools.partial(FakeLambdaContext, remaining_millis=900_000)
-
-
-@dataclass
-class FakeClock:
-    now: float = float(NOW)
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def webhook(
@@ -86,7 +73,7 @@ def lambda_record(message_id: str, body: str) -> dict[str, Any]:
 class World:
     fake: FakeStripe
     queue: WebhookFifoQueue
-    clock: FakeClock
+    clock: Clock
     dynamodb: Any
 
     def reconciler(self, keys: dict[Mode, str] | None = None, **options: Any) -> Reconciler:
@@ -188,7 +175,7 @@ def world(webhook_fifo_queue: WebhookFifoQueue, monkeypatch: pytest.MonkeyPatch)
         worker._applier.cache_clear()
         reconcile_handler.settings.cache_clear()  # each test is a new container
         bind_table(TABLE)
-        yield World(fake, webhook_fifo_queue, FakeClock(), dynamodb)
+        yield World(fake, webhook_fifo_queue, Clock(now=float(NOW)), dynamodb)
         worker.settings.cache_clear()
         worker._applier.cache_clear()
         reconcile_handler.settings.cache_clear()
