@@ -30,7 +30,7 @@ from handlers import worker
 from harness.fake_stripe import FakeStripe
 from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
-from local_runtime.event_source import sqs_record
+from tests.support.aws_event_shapes import received_once
 from tests.support.memory_reconcile import Clock, subscription
 
 if TYPE_CHECKING:
@@ -53,20 +53,6 @@ def webhook(
     obj: dict[str, Any], created: int, event_type: str = "customer.subscription.updated"
 ) -> dict[str, Any]:
     return s.event(s.IdFactory(f"{obj['id']}:{event_type}:{created}"), event_type, obj, created=created)
-
-
-def lambda_record(message_id: str, body: str) -> dict[str, Any]:
-    message = {
-        "MessageId": message_id,
-        "ReceiptHandle": f"rh-{message_id}",
-        "Body": body,
-        "Attributes": {
-            "ApproximateReceiveCount": "1",
-            "MessageGroupId": "g",
-            "MessageDeduplicationId": message_id,
-        },
-    }
-    return sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:events.fifo", "us-east-1")
 
 
 @dataclass
@@ -110,7 +96,7 @@ class World:
     def apply(self, bodies: list[str]) -> None:
         for start in range(0, len(bodies), 10):
             records = [
-                lambda_record(f"m{start + i}", body) for i, body in enumerate(bodies[start : start + 10])
+                received_once(f"m{start + i}", body) for i, body in enumerate(bodies[start : start + 10])
             ]
             assert worker.lambda_handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
 

@@ -17,7 +17,8 @@ from events.stripe import objects as s
 from handlers import worker
 from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
-from local_runtime.event_source import sqs_event, sqs_record
+from local_runtime.event_source import sqs_event
+from tests.support.aws_event_shapes import received_once
 
 T0 = 1_767_000_000
 DAY = 86_400
@@ -117,10 +118,10 @@ def test_only_the_failing_message_is_reported_and_the_others_are_applied(aws: di
     }
     event = {
         "Records": [
-            _record("m-good", json.dumps(good)),
-            _record("m-poison", json.dumps(poison)),
-            _record("m-not-json", "{not json"),
-            _record("m-unknown", json.dumps(unknown)),
+            received_once("m-good", json.dumps(good)),
+            received_once("m-poison", json.dumps(poison)),
+            received_once("m-not-json", "{not json"),
+            received_once("m-unknown", json.dumps(unknown)),
         ]
     }
     response = worker.lambda_handler(event, FakeLambdaContext())
@@ -137,7 +138,7 @@ def test_redelivered_and_older_events_change_nothing(aws: dict[str, Any]) -> Non
     older = sub_event("active", T0 + 5)
     for body in (newer, newer, older):
         worker.lambda_handler(
-            {"Records": [_record(str(uuid.uuid4()), json.dumps(body))]}, FakeLambdaContext()
+            {"Records": [received_once(str(uuid.uuid4()), json.dumps(body))]}, FakeLambdaContext()
         )
     reader = EntitlementsReader(TABLE, livemode=False, client=aws["dynamodb"])
     access = reader.entitlements("cus_1")
@@ -161,8 +162,8 @@ def test_customer_is_found_by_the_applications_user_id(aws: dict[str, Any]) -> N
     worker.lambda_handler(
         {
             "Records": [
-                _record("m1", json.dumps(created)),
-                _record("m2", json.dumps(sub_event("active", T0 + 2))),
+                received_once("m1", json.dumps(created)),
+                received_once("m2", json.dumps(sub_event("active", T0 + 2))),
             ]
         },
         FakeLambdaContext(),
@@ -192,7 +193,8 @@ def test_each_snapshot_event_costs_one_read_and_at_most_three_write_requests(aws
             for i, status in enumerate(["incomplete", "active", "past_due", "active"])
         ]
         worker.lambda_handler(
-            {"Records": [_record(f"m{i}", json.dumps(e)) for i, e in enumerate(events)]}, FakeLambdaContext()
+            {"Records": [received_once(f"m{i}", json.dumps(e)) for i, e in enumerate(events)]},
+            FakeLambdaContext(),
         )
     finally:
         botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
@@ -201,18 +203,3 @@ def test_each_snapshot_event_costs_one_read_and_at_most_three_write_requests(aws
     assert calls.count("BatchGetItem") == 4
     assert calls.count("PutItem") == 4 * 3
     assert set(calls) == {"BatchGetItem", "PutItem"}
-
-
-def _record(message_id: str, body: str) -> dict[str, Any]:
-    """A message as the event source mapping hands it to the function (received once)."""
-    message = {
-        "MessageId": message_id,
-        "ReceiptHandle": f"rh-{message_id}",
-        "Body": body,
-        "Attributes": {
-            "ApproximateReceiveCount": "1",
-            "MessageGroupId": "g",
-            "MessageDeduplicationId": message_id,
-        },
-    }
-    return sqs_record(message, QUEUE_ARN, "us-east-1")

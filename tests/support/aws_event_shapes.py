@@ -1,4 +1,5 @@
-"""Lambda events as AWS delivers them, for the "entitlements changed" publisher and the EventBridge ingress.
+"""Lambda events as AWS delivers them, for the "entitlements changed" publisher, the EventBridge ingress
+and the worker (an SQS FIFO message received once).
 
 Shapes after AWS's documentation: a DynamoDB Streams record as the Lambda event source mapping hands it
 over (Lambda developer guide, "Using AWS Lambda with Amazon DynamoDB", example event), and an EventBridge
@@ -12,6 +13,8 @@ from __future__ import annotations
 import itertools
 import uuid
 from typing import Any
+
+from local_runtime.event_source import sqs_record
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -114,3 +117,21 @@ def eventbridge_event(source: str, detail_type: str, detail: dict[str, Any]) -> 
 def stripe_eventbridge_event(stripe_event: dict[str, Any], source: str = STRIPE_SOURCE) -> dict[str, Any]:
     """A Stripe event (snapshot or thin) as its Amazon EventBridge event destination delivers it."""
     return eventbridge_event(source, str(stripe_event["type"]), stripe_event)
+
+
+EVENT_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:events.fifo"
+
+
+def received_once(message_id: str, body: str) -> dict[str, Any]:
+    """A message as the event source mapping hands it to the worker (received once)."""
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": body,
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "MessageGroupId": "g",
+            "MessageDeduplicationId": message_id,
+        },
+    }
+    return sqs_record(message, EVENT_QUEUE_ARN, "us-east-1")
