@@ -175,7 +175,9 @@ def test_a_failed_parse_is_not_cached(env: Callable[..., None]) -> None:
     assert isinstance(worker.settings(), Settings)
 
 
-def test_the_table_settings_bind_the_models_credentials_included() -> None:
+def test_the_table_settings_bind_the_models_credentials_included(env: Callable[..., None]) -> None:
+    # `env` puts the models' binding back afterwards: a later test binding only a table name would
+    # otherwise keep this endpoint and region.
     TableSettings("bound", "eu-north-1", "http://127.0.0.1:5123", credentials=("local", "secret")).bind()
     meta = table_items.SyncItem.Meta
     assert (meta.table_name, meta.region, meta.host) == ("bound", "eu-north-1", "http://127.0.0.1:5123")
