@@ -206,13 +206,3 @@ def subscription_event_text() -> str:
     return json.dumps(
         samples.event(ids, "customer.subscription.updated", subscription, created=now), indent=2
     )
-
-
-def _http_event(body: str, signature: str) -> dict[str, Any]:
-    """`body` posted to the webhook with the `Stripe-Signature` header `signature` (bench/storage.py
-    signs with the stripe SDK)."""
-    from events import lambda_events
-
-    return lambda_events.http_api_event(
-        body.encode(), headers={**lambda_events.STRIPE_HEADERS, "stripe-signature": signature}
-    )

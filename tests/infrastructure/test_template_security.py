@@ -358,7 +358,7 @@ def test_reconciler_can_write_no_table_item_but_its_own_and_the_mark_of_records_
     assert writes == {("dynamodb:PutItem", TABLE, CURSOR_ONLY), ("dynamodb:UpdateItem", TABLE, MARK_ONLY)}
 
 
-# The partition keys of src/adapters/sync_table.py and src/adapters/reconcile_cursor.py.
+# The partition keys of src/adapters/table_items.py and src/adapters/reconcile_cursor.py.
 RECONCILER_KEYS = ["RECONCILE", "RECONCILE#SEEN#20260101T000000-abc"]
 OTHER_KEYS = [
     "CUSTOMER#cus_123",
