@@ -5,9 +5,9 @@ event; 5xx only when the event could not be queued or the function is misconfigu
 retries. The rules live in domain.ingress; this module wires them to the queue and to its settings
 (WebhookSettings, parsed once per container at the first request).
 
-Cold start: this module imports json, os, time, functools, dataclasses and the domain; its two AWS calls (SQS SendMessage,
-Secrets Manager GetSecretValue) go through adapters.aws_json on the standard library, so no boto3 or
-botocore is loaded. bench/cold_start.py measures the built package against a naive handler: 0.18 times its CPU.
+Cold start: this module imports json, os, time, functools, dataclasses and the domain; its two AWS
+calls (SQS SendMessage, Secrets Manager GetSecretValue) go through adapters.aws_json on the standard
+library, so no boto3 or botocore is loaded. bench/cold_start.py measures the built package against a naive handler: 0.18 times its CPU.
 
 Logging: one JSON object per line on stdout, which CloudWatch Logs Insights parses as it does
 Powertools' output. Importing Powertools Logger costs ~47 ms and stdlib logging ~13 ms (median of 7
