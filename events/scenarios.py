@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, Unpack
 
 from events.stripe import objects as samples
 from events.stripe.objects import ApiShape, FeatureSpec, IdFactory, ItemSpec, JsonObject, PriceSpec
@@ -311,6 +311,11 @@ def _new_customer(story: _Story, at: int, request: Request) -> _Tracked | None:
     return customer
 
 
+def _needs_a_customer(story: _Story, what: str) -> None:
+    if story.accounts_v2:
+        raise ValueError(f"{what} a Customer (cus_…), not an Accounts v2 account")
+
+
 def _new_subscription(
     story: _Story,
     at: int,
@@ -345,43 +350,143 @@ def _new_subscription(
     )
 
 
+class _InvoiceTerms(TypedDict):
+    """Why a subscription's invoice bills and for when; `items` default to the subscription's."""
+
+    billing_reason: samples.BillingReason
+    period: tuple[int, int]
+    line_period: tuple[int, int]
+    items: NotRequired[list[ItemSpec]]
+
+
+def _invoice_fields(
+    story: _Story, subscription: _Tracked, at: int, **terms: Unpack[_InvoiceTerms]
+) -> dict[str, Any]:
+    """What a subscription's draft invoice says about whom it bills, for what and for when
+    (shared by the invoices and the upcoming invoice's preview)."""
+    period, line_period = terms["period"], terms["line_period"]
+    return {
+        "customer": story.customer,
+        "customer_account": story.customer_account,
+        "subscription": subscription.id,
+        "items": terms.get("items", subscription.fields["items"]),
+        "status": "draft",
+        "billing_reason": terms["billing_reason"],
+        "created": at,
+        "period_start": period[0],
+        "period_end": period[1],
+        "line_period_start": line_period[0],
+        "line_period_end": line_period[1],
+        "api": story.p.api,
+        "livemode": story.p.livemode,
+        "subscription_metadata": {"user_id": story.p.user_id},
+        "test_clock": story.test_clock,
+    }
+
+
 def _new_invoice(
     story: _Story,
     subscription: _Tracked,
     at: int,
     *,
-    billing_reason: samples.BillingReason,
-    period: tuple[int, int],
-    line_period: tuple[int, int],
-    items: list[ItemSpec] | None = None,
     amount_due: int | None = None,
     metered_usage: int = 0,
     proration: bool = False,
     trial: bool = False,
+    **terms: Unpack[_InvoiceTerms],
 ) -> _Tracked:
     return story.track(
         samples.invoice,
         id=story.ids("in"),
-        customer=story.customer,
-        customer_account=story.customer_account,
-        subscription=subscription.id,
-        items=items if items is not None else subscription.fields["items"],
-        status="draft",
-        billing_reason=billing_reason,
-        created=at,
-        period_start=period[0],
-        period_end=period[1],
-        line_period_start=line_period[0],
-        line_period_end=line_period[1],
-        api=story.p.api,
-        livemode=story.p.livemode,
+        **_invoice_fields(story, subscription, at, **terms),
         amount_due=amount_due,
         metered_usage=metered_usage,
         proration=proration,
         trial=trial,
-        subscription_metadata={"user_id": story.p.user_id},
-        test_clock=story.test_clock,
     )
+
+
+def _invoice_created(
+    story: _Story, subscription: _Tracked, at: int, request: Request, **invoice: Any
+) -> _Tracked:
+    """invoice.created for a new draft invoice of the subscription."""
+    created = _new_invoice(story, subscription, at, **invoice)
+    story.emit_current("invoice.created", created, at, request)
+    return created
+
+
+def _first_invoice(story: _Story, subscription: _Tracked, at: int, **invoice: Any) -> _Tracked:
+    """The subscription's first invoice (subscription_create), a draft the subscription names."""
+    first = _new_invoice(
+        story,
+        subscription,
+        at,
+        billing_reason="subscription_create",
+        period=(at, at),
+        line_period=story.period,
+        **invoice,
+    )
+    subscription.change(latest_invoice=first.id)
+    return first
+
+
+def _subscription_opened(
+    story: _Story,
+    at: int,
+    request: Request,
+    items: list[ItemSpec],
+    *,
+    status: samples.SubscriptionStatus = "incomplete",
+    metered_usage: int = 0,
+) -> tuple[_Tracked, _Tracked]:
+    """The customer (customer.created) and a monthly subscription with its first invoice, as the
+    API creates them; their own events follow (`_subscription_created`)."""
+    _new_customer(story, at, request)
+    subscription = _new_subscription(story, at, items, status=status, period_end=add_months(at, 1))
+    return subscription, _first_invoice(story, subscription, at, metered_usage=metered_usage)
+
+
+def _subscription_created(
+    story: _Story, subscription: _Tracked, first: _Tracked, at: int, request: Request
+) -> None:
+    story.emit_current("customer.subscription.created", subscription, at, request)
+    story.emit_current("invoice.created", first, at, request)
+
+
+def _subscription_turns(
+    story: _Story,
+    subscription: _Tracked,
+    status: samples.SubscriptionStatus,
+    at: int,
+    request: Request = None,
+    **changes: Any,
+) -> None:
+    """customer.subscription.updated for a new status (and what changes with it)."""
+    story.update("customer.subscription.updated", subscription, at, request, status=status, **changes)
+
+
+def _subscription_paused(story: _Story, subscription: _Tracked, at: int) -> None:
+    """A trial ended without a payment method (missing_payment_method=pause): paused, no invoice."""
+    _subscription_turns(story, subscription, "paused", at)
+    story.emit_current("customer.subscription.paused", subscription, at, None)
+
+
+def _subscription_deleted(
+    story: _Story,
+    subscription: _Tracked,
+    at: int,
+    request: Request = None,
+    *,
+    reason: Literal["cancellation_requested", "payment_failed"] | None = None,
+) -> None:
+    """customer.subscription.deleted: the subscription ends now. A cancellation scheduled earlier
+    keeps the time it was asked for as `canceled_at`."""
+    changes: dict[str, Any] = {"ended_at": at}
+    if subscription.fields.get("canceled_at") is None:
+        changes["canceled_at"] = at
+    if reason is not None:
+        changes["cancellation_reason"] = reason
+    story.transition("customer.subscription.deleted", subscription, at, request, status="canceled", **changes)
 
 
 def _payment_intent(
@@ -390,6 +495,8 @@ def _payment_intent(
     at: int,
     amount: int,
     status: samples.PaymentIntentStatus,
+    *,
+    guest: bool = False,
     **kw: Any,
 ) -> _Tracked:
     return story.track(
@@ -397,12 +504,28 @@ def _payment_intent(
         id=story.ids("pi"),
         amount=amount,
         currency=story.p.currency,
-        customer=story.customer,
-        customer_account=story.customer_account,
+        customer=None if guest else story.customer,
+        customer_account=None if guest else story.customer_account,
         status=status,
         created=at,
         invoice=invoice.id if invoice else None,
         api=story.p.api,
+        livemode=story.p.livemode,
+        **kw,
+    )
+
+
+def _charge(story: _Story, charge_id: str, intent: _Tracked, amount: int, at: int, **kw: Any) -> _Tracked:
+    """The payment intent's charge; it names the intent's customer."""
+    return story.track(
+        samples.charge,
+        id=charge_id,
+        amount=amount,
+        currency=story.p.currency,
+        customer=intent.fields["customer"],
+        payment_intent=intent.id,
+        created=at,
+        payment_method=story.payment_method,
         livemode=story.p.livemode,
         **kw,
     )
@@ -418,16 +541,7 @@ def _collect(story: _Story, invoice: _Tracked, at: int, request: Request, *, att
     intent_id = invoice.fields.get("payment_intent")
     if amount > 0:
         if intent_id is None:
-            intent = _payment_intent(
-                story,
-                invoice,
-                at,
-                amount,
-                "succeeded",
-                latest_charge=story.ids("ch"),
-                payment_method=story.payment_method,
-                description=_intent_description(invoice),
-            )
+            intent = _invoice_intent(story, invoice, at, "succeeded", latest_charge=story.ids("ch"))
         else:
             intent = story.find(intent_id)
             intent.change(status="succeeded", declined=False, latest_charge=story.ids("ch"))
@@ -448,9 +562,27 @@ def _collect(story: _Story, invoice: _Tracked, at: int, request: Request, *, att
     story.emit_current("invoice.payment_succeeded", invoice, at, request)
 
 
-def _intent_description(invoice: _Tracked) -> str:
+def _finalized_and_paid(story: _Story, invoice: _Tracked, at: int, request: Request) -> None:
+    """Stripe finalizes the invoice and charges it at once, successfully."""
+    _finalize(story, invoice, at, request)
+    _collect(story, invoice, at, request)
+
+
+def _invoice_intent(
+    story: _Story, invoice: _Tracked, at: int, status: samples.PaymentIntentStatus, **kw: Any
+) -> _Tracked:
+    """The payment intent Stripe creates to charge the invoice with the customer's card."""
     reason = invoice.fields["billing_reason"]
-    return "Subscription creation" if reason == "subscription_create" else "Subscription update"
+    return _payment_intent(
+        story,
+        invoice,
+        at,
+        int(invoice.current["amount_due"]),
+        status,
+        payment_method=story.payment_method,
+        description="Subscription creation" if reason == "subscription_create" else "Subscription update",
+        **kw,
+    )
 
 
 def _fail(
@@ -463,20 +595,10 @@ def _fail(
     action_required: bool = False,
 ) -> None:
     """A failed (or authentication-needing) charge of an open invoice."""
-    amount = int(invoice.current["amount_due"])
     intent_id = invoice.fields.get("payment_intent")
     status: samples.PaymentIntentStatus = "requires_action" if action_required else "requires_payment_method"
     if intent_id is None:
-        intent = _payment_intent(
-            story,
-            invoice,
-            at,
-            amount,
-            status,
-            payment_method=story.payment_method,
-            declined=not action_required,
-            description=_intent_description(invoice),
-        )
+        intent = _invoice_intent(story, invoice, at, status, declined=not action_required)
         invoice.change(payment_intent=intent.id)
     else:
         intent = story.find(intent_id)
@@ -493,38 +615,54 @@ def _fail(
     )
 
 
+def _invoice_voided(story: _Story, invoice: _Tracked, at: int, request: Request = None) -> None:
+    """invoice.voided; a draft is finalized in the same moment (only a finalized invoice is voided)."""
+    finalized = {"finalized_at": at} if invoice.fields["status"] == "draft" else {}
+    story.transition(
+        "invoice.voided",
+        invoice,
+        at,
+        request,
+        status="void",
+        voided_at=at,
+        next_payment_attempt=None,
+        **finalized,
+    )
+
+
+def _invoice_marked_uncollectible(story: _Story, invoice: _Tracked, at: int, request: Request) -> None:
+    story.transition(
+        "invoice.marked_uncollectible",
+        invoice,
+        at,
+        request,
+        status="uncollectible",
+        marked_uncollectible_at=at,
+        next_payment_attempt=None,
+    )
+
+
 def _signup(
     story: _Story, items: list[ItemSpec] | None = None, *, metered_usage: int = 0
 ) -> tuple[_Tracked, _Tracked]:
     """Subscription created through the API and paid at once (charge_automatically)."""
-    at = story.p.start
-    request = story.request()
-    items = items or [ItemSpec(story.p.pro_price)]
-    _new_customer(story, at, request)
-    subscription = _new_subscription(story, at, items, status="incomplete", period_end=add_months(at, 1))
-    first = _new_invoice(
-        story,
-        subscription,
-        at,
-        billing_reason="subscription_create",
-        period=(at, at),
-        line_period=story.period,
-        metered_usage=metered_usage,
+    at, request = story.p.start, story.request()
+    subscription, first = _subscription_opened(
+        story, at, request, items or [ItemSpec(story.p.pro_price)], metered_usage=metered_usage
     )
-    subscription.change(latest_invoice=first.id)
-    story.emit_current("customer.subscription.created", subscription, at, request)
-    story.emit_current("invoice.created", first, at, request)
-    _finalize(story, first, at, request)
-    _collect(story, first, at, request)
-    story.update(
-        "customer.subscription.updated",
-        subscription,
-        at,
-        request,
-        status="active",
-        default_payment_method=story.payment_method,
-    )
+    _subscription_created(story, subscription, first, at, request)
+    _first_payment_succeeds(story, subscription, first, at, request)
     return subscription, first
+
+
+def _first_payment_succeeds(
+    story: _Story, subscription: _Tracked, first: _Tracked, at: int, request: Request
+) -> None:
+    """The first invoice is finalized and paid; the subscription turns active with the card."""
+    _finalized_and_paid(story, first, at, request)
+    _subscription_turns(
+        story, subscription, "active", at, request, default_payment_method=story.payment_method
+    )
 
 
 def _renew(
@@ -545,34 +683,27 @@ def _renew(
     if upcoming:
         preview = samples.invoice(
             story.ids,
-            customer=story.customer,
-            customer_account=story.customer_account,
-            subscription=subscription.id,
-            items=subscription.fields["items"],
-            status="draft",
-            billing_reason="upcoming",
-            created=old_end - 3 * DAY,
-            period_start=old_start,
-            period_end=old_end,
-            line_period_start=old_end,
-            line_period_end=new_end,
-            api=story.p.api,
-            livemode=story.p.livemode,
-            subscription_metadata={"user_id": story.p.user_id},
-            test_clock=story.test_clock,
+            **_invoice_fields(
+                story,
+                subscription,
+                old_end - 3 * DAY,
+                billing_reason="upcoming",
+                period=(old_start, old_end),
+                line_period=(old_end, new_end),
+            ),
             upcoming=True,
         )
         story.emit("invoice.upcoming", preview, old_end - 3 * DAY, None)
-    invoice = _new_invoice(
+    invoice = _invoice_created(
         story,
         subscription,
         old_end,
+        None,
         billing_reason="subscription_cycle",
         period=(old_start, old_end),
         line_period=(old_end, new_end),
         metered_usage=metered_usage,
     )
-    story.emit_current("invoice.created", invoice, old_end, None)
     story.update(
         "customer.subscription.updated",
         subscription,
@@ -587,6 +718,65 @@ def _renew(
     return invoice
 
 
+def _renewal_paid(story: _Story, subscription: _Tracked, **renewal: Any) -> None:
+    """The period ends; an hour later the renewal invoice is finalized and paid."""
+    invoice = _renew(story, subscription, **renewal)
+    _finalized_and_paid(story, invoice, story.period[0] + HOUR, None)
+
+
+def _renewal_fails(
+    story: _Story,
+    subscription: _Tracked,
+    *,
+    action_required: bool = False,
+    retry_at: int | None = None,
+    **renewal: Any,
+) -> tuple[_Tracked, int]:
+    """The period ends; an hour later the renewal's charge fails and the subscription goes past_due.
+    A declined card is retried at `retry_at` (3 days after the failure unless given); a charge
+    waiting for 3-D Secure waits for the customer.
+
+    Returns the open invoice and when its charge failed.
+    """
+    invoice = _renew(story, subscription, **renewal)
+    failed_at = story.period[0] + HOUR
+    if retry_at is None:
+        retry_at = failed_at + 3 * DAY
+    _finalize(story, invoice, failed_at, None)
+    _fail(
+        story,
+        invoice,
+        failed_at,
+        attempt=1,
+        next_attempt=None if action_required else retry_at,
+        action_required=action_required,
+    )
+    _subscription_turns(story, subscription, "past_due", failed_at)
+    return invoice, failed_at
+
+
+def _every_retry_fails(story: _Story) -> tuple[_Tracked, int]:
+    """A signup whose first renewal fails, as do Stripe's retries 3, 5 and 7 days later.
+    Returns the subscription and the time of the last retry."""
+    subscription, _ = _signup(story)
+    invoice, failed_at = _renewal_fails(story, subscription)
+    last = failed_at
+    for attempt, days in ((2, 3), (3, 5), (4, 7)):
+        last = failed_at + days * DAY
+        _fail(story, invoice, last, attempt=attempt, next_attempt=None if attempt == 4 else last + 2 * DAY)
+    return subscription, last
+
+
+def _failed_renewal_closed(story: _Story, close: Callable[[_Story, _Tracked, int, Request], None]) -> None:
+    """A signup whose renewal fails (past_due); two days later the merchant closes the invoice
+    (`close`) and Stripe moves the subscription back to active."""
+    subscription, _ = _signup(story)
+    invoice, failed_at = _renewal_fails(story, subscription)
+    at, request = failed_at + 2 * DAY, story.request()
+    close(story, invoice, at, request)
+    _subscription_turns(story, subscription, "active", at, request)
+
+
 def _trial_signup(
     story: _Story,
     *,
@@ -595,8 +785,7 @@ def _trial_signup(
     trial_days: int = 14,
 ) -> tuple[_Tracked, int]:
     """A trial: subscription `trialing`, a $0 invoice paid at once, trial_will_end 3 days ahead."""
-    at = story.p.start
-    request = story.request()
+    at, request = story.p.start, story.request()
     trial_end = at + trial_days * DAY
     _new_customer(story, at, request)
     subscription = _new_subscription(
@@ -609,23 +798,52 @@ def _trial_signup(
         missing_payment_method=missing_payment_method,
         default_payment_method=story.payment_method if with_payment_method else None,
     )
-    zero = _new_invoice(
-        story,
-        subscription,
-        at,
-        billing_reason="subscription_create",
-        period=(at, at),
-        line_period=(at, trial_end),
-        amount_due=0,
-        trial=True,
-    )
-    subscription.change(latest_invoice=zero.id)
-    story.emit_current("customer.subscription.created", subscription, at, request)
-    story.emit_current("invoice.created", zero, at, request)
-    _finalize(story, zero, at, request)
-    _collect(story, zero, at, request)
+    zero = _first_invoice(story, subscription, at, amount_due=0, trial=True)
+    _subscription_created(story, subscription, zero, at, request)
+    _finalized_and_paid(story, zero, at, request)
     story.emit_current("customer.subscription.trial_will_end", subscription, trial_end - 3 * DAY, None)
     return subscription, trial_end
+
+
+def _session_id(story: _Story) -> str:
+    return story.ids("cs_live" if story.p.livemode else "cs_test")
+
+
+def _line_items_listed(story: _Story, session: _Tracked, price: PriceSpec) -> None:
+    """What the API lists as the session's line items (the webhook's session carries none)."""
+    story.api_lists[f"/v1/checkout/sessions/{session.id}/line_items"] = samples.checkout_line_items(
+        session_id=session.id, prices=[(price, 1)], livemode=story.p.livemode
+    )
+
+
+def _payment_session(
+    story: _Story,
+    *,
+    status: samples.CheckoutStatus,
+    payment_status: samples.CheckoutPaymentStatus,
+    created: int,
+    guest: bool = False,
+    **kw: Any,
+) -> _Tracked:
+    """A Checkout Session in payment mode for the one-time price; a guest's names no customer."""
+    p = story.p
+    return story.track(
+        samples.checkout_session,
+        id=_session_id(story),
+        mode="payment",
+        status=status,
+        payment_status=payment_status,
+        customer=None if guest else story.customer,
+        customer_account=None if guest else story.customer_account,
+        customer_creation="if_required" if guest else None,
+        client_reference_id=None if guest else p.user_id,
+        amount_total=p.one_time_amount,
+        currency=p.currency,
+        metadata={"price_id": p.one_time_price_id, "product_id": p.one_time_product_id},
+        created=created,
+        livemode=p.livemode,
+        **kw,
+    )
 
 
 def _one_time_checkout(
@@ -635,61 +853,35 @@ def _one_time_checkout(
     p = story.p
     at = p.start
     request = story.request()
-    customer = None if guest else story.customer
-    customer_account = None if guest else story.customer_account
     if not guest:
         _new_customer(story, at - 600, story.request())
     methods = ("us_bank_account",) if delayed else ("card",)
     charge_id = story.ids("ch")
-    intent = story.track(
-        samples.payment_intent,
-        id=story.ids("pi"),
-        amount=p.one_time_amount,
-        currency=p.currency,
-        customer=customer,
-        customer_account=customer_account,
-        status="processing" if delayed else "succeeded",
-        created=at - 120,
+    intent = _payment_intent(
+        story,
+        None,
+        at - 120,
+        p.one_time_amount,
+        "processing" if delayed else "succeeded",
+        guest=guest,
         latest_charge=charge_id,
         payment_method=story.payment_method,
         payment_method_types=methods,
         metadata={"user_id": p.user_id} if not guest else {},
-        api=p.api,
-        livemode=p.livemode,
     )
-    charge = story.track(
-        samples.charge,
-        id=charge_id,
-        amount=p.one_time_amount,
-        currency=p.currency,
-        customer=customer,
-        payment_intent=intent.id,
-        created=at,
-        status="pending" if delayed else "succeeded",
-        payment_method=story.payment_method,
-        livemode=p.livemode,
+    charge = _charge(
+        story, charge_id, intent, p.one_time_amount, at, status="pending" if delayed else "succeeded"
     )
-    session = story.track(
-        samples.checkout_session,
-        id=story.ids("cs_live" if p.livemode else "cs_test"),
-        mode="payment",
+    session = _payment_session(
+        story,
         status="complete",
         payment_status="unpaid" if delayed else "paid",
-        customer=customer,
-        customer_account=customer_account,
-        customer_creation="if_required" if guest else None,
-        client_reference_id=None if guest else p.user_id,
-        payment_intent=intent.id,
-        amount_total=p.one_time_amount,
-        currency=p.currency,
-        metadata={"price_id": p.one_time_price_id, "product_id": p.one_time_product_id},
         created=at - 300,
-        livemode=p.livemode,
+        guest=guest,
+        payment_intent=intent.id,
         payment_method_types=methods,
     )
-    story.api_lists[f"/v1/checkout/sessions/{session.id}/line_items"] = samples.checkout_line_items(
-        session_id=session.id, prices=[(p.one_time_price, 1)], livemode=p.livemode
-    )
+    _line_items_listed(story, session, p.one_time_price)
     if not delayed:
         story.emit_current("payment_intent.succeeded", intent, at, request)
     story.emit_current("checkout.session.completed", session, at, request)
@@ -711,6 +903,60 @@ def _settle_delayed(
         story.emit_current("checkout.session.async_payment_failed", session, at, None)
 
 
+def _refunded_in_full(
+    story: _Story, intent: _Tracked, charge: _Tracked, at: int, *, customer: str | None
+) -> JsonObject:
+    """charge.refunded: the purchase's whole amount, as one Refund. Returns the Refund."""
+    amount = story.p.one_time_amount
+    full = samples.refund(
+        story.ids,
+        charge=charge.id,
+        payment_intent=intent.id,
+        customer=customer,
+        payment_method=story.payment_method,
+        amount=amount,
+        created=at,
+    )
+    story.transition("charge.refunded", charge, at, story.request(), amount_refunded=amount, refunds=[full])
+    return full
+
+
+def _dispute_opened(story: _Story, charge: _Tracked, intent: _Tracked, amount: int, at: int) -> _Tracked:
+    """charge.dispute.created: the dispute names the charge and payment intent, never a customer."""
+    dispute = story.track(
+        samples.dispute,
+        id=story.ids("dp"),
+        charge=charge.id,
+        payment_intent=intent.id,
+        amount=amount,
+        currency=story.p.currency,
+        status="needs_response",
+        created=at,
+        livemode=story.p.livemode,
+    )
+    story.emit_current("charge.dispute.created", dispute, at, None)
+    return dispute
+
+
+def _dispute_closed(story: _Story, dispute: _Tracked, at: int, status: Literal["won", "lost"]) -> None:
+    story.transition("charge.dispute.closed", dispute, at, None, status=status)
+    if status == "won":
+        story.emit_current("charge.dispute.funds_reinstated", dispute, at, None)
+
+
+def _summary_updated(story: _Story, *, has_more: bool = False) -> None:
+    """entitlements.active_entitlement_summary.updated with the customer's features, at the start
+    (`has_more`: the summary lists the first feature only)."""
+    features = list(story.p.features)
+    summary = samples.active_entitlement_summary(
+        customer=story.p.customer_id,
+        features=features[:1] if has_more else features,
+        has_more=has_more,
+        livemode=story.p.livemode,
+    )
+    story.emit("entitlements.active_entitlement_summary.updated", summary, story.p.start, None)
+
+
 # --------------------------------------------------------------------------------------------
 # Subscriptions: signup
 # --------------------------------------------------------------------------------------------
@@ -719,23 +965,11 @@ def _settle_delayed(
 def _checkout_signup(name: str, params: ScenarioParams, *, same_second: bool) -> _Story:
     story = _Story(name, params, same_second=same_second)
     p = params
-    at = p.start
-    request = story.request()
-    items = [ItemSpec(p.pro_price)]
-    _new_customer(story, at, request)
-    subscription = _new_subscription(story, at, items, status="incomplete", period_end=add_months(at, 1))
-    first = _new_invoice(
-        story,
-        subscription,
-        at,
-        billing_reason="subscription_create",
-        period=(at, at),
-        line_period=story.period,
-    )
-    subscription.change(latest_invoice=first.id)
+    at, request = p.start, story.request()
+    subscription, first = _subscription_opened(story, at, request, [ItemSpec(p.pro_price)])
     session = story.track(
         samples.checkout_session,
-        id=story.ids("cs_live" if p.livemode else "cs_test"),
+        id=_session_id(story),
         mode="subscription",
         status="complete",
         payment_status="paid",
@@ -750,21 +984,9 @@ def _checkout_signup(name: str, params: ScenarioParams, *, same_second: bool) ->
         created=at - 120,
         livemode=p.livemode,
     )
-    story.api_lists[f"/v1/checkout/sessions/{session.id}/line_items"] = samples.checkout_line_items(
-        session_id=session.id, prices=[(p.pro_price, 1)], livemode=p.livemode
-    )
-    story.emit_current("customer.subscription.created", subscription, at, request)
-    story.emit_current("invoice.created", first, at, request)
-    _finalize(story, first, at, request)
-    _collect(story, first, at, request)
-    story.update(
-        "customer.subscription.updated",
-        subscription,
-        at,
-        request,
-        status="active",
-        default_payment_method=story.payment_method,
-    )
+    _line_items_listed(story, session, p.pro_price)
+    _subscription_created(story, subscription, first, at, request)
+    _first_payment_succeeds(story, subscription, first, at, request)
     # Created last: the session completes once the first invoice is paid.
     story.emit_current("checkout.session.completed", session, at, request)
     return story
@@ -793,30 +1015,14 @@ def signup_burst(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def signup_incomplete_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("signup_incomplete_expired", params)
-    at = params.start
-    request = story.request()
-    _new_customer(story, at, request)
-    subscription = _new_subscription(
-        story, at, [ItemSpec(params.pro_price)], status="incomplete", period_end=add_months(at, 1)
-    )
-    first = _new_invoice(
-        story,
-        subscription,
-        at,
-        billing_reason="subscription_create",
-        period=(at, at),
-        line_period=story.period,
-    )
-    subscription.change(latest_invoice=first.id)
-    story.emit_current("customer.subscription.created", subscription, at, request)
-    story.emit_current("invoice.created", first, at, request)
+    at, request = params.start, story.request()
+    subscription, first = _subscription_opened(story, at, request, [ItemSpec(params.pro_price)])
+    _subscription_created(story, subscription, first, at, request)
     _finalize(story, first, at, request)
     _fail(story, first, at, attempt=1, next_attempt=None)
     expired = at + 23 * HOUR
-    story.transition(
-        "invoice.voided", first, expired, None, status="void", voided_at=expired, next_payment_attempt=None
-    )
-    story.update("customer.subscription.updated", subscription, expired, None, status="incomplete_expired")
+    _invoice_voided(story, first, expired)
+    _subscription_turns(story, subscription, "incomplete_expired", expired)
     return story.scenario(
         "The first payment fails; 23 hours later the subscription is incomplete_expired and its "
         "invoice void.",
@@ -830,10 +1036,8 @@ def signup_incomplete_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenar
 
 def trial_converts(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("trial_converts", params)
-    subscription, trial_end = _trial_signup(story, missing_payment_method="cancel", with_payment_method=True)
-    invoice = _renew(story, subscription, status="active")
-    _finalize(story, invoice, trial_end + HOUR, None)
-    _collect(story, invoice, trial_end + HOUR, None)
+    subscription, _ = _trial_signup(story, missing_payment_method="cancel", with_payment_method=True)
+    _renewal_paid(story, subscription, status="active")
     return story.scenario(
         "A 14-day trial with a card on file: trialing, trial_will_end 3 days before the end, then "
         "the first real invoice is paid and the subscription turns active.",
@@ -843,15 +1047,7 @@ def trial_converts(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 def trial_ends_without_payment_method(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("trial_ends_without_payment_method", params)
     subscription, trial_end = _trial_signup(story, missing_payment_method="cancel", with_payment_method=False)
-    story.transition(
-        "customer.subscription.deleted",
-        subscription,
-        trial_end,
-        None,
-        status="canceled",
-        canceled_at=trial_end,
-        ended_at=trial_end,
-    )
+    _subscription_deleted(story, subscription, trial_end)
     return story.scenario(
         "A trial without a payment method and end_behavior.missing_payment_method=cancel: the "
         "subscription is canceled when the trial ends.",
@@ -861,8 +1057,7 @@ def trial_ends_without_payment_method(params: ScenarioParams = DEFAULT_PARAMS) -
 def trial_ends_without_payment_method_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("trial_ends_without_payment_method_paused", params)
     subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
-    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
-    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    _subscription_paused(story, subscription, trial_end)
     return story.scenario(
         "A trial without a payment method and end_behavior.missing_payment_method=pause: the "
         "subscription turns paused when the trial ends (no invoice).",
@@ -874,10 +1069,7 @@ def trial_ends_without_payment_method_invoice(params: ScenarioParams = DEFAULT_P
     subscription, trial_end = _trial_signup(
         story, missing_payment_method="create_invoice", with_payment_method=False
     )
-    invoice = _renew(story, subscription, status="active")
-    _finalize(story, invoice, trial_end + HOUR, None)
-    _fail(story, invoice, trial_end + HOUR, attempt=1, next_attempt=trial_end + 3 * DAY)
-    story.update("customer.subscription.updated", subscription, trial_end + HOUR, None, status="past_due")
+    _renewal_fails(story, subscription, retry_at=trial_end + 3 * DAY, status="active")
     return story.scenario(
         "A trial without a payment method and missing_payment_method=create_invoice: the first "
         "invoice cannot be paid and the subscription goes past_due.",
@@ -892,50 +1084,29 @@ def trial_ends_without_payment_method_invoice(params: ScenarioParams = DEFAULT_P
 def renewal(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("renewal", params)
     subscription, _ = _signup(story)
-    invoice = _renew(story, subscription, upcoming=True)
-    finalized = story.period[0] + HOUR
-    _finalize(story, invoice, finalized, None)
-    _collect(story, invoice, finalized, None)
+    _renewal_paid(story, subscription, upcoming=True)
     return story.scenario(
         "An active subscription renews: invoice.upcoming (a preview without an id) 3 days ahead, "
         "then the next invoice, the period moves, and the invoice is paid an hour later.",
     )
 
 
-def _renewal_fails(story: _Story) -> tuple[_Tracked, _Tracked, int]:
-    subscription, _ = _signup(story)
-    invoice = _renew(story, subscription)
-    failed_at = story.period[0] + HOUR
-    _finalize(story, invoice, failed_at, None)
-    _fail(story, invoice, failed_at, attempt=1, next_attempt=failed_at + 3 * DAY)
-    story.update("customer.subscription.updated", subscription, failed_at, None, status="past_due")
-    return subscription, invoice, failed_at
-
-
 def payment_failed_then_recovered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("payment_failed_then_recovered", params)
-    subscription, invoice, failed_at = _renewal_fails(story)
+    subscription, _ = _signup(story)
+    invoice, failed_at = _renewal_fails(story, subscription)
     retry = failed_at + 3 * DAY
     _collect(story, invoice, retry, None, attempt=2)
-    story.update("customer.subscription.updated", subscription, retry, None, status="active")
+    _subscription_turns(story, subscription, "active", retry)
     return story.scenario(
         "The renewal payment fails (past_due); Stripe's retry 3 days later succeeds (active).",
     )
 
 
-def _retries_exhausted(story: _Story, invoice: _Tracked, failed_at: int) -> int:
-    last = failed_at
-    for attempt, days in ((2, 3), (3, 5), (4, 7)):
-        last = failed_at + days * DAY
-        _fail(story, invoice, last, attempt=attempt, next_attempt=None if attempt == 4 else last + 2 * DAY)
-    return last
-
-
 def payment_failed_then_unpaid(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("payment_failed_then_unpaid", params)
-    subscription, invoice, failed_at = _renewal_fails(story)
-    last = _retries_exhausted(story, invoice, failed_at)
-    story.update("customer.subscription.updated", subscription, last, None, status="unpaid")
+    subscription, last = _every_retry_fails(story)
+    _subscription_turns(story, subscription, "unpaid", last)
     return story.scenario(
         "The renewal payment fails and every retry fails; the subscription settings say 'mark unpaid': "
         "the subscription turns unpaid and its invoice stays open.",
@@ -944,18 +1115,8 @@ def payment_failed_then_unpaid(params: ScenarioParams = DEFAULT_PARAMS) -> Scena
 
 def payment_failed_then_canceled(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("payment_failed_then_canceled", params)
-    subscription, invoice, failed_at = _renewal_fails(story)
-    last = _retries_exhausted(story, invoice, failed_at)
-    story.transition(
-        "customer.subscription.deleted",
-        subscription,
-        last,
-        None,
-        status="canceled",
-        canceled_at=last,
-        ended_at=last,
-        cancellation_reason="payment_failed",
-    )
+    subscription, last = _every_retry_fails(story)
+    _subscription_deleted(story, subscription, last, reason="payment_failed")
     return story.scenario(
         "The renewal payment fails and every retry fails; the subscription settings say 'cancel': "
         "customer.subscription.deleted with cancellation_details.reason=payment_failed.",
@@ -965,11 +1126,7 @@ def payment_failed_then_canceled(params: ScenarioParams = DEFAULT_PARAMS) -> Sce
 def payment_action_required(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("payment_action_required", params)
     subscription, _ = _signup(story)
-    invoice = _renew(story, subscription)
-    at = story.period[0] + HOUR
-    _finalize(story, invoice, at, None)
-    _fail(story, invoice, at, attempt=1, next_attempt=None, action_required=True)
-    story.update("customer.subscription.updated", subscription, at, None, status="past_due")
+    _renewal_fails(story, subscription, action_required=True)
     return story.scenario(
         "The renewal payment needs 3-D Secure: invoice.payment_action_required and the subscription "
         "goes past_due until the customer authenticates.",
@@ -1009,10 +1166,7 @@ def cancel_at_period_end(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("cancel_at_period_end", params)
     subscription, _ = _signup(story)
     _schedule_cancel(story, subscription)
-    end = story.period[1]
-    story.transition(
-        "customer.subscription.deleted", subscription, end, None, status="canceled", ended_at=end
-    )
+    _subscription_deleted(story, subscription, story.period[1])
     return story.scenario(
         "Cancel at period end, then at the period end customer.subscription.deleted (canceled).",
     )
@@ -1021,22 +1175,20 @@ def cancel_at_period_end(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 def pause_and_resume(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("pause_and_resume", params)
     subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
-    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
-    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    _subscription_paused(story, subscription, trial_end)
     resumed = trial_end + 5 * DAY
     request = story.request()
     new_end = add_months(resumed, 1)
-    invoice = _new_invoice(
+    invoice = _invoice_created(
         story,
         subscription,
         resumed,
+        request,
         billing_reason="subscription_update",
         period=(resumed, resumed),
         line_period=(resumed, new_end),
     )
-    story.emit_current("invoice.created", invoice, resumed, request)
-    _finalize(story, invoice, resumed, request)
-    _collect(story, invoice, resumed, request)
+    _finalized_and_paid(story, invoice, resumed, request)
     before, after = subscription.change(
         status="active",
         period_start=resumed,
@@ -1069,10 +1221,7 @@ def collection_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
         pause_collection={"behavior": "void", "resumes_at": resumes_at},
     )
     invoice = _renew(story, subscription)
-    voided = story.period[0]
-    story.transition(
-        "invoice.voided", invoice, voided, None, status="void", finalized_at=voided, voided_at=voided
-    )
+    _invoice_voided(story, invoice, story.period[0])
     return story.scenario(
         "Payment collection paused with behavior=void: the renewal invoice is voided at once and the "
         "subscription stays active (pause_collection is not status=paused).",
@@ -1093,11 +1242,7 @@ def plan_change_with_unpaid_invoice(params: ScenarioParams = DEFAULT_PARAMS) -> 
 def plan_change_then_renewal_fails(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("plan_change_then_renewal_fails", params)
     subscription, unpaid = _plan_change_leaving_an_unpaid_invoice(story)
-    invoice = _renew(story, subscription)
-    failed_at = story.period[0] + HOUR
-    _finalize(story, invoice, failed_at, None)
-    _fail(story, invoice, failed_at, attempt=1, next_attempt=failed_at + 3 * DAY)
-    story.update("customer.subscription.updated", subscription, failed_at, None, status="past_due")
+    _renewal_fails(story, subscription)
     return story.scenario(
         f"After a plan change left invoice {unpaid.id} open (Stripe no longer retries it), the next "
         "renewal's payment fails and the subscription goes past_due.",
@@ -1106,15 +1251,17 @@ def plan_change_then_renewal_fails(params: ScenarioParams = DEFAULT_PARAMS) -> S
 
 def _plan_change_leaving_an_unpaid_invoice(story: _Story) -> tuple[_Tracked, _Tracked]:
     params = story.p
-    subscription, unpaid, failed_at = _renewal_fails(story)
+    subscription, _ = _signup(story)
+    unpaid, failed_at = _renewal_fails(story, subscription)
     changed_at = failed_at + DAY
     request = story.request()
     item_id = samples.subscription_item_id(subscription.id, params.price_id)
     upgraded = [ItemSpec(params.upgrade_price, item_id=item_id, created=params.start)]
-    proration = _new_invoice(
+    proration = _invoice_created(
         story,
         subscription,
         changed_at,
+        request,
         billing_reason="subscription_update",
         period=(changed_at, changed_at),
         line_period=(changed_at, story.period[1]),
@@ -1122,7 +1269,6 @@ def _plan_change_leaving_an_unpaid_invoice(story: _Story) -> tuple[_Tracked, _Tr
         amount_due=params.upgrade_unit_amount - params.unit_amount,
         proration=True,
     )
-    story.emit_current("invoice.created", proration, changed_at, request)
     story.update(
         "customer.subscription.updated",
         subscription,
@@ -1131,9 +1277,8 @@ def _plan_change_leaving_an_unpaid_invoice(story: _Story) -> tuple[_Tracked, _Tr
         items=upgraded,
         latest_invoice=proration.id,
     )
-    _finalize(story, proration, changed_at, request)
-    _collect(story, proration, changed_at, request)
-    story.update("customer.subscription.updated", subscription, changed_at, request, status="active")
+    _finalized_and_paid(story, proration, changed_at, request)
+    _subscription_turns(story, subscription, "active", changed_at, request)
     last_retry = failed_at + 3 * DAY
     _fail(story, unpaid, last_retry, attempt=2, next_attempt=None)
     return subscription, unpaid
@@ -1143,10 +1288,7 @@ def multi_item_with_metered(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario
     story = _Story("multi_item_with_metered", params)
     items = [ItemSpec(params.pro_price, quantity=3), ItemSpec(params.metered_price, quantity=None)]
     subscription, _ = _signup(story, items)
-    invoice = _renew(story, subscription, metered_usage=12840)
-    at = story.period[0] + HOUR
-    _finalize(story, invoice, at, None)
-    _collect(story, invoice, at, None)
+    _renewal_paid(story, subscription, metered_usage=12840)
     return story.scenario(
         "One subscription with two items: Pro for 3 seats (licensed) and API calls (metered, no "
         "quantity); the renewal bills the seats and the month's usage.",
@@ -1190,21 +1332,7 @@ def one_time_purchase_delayed_failed(params: ScenarioParams = DEFAULT_PARAMS) ->
 def checkout_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("checkout_expired", params)
     _new_customer(story, params.start - 600, story.request())
-    session = story.track(
-        samples.checkout_session,
-        id=story.ids("cs_live" if params.livemode else "cs_test"),
-        mode="payment",
-        status="open",
-        payment_status="unpaid",
-        customer=story.customer,
-        customer_account=story.customer_account,
-        client_reference_id=params.user_id,
-        amount_total=params.one_time_amount,
-        currency=params.currency,
-        metadata={"price_id": params.one_time_price_id, "product_id": params.one_time_product_id},
-        created=params.start,
-        livemode=params.livemode,
-    )
+    session = _payment_session(story, status="open", payment_status="unpaid", created=params.start)
     expired = params.start + DAY
     story.transition("checkout.session.expired", session, expired, None, status="expired")
     return story.scenario(
@@ -1215,49 +1343,27 @@ def checkout_expired(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 def purchase_refunded(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("purchase_refunded", params)
     _, intent, charge = _one_time_checkout(story)
-    at = params.start + 5 * DAY
-    full = samples.refund(
-        story.ids,
-        charge=charge.id,
-        payment_intent=intent.id,
-        customer=story.customer,
-        payment_method=story.payment_method,
-        amount=params.one_time_amount,
-        created=at,
-    )
-    story.transition(
-        "charge.refunded", charge, at, story.request(), amount_refunded=params.one_time_amount, refunds=[full]
-    )
+    _refunded_in_full(story, intent, charge, params.start + 5 * DAY, customer=story.customer)
     return story.scenario(
         "A paid one-time purchase is refunded in full five days later (charge.refunded).",
     )
 
 
-def _dispute(story: _Story) -> tuple[_Tracked, _Tracked, int]:
+def _dispute(story: _Story) -> tuple[_Tracked, int]:
+    """The one-time purchase is disputed 10 days later and the funds withdrawn. Returns the
+    dispute and when it opened."""
     _, intent, charge = _one_time_checkout(story)
     at = story.p.start + 10 * DAY
     charge.change(disputed=True)
-    dispute = story.track(
-        samples.dispute,
-        id=story.ids("dp"),
-        charge=charge.id,
-        payment_intent=intent.id,
-        amount=story.p.one_time_amount,
-        currency=story.p.currency,
-        status="needs_response",
-        created=at,
-        livemode=story.p.livemode,
-    )
-    story.emit_current("charge.dispute.created", dispute, at, None)
+    dispute = _dispute_opened(story, charge, intent, story.p.one_time_amount, at)
     story.emit_current("charge.dispute.funds_withdrawn", dispute, at, None)
-    return dispute, charge, at
+    return dispute, at
 
 
 def purchase_dispute_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("purchase_dispute_lost", params)
-    dispute, _, opened = _dispute(story)
-    closed = opened + 30 * DAY
-    story.transition("charge.dispute.closed", dispute, closed, None, status="lost")
+    dispute, opened = _dispute(story)
+    _dispute_closed(story, dispute, opened + 30 * DAY, "lost")
     return story.scenario(
         "The card holder disputes the one-time purchase; the dispute (which names no customer, only "
         "the charge and payment intent) is lost.",
@@ -1266,7 +1372,7 @@ def purchase_dispute_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def purchase_dispute_won(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("purchase_dispute_won", params)
-    dispute, _, opened = _dispute(story)
+    dispute, opened = _dispute(story)
     story.update(
         "charge.dispute.updated",
         dispute,
@@ -1275,9 +1381,7 @@ def purchase_dispute_won(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
         status="under_review",
         evidence_submitted=True,
     )
-    closed = opened + 40 * DAY
-    story.transition("charge.dispute.closed", dispute, closed, None, status="won")
-    story.emit_current("charge.dispute.funds_reinstated", dispute, closed, None)
+    _dispute_closed(story, dispute, opened + 40 * DAY, "won")
     return story.scenario(
         "The card holder disputes the one-time purchase; evidence is submitted and the dispute is won.",
     )
@@ -1300,22 +1404,12 @@ def guest_checkout(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def customer_deleted(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("customer_deleted", params)
-    if story.accounts_v2:
-        raise ValueError("customer_deleted needs a Customer (cus_…), not an Accounts v2 account")
+    _needs_a_customer(story, "customer_deleted needs")
     subscription, _ = _signup(story)
     customer = story.find(params.customer_id)
     at = params.start + 10 * DAY
     request = story.request()
-    story.transition(
-        "customer.subscription.deleted",
-        subscription,
-        at,
-        request,
-        status="canceled",
-        canceled_at=at,
-        ended_at=at,
-        cancellation_reason="cancellation_requested",
-    )
+    _subscription_deleted(story, subscription, at, request, reason="cancellation_requested")
     # The event carries the customer as it was; fetching it afterwards gives {"deleted": true}.
     story.emit_current("customer.deleted", customer, at, request)
     story.delete_customer(customer.id)
@@ -1326,20 +1420,14 @@ def customer_deleted(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 
 def _entitlements(story: _Story, *, has_more: bool) -> None:
-    if story.accounts_v2:
-        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    _needs_a_customer(story, "entitlement summaries name")
     _signup(story)
     customer = story.p.customer_id
-    features = list(story.p.features)
-    summary = samples.active_entitlement_summary(
-        customer=customer,
-        features=features[:1] if has_more else features,
-        has_more=has_more,
-        livemode=story.p.livemode,
+    full = samples.active_entitlement_summary(
+        customer=customer, features=list(story.p.features), livemode=story.p.livemode
     )
-    full = samples.active_entitlement_summary(customer=customer, features=features, livemode=story.p.livemode)
     story.api_lists[f"/v1/entitlements/active_entitlements?customer={customer}"] = full["entitlements"]
-    story.emit("entitlements.active_entitlement_summary.updated", summary, story.p.start, None)
+    _summary_updated(story, has_more=has_more)
 
 
 def entitlements_summary_updated(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
@@ -1362,13 +1450,7 @@ def entitlements_summary_has_more(params: ScenarioParams = DEFAULT_PARAMS) -> Sc
 
 def invoice_voided(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("invoice_voided", params)
-    subscription, invoice, failed_at = _renewal_fails(story)
-    at = failed_at + 2 * DAY
-    request = story.request()
-    story.transition(
-        "invoice.voided", invoice, at, request, status="void", voided_at=at, next_payment_attempt=None
-    )
-    story.update("customer.subscription.updated", subscription, at, request, status="active")
+    _failed_renewal_closed(story, _invoice_voided)
     return story.scenario(
         "The renewal payment fails (past_due); the merchant voids the invoice and Stripe moves the "
         "subscription back to active.",
@@ -1377,19 +1459,7 @@ def invoice_voided(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def invoice_marked_uncollectible(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("invoice_marked_uncollectible", params)
-    subscription, invoice, failed_at = _renewal_fails(story)
-    at = failed_at + 2 * DAY
-    request = story.request()
-    story.transition(
-        "invoice.marked_uncollectible",
-        invoice,
-        at,
-        request,
-        status="uncollectible",
-        marked_uncollectible_at=at,
-        next_payment_attempt=None,
-    )
-    story.update("customer.subscription.updated", subscription, at, request, status="active")
+    _failed_renewal_closed(story, _invoice_marked_uncollectible)
     return story.scenario(
         "The renewal payment fails (past_due); the merchant marks the invoice uncollectible (bad debt) "
         "and Stripe moves the subscription back to active.",
@@ -1413,30 +1483,18 @@ def _sent_as_invoice(tracked: _Tracked, days_until_due: int) -> None:
 
 def send_invoice_overdue(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("send_invoice_overdue", params)
-    at = params.start
-    request = story.request()
-    _new_customer(story, at, request)
-    subscription = _new_subscription(
-        story, at, [ItemSpec(params.pro_price)], status="active", period_end=add_months(at, 1)
+    at, request = params.start, story.request()
+    subscription, first = _subscription_opened(
+        story, at, request, [ItemSpec(params.pro_price)], status="active"
     )
     _sent_as_invoice(subscription, 30)
-    first = _new_invoice(
-        story,
-        subscription,
-        at,
-        billing_reason="subscription_create",
-        period=(at, at),
-        line_period=story.period,
-    )
     _sent_as_invoice(first, 30)
-    subscription.change(latest_invoice=first.id)
-    story.emit_current("customer.subscription.created", subscription, at, request)
-    story.emit_current("invoice.created", first, at, request)
+    _subscription_created(story, subscription, first, at, request)
     due = at + 30 * DAY
     story.transition("invoice.finalized", first, at, request, status="open", finalized_at=at, due_date=due)
     story.emit_current("invoice.sent", first, at, request)
     story.emit_current("invoice.overdue", first, due, None)
-    story.update("customer.subscription.updated", subscription, due, None, status="past_due")
+    _subscription_turns(story, subscription, "past_due", due)
     return story.scenario(
         "A subscription billed with collection_method=send_invoice: the first invoice is emailed at "
         "once and due 30 days later; when the due date passes unpaid, the subscription goes past_due.",
@@ -1447,33 +1505,12 @@ def subscription_payment_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Sc
     story = _Story("subscription_payment_disputed", params)
     _, first = _signup(story)
     intent = story.find(str(first.fields["payment_intent"]))
+    amount = int(first.current["amount_due"])
     # The invoice's charge, as the API answers for it (no event of its own in this story).
-    charge = story.track(
-        samples.charge,
-        id=str(intent.current["latest_charge"]),
-        amount=int(first.current["amount_due"]),
-        currency=params.currency,
-        customer=story.customer,
-        payment_intent=intent.id,
-        created=params.start,
-        payment_method=story.payment_method,
-        livemode=params.livemode,
-    )
+    charge = _charge(story, str(intent.current["latest_charge"]), intent, amount, params.start)
     at = params.start + 10 * DAY
-    dispute = story.track(
-        samples.dispute,
-        id=story.ids("dp"),
-        charge=charge.id,
-        payment_intent=intent.id,
-        amount=int(first.current["amount_due"]),
-        currency=params.currency,
-        status="needs_response",
-        created=at,
-        livemode=params.livemode,
-    )
-    story.emit_current("charge.dispute.created", dispute, at, None)
-    closed = at + 30 * DAY
-    story.transition("charge.dispute.closed", dispute, closed, None, status="lost")
+    dispute = _dispute_opened(story, charge, intent, amount, at)
+    _dispute_closed(story, dispute, at + 30 * DAY, "lost")
     return story.scenario(
         "The card holder disputes the first subscription invoice's payment and the dispute is lost: it "
         "names only the charge and payment intent, which no one-time purchase knows.",
@@ -1484,19 +1521,8 @@ def guest_purchase_disputed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario
     story = _Story("guest_purchase_disputed", params)
     _, intent, charge = _one_time_checkout(story, guest=True)
     at = params.start + 10 * DAY
-    dispute = story.track(
-        samples.dispute,
-        id=story.ids("dp"),
-        charge=charge.id,
-        payment_intent=intent.id,
-        amount=params.one_time_amount,
-        currency=params.currency,
-        status="needs_response",
-        created=at,
-        livemode=params.livemode,
-    )
-    story.emit_current("charge.dispute.created", dispute, at, None)
-    story.transition("charge.dispute.closed", dispute, at + 30 * DAY, None, status="lost")
+    dispute = _dispute_opened(story, charge, intent, params.one_time_amount, at)
+    _dispute_closed(story, dispute, at + 30 * DAY, "lost")
     scenario = story.scenario(
         "A guest Checkout purchase (no customer) is disputed and the dispute lost.",
     )
@@ -1507,18 +1533,7 @@ def purchase_refund_failed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("purchase_refund_failed", params)
     _, intent, charge = _one_time_checkout(story)
     at = params.start + 5 * DAY
-    full = samples.refund(
-        story.ids,
-        charge=charge.id,
-        payment_intent=intent.id,
-        customer=None,
-        payment_method=story.payment_method,
-        amount=params.one_time_amount,
-        created=at,
-    )
-    story.transition(
-        "charge.refunded", charge, at, story.request(), amount_refunded=params.one_time_amount, refunds=[full]
-    )
+    full = _refunded_in_full(story, intent, charge, at, customer=None)
     failed_at = at + 2 * DAY
     failed = {**full, "status": "failed", "failure_reason": "expired_or_canceled_card"}
     previous = {"status": "succeeded", "failure_reason": None}
@@ -1531,15 +1546,10 @@ def purchase_refund_failed(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
 
 def entitlements_summary_then_paused(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("entitlements_summary_then_paused", params)
-    if story.accounts_v2:
-        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    _needs_a_customer(story, "entitlement summaries name")
     subscription, trial_end = _trial_signup(story, missing_payment_method="pause", with_payment_method=False)
-    summary = samples.active_entitlement_summary(
-        customer=params.customer_id, features=list(params.features), livemode=params.livemode
-    )
-    story.emit("entitlements.active_entitlement_summary.updated", summary, params.start, None)
-    story.update("customer.subscription.updated", subscription, trial_end, None, status="paused")
-    story.emit_current("customer.subscription.paused", subscription, trial_end, None)
+    _summary_updated(story)
+    _subscription_paused(story, subscription, trial_end)
     return story.scenario(
         "The account uses Stripe Entitlements; the trial ends without a payment method and the "
         "subscription pauses. Stripe does not remove a paused subscription's entitlements, so no new "
@@ -1549,24 +1559,10 @@ def entitlements_summary_then_paused(params: ScenarioParams = DEFAULT_PARAMS) ->
 
 def entitlements_summary_event_lost(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     story = _Story("entitlements_summary_event_lost", params)
-    if story.accounts_v2:
-        raise ValueError("entitlement summaries name a Customer (cus_…), not an Accounts v2 account")
+    _needs_a_customer(story, "entitlement summaries name")
     subscription, _ = _signup(story)
-    summary = samples.active_entitlement_summary(
-        customer=params.customer_id, features=list(params.features), livemode=params.livemode
-    )
-    story.emit("entitlements.active_entitlement_summary.updated", summary, params.start, None)
-    at = params.start + 10 * DAY
-    story.transition(
-        "customer.subscription.deleted",
-        subscription,
-        at,
-        None,
-        status="canceled",
-        canceled_at=at,
-        ended_at=at,
-        cancellation_reason="cancellation_requested",
-    )
+    _summary_updated(story)
+    _subscription_deleted(story, subscription, params.start + 10 * DAY, reason="cancellation_requested")
     return story.scenario(
         "The account uses Stripe Entitlements; the subscription is canceled and the summary event "
         "that would empty the customer's entitlements never arrives.",
@@ -1584,9 +1580,7 @@ def renewal_on_test_clock(params: ScenarioParams = DEFAULT_PARAMS) -> Scenario:
     subscription, _ = _signup(story)
     # Five minutes later (real time) the clock is advanced past the period end (simulated time).
     story.real_time = params.start + 300
-    invoice = _renew(story, subscription)
-    _finalize(story, invoice, story.period[0] + HOUR, None)
-    _collect(story, invoice, story.period[0] + HOUR, None)
+    _renewal_paid(story, subscription)
     return story.scenario(
         "A subscription on a test clock, advanced one month: the objects carry simulated times (a "
         "month ahead) while the events are created minutes apart in real time.",
