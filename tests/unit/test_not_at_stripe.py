@@ -17,6 +17,7 @@ from domain.stripe_objects import NotAtStripe
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.book_purchase import book_session
 
 T0 = 1_767_000_000
 NOW = T0 + 86_400
@@ -143,18 +144,7 @@ def test_a_same_second_tie_on_a_purchase_stripe_no_longer_has_leaves_it_as_it_is
     store = MemoryStore()
     stripe = StripeWithout(line_items={"cs_1": []})
     ids = s.IdFactory(3)
-    session = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        payment_intent="pi_1",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
-    )
+    session = book_session(T0)
     first = s.event(ids, "checkout.session.completed", session, created=T0 + 10, id="evt_a")
     applier(store, stripe).apply(first)
     second = s.event(ids, "checkout.session.completed", session, created=T0 + 10, id="evt_b")
