@@ -11,15 +11,16 @@ from events.stripe import objects as s
 BOOK_AMOUNT = 900
 
 
-def book_session(created: int) -> dict[str, Any]:
-    """The completed, paid Checkout session, as its `checkout.session.completed` carries it."""
+def book_session(created: int, *, paid: bool = True, customer: str | None = "cus_1") -> dict[str, Any]:
+    """The completed Checkout session, as its `checkout.session.completed` carries it: paid, or not
+    yet (a delayed payment method); `customer` None for a guest."""
     return s.checkout_session(
         s.IdFactory("book"),
         id="cs_1",
         mode="payment",
         status="complete",
-        payment_status="paid",
-        customer="cus_1",
+        payment_status="paid" if paid else "unpaid",
+        customer=customer,
         payment_intent="pi_1",
         amount_total=BOOK_AMOUNT,
         created=created,

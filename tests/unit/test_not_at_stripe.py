@@ -18,10 +18,9 @@ from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
 from tests.support.book_purchase import book_session
+from tests.support.subscription_history import T0, subscription_event
 
-T0 = 1_767_000_000
 NOW = T0 + 86_400
-PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
 class StripeWithout(ScriptedStripe):
@@ -58,18 +57,9 @@ def thin(object_type: str, object_id: str | None) -> dict[str, Any]:
 
 
 def subscribed(store: MemoryStore, stripe: ScriptedStripe, *, event_id: str = "evt_sub") -> None:
-    ids = s.IdFactory(1)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * 86_400,
+    event = subscription_event(
+        "active", T0 + 10, event_type="customer.subscription.created", event_id=event_id
     )
-    event = s.event(ids, "customer.subscription.created", obj, created=T0 + 10, id=event_id)
     assert applier(store, stripe).apply(event).outcome is Outcome.APPLIED
 
 
@@ -116,19 +106,7 @@ def test_an_event_queued_by_reference_that_stripe_no_longer_keeps_is_acknowledge
 def test_a_same_second_tie_on_a_subscription_stripe_no_longer_has_ends_it() -> None:
     store, stripe = MemoryStore(), StripeWithout()
     subscribed(store, stripe, event_id="evt_a")
-    ids = s.IdFactory(2)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * 86_400,
-        metadata={"tier": "x"},
-    )
-    tie = s.event(ids, "customer.subscription.updated", obj, created=T0 + 10, id="evt_b")
+    tie = subscription_event("active", T0 + 10, event_id="evt_b", metadata={"tier": "x"})
     result = applier(store, stripe).apply(tie)
     assert result.outcome is Outcome.APPLIED
     assert result.tie_fetched

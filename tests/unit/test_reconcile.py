@@ -54,29 +54,16 @@ from domain.records import (
 )
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
 from events.stripe import objects as s
+from tests.support import memory_reconcile
 from tests.support.book_purchase import book_session
+from tests.support.memory_reconcile import DAY, PRO, T0
 
-T0 = 1_767_000_000
-DAY = 86_400
 FETCHED_AT = T0 + 3600
-PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
 def subscription(status: str = "active", **changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "items": [s.ItemSpec(PRO)],
-        "created": T0,
-        "period_start": T0,
-        "period_end": T0 + 30 * DAY,
-    }
-    fields.update(changes)
-    return s.subscription(
-        s.IdFactory(1),
-        id="sub_1",
-        customer="cus_1",
-        status=status,  # type: ignore[arg-type]
-        **fields,
-    )
+    """cus_1's subscription sub_1, as the reconciler's other tests build theirs."""
+    return memory_reconcile.subscription("cus_1", status, id="sub_1", **changes)
 
 
 def stored(obj: dict[str, Any], created: int = T0 + 10) -> Snapshot:
