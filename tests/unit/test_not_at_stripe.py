@@ -17,6 +17,7 @@ from domain.stripe_objects import NotAtStripe
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.aws_event_shapes import queued_by_reference
 from tests.support.book_purchase import book_session
 from tests.support.subscription_history import T0, subscription_event
 
@@ -98,7 +99,7 @@ def test_a_thin_event_stripe_no_longer_has_is_acknowledged() -> None:
 def test_an_event_queued_by_reference_that_stripe_no_longer_keeps_is_acknowledged() -> None:
     """An event too large for the queue is fetched by id; Stripe keeps events 30 days."""
     store, stripe = MemoryStore(), StripeWithout()
-    reference = {"id": "evt_old", "object": "event", "type": "invoice.paid", "created": T0, "livemode": False}
+    reference = queued_by_reference(subscription_event("active", T0, event_id="evt_old"))
     result = applier(store, stripe).apply(reference)
     assert (result.outcome, result.not_found) == (Outcome.IGNORED, ("event evt_old",))
 

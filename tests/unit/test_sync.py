@@ -13,6 +13,7 @@ from domain.stripe_objects import MalformedEvent
 from domain.sync import ConcurrentChange, CustomerChange, EventApplier, Outcome, RetryLater
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.aws_event_shapes import queued_by_reference
 from tests.support.subscription_history import DAY, PRO, T0, subscription_event
 
 BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
@@ -124,7 +125,7 @@ def test_no_stripe_call_except_on_ties() -> None:
 
 def test_event_queued_by_reference_is_fetched_from_stripe() -> None:
     full = subscription_event("active", T0 + 10, event_id="evt_big")
-    reference = {k: full[k] for k in ("id", "object", "type", "created", "livemode")} | {"by_reference": True}
+    reference = queued_by_reference(full)
     stripe = ScriptedStripe(events={"evt_big": full})
     store = MemoryStore()
     result = applier(store, stripe).apply(reference)
@@ -133,13 +134,7 @@ def test_event_queued_by_reference_is_fetched_from_stripe() -> None:
 
 
 def test_event_without_object_and_without_api_key_is_retried_not_dropped() -> None:
-    reference = {
-        "id": "evt_big",
-        "object": "event",
-        "type": "invoice.paid",
-        "created": T0,
-        "by_reference": True,
-    }
+    reference = queued_by_reference(subscription_event("active", T0, event_id="evt_big"))
     with pytest.raises(RetryLater, match="no API key"):
         applier(MemoryStore()).apply(reference)
 
