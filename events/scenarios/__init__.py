@@ -29,6 +29,10 @@ about an hour later.
 
 Every scenario gives its events distinct, strictly increasing `created` seconds, except
 `signup_burst`, where all of them share one second, as Stripe often does at signup.
+
+`story.py` tells a story (its objects, their snapshots as events), `steps.py` holds the steps the
+stories share, each family of scenarios has its module; this one lists them (`SCENARIOS`) and
+builds them by name.
 """
 
 from __future__ import annotations
