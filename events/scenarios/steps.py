@@ -15,6 +15,7 @@ from events.stripe.objects import ItemSpec, PriceSpec
 
 
 def new_customer(story: Story, at: int, request: Request) -> Tracked | None:
+    """customer.created, with the user id in its metadata."""
     if story.accounts_v2:
         return None  # an Accounts v2 customer is an Account: no Customer object, no customer.* events
     customer = story.track(
@@ -82,6 +83,7 @@ def subscription_opened(
 def subscription_created(
     story: Story, subscription: Tracked, first: Tracked, at: int, request: Request
 ) -> None:
+    """customer.subscription.created, then invoice.created for its first invoice."""
     story.emit_current("customer.subscription.created", subscription, at, request)
     story.emit_current("invoice.created", first, at, request)
 
