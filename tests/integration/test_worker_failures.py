@@ -24,7 +24,7 @@ from entitlements_reader import EntitlementsReader
 from events.scenarios import Scenario, build
 from handlers import worker
 from harness.fake_stripe import FakeStripe
-from local_runtime.event_source import EventSourceMapping, QueueBinding
+from local_runtime.event_source import EventSourceMapping
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
@@ -120,14 +120,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             "provide-client-params.sqs.ChangeMessageVisibility",
             lambda params, **_: changes.append(dict(params)),
         )
-        binding = QueueBinding(
-            queue_url=resources.queue_url,
-            queue_arn=resources.queue_arn,
-            dead_letter_queue_url=resources.dead_letter_queue_url,
-            batch_size=resources.batch_size,
-            max_receive_count=resources.max_receive_count,
-            visibility_timeout=resources.visibility_timeout,
-        )
+        binding = resources.queue_binding()
         observer = Observer()
         esm = EventSourceMapping(
             sqs,

@@ -39,24 +39,28 @@ def summary_event(keys: list[str], created: int) -> dict[str, Any]:
     return s.event(ids, SUMMARY, summary, created=created)
 
 
-def subscription(sub_id: str, price: s.PriceSpec, status: str, **extra: Any) -> dict[str, Any]:
-    ids = s.IdFactory(sub_id)
-    obj = s.subscription(
-        ids,
-        id=sub_id,
+def subscription_event(
+    sub_id: str,
+    price: s.PriceSpec,
+    status: s.SubscriptionStatus,
+    at: int,
+    type: str = "customer.subscription.updated",
+    **changes: Any,
+) -> dict[str, Any]:
+    """An event at `at` about cus_1's subscription to `price`, started at T0, in its first month."""
+    return s.subscription_event(
+        s.IdFactory(f"{sub_id}-{at}"),
         customer="cus_1",
-        items=[s.ItemSpec(price)],
-        status="active",
-        created=T0,
+        price=price,
+        status=status,
+        started=T0,
         period_start=T0,
         period_end=T0 + 30 * DAY,
+        at=at,
+        type=type,
+        subscription_id=sub_id,
+        **changes,
     )
-    return {**obj, "status": status, **extra}
-
-
-def subscription_event(obj: dict[str, Any], created: int, event_type: str = "") -> dict[str, Any]:
-    ids = s.IdFactory(f"{obj['id']}-{created}")
-    return s.event(ids, event_type or "customer.subscription.updated", obj, created=created)
 
 
 def test_a_summary_alone_grants_its_features_as_stripe_states_them() -> None:
@@ -70,7 +74,7 @@ def test_a_summary_alone_grants_its_features_as_stripe_states_them() -> None:
 
 def test_a_summary_before_its_subscription_grants_at_once_and_in_either_order() -> None:
     events = [
-        subscription_event(subscription("sub_1", PRO, "active"), T0, "customer.subscription.created"),
+        subscription_event("sub_1", PRO, "active", T0, "customer.subscription.created"),
         summary_event(["reports"], T0 + 1),
     ]
     for order in itertools.permutations(events):
@@ -84,14 +88,14 @@ def test_a_summary_before_its_subscription_grants_at_once_and_in_either_order() 
 
 def test_a_summary_then_a_lost_cancellation_ends_when_the_reconciler_fetches_the_subscription() -> None:
     store = MemoryStore()
-    applier(store).apply(
-        subscription_event(subscription("sub_1", PRO, "active"), T0, "customer.subscription.created")
-    )
+    applier(store).apply(subscription_event("sub_1", PRO, "active", T0, "customer.subscription.created"))
     applier(store).apply(summary_event(["reports"], T0 + 1))
     # customer.subscription.deleted (T0 + DAY) never arrived; the reconciler fetches the subscription.
-    canceled = subscription("sub_1", PRO, "canceled", canceled_at=T0 + DAY, ended_at=T0 + DAY)
+    canceled = subscription_event("sub_1", PRO, "canceled", T0 + DAY, canceled_at=T0 + DAY, ended_at=T0 + DAY)
     fetched_at = T0 + 2 * DAY
-    applier(store).apply(json.loads(fetched_message(canceled, fetched_at * 1000, None).body))
+    applier(store).apply(
+        json.loads(fetched_message(canceled["data"]["object"], fetched_at * 1000, None).body)
+    )
     assert granted(store) == {}
 
 
@@ -100,8 +104,16 @@ def test_a_cancellation_older_than_the_summary_does_not_end_what_the_summary_gra
     lists the feature, and arrives before the older cancellation."""
     store = MemoryStore()
     applier(store).apply(summary_event(["reports"], T0 + 2 * DAY))
-    canceled = subscription("sub_1", PRO, "canceled", canceled_at=T0 + DAY, ended_at=T0 + DAY)
-    applier(store).apply(subscription_event(canceled, T0 + DAY, "customer.subscription.deleted"))
+    canceled = subscription_event(
+        "sub_1",
+        PRO,
+        "canceled",
+        T0 + DAY,
+        "customer.subscription.deleted",
+        canceled_at=T0 + DAY,
+        ended_at=T0 + DAY,
+    )
+    applier(store).apply(canceled)
     assert granted(store) == {"reports": Grant(None, "entitlements")}
 
 
@@ -111,23 +123,22 @@ def test_of_two_subscriptions_the_one_that_pauses_takes_only_its_own_features_al
     store = MemoryStore()
     rules = {"features_by_product": {"prod_pro": ("reports",)}}
     applier(store, **rules).apply(
-        subscription_event(subscription("sub_pro", PRO, "active"), T0, "customer.subscription.created")
+        subscription_event("sub_pro", PRO, "active", T0, "customer.subscription.created")
     )
     applier(store, **rules).apply(
-        subscription_event(subscription("sub_team", TEAM, "active"), T0, "customer.subscription.created")
+        subscription_event("sub_team", TEAM, "active", T0, "customer.subscription.created")
     )
     applier(store, **rules).apply(summary_event(["reports", "seats"], T0 + 1))
     assert set(granted(store)) == {"reports", "seats"}
-    paused = subscription("sub_pro", PRO, "paused")
-    applier(store, **rules).apply(subscription_event(paused, T0 + DAY, "customer.subscription.paused"))
+    paused = subscription_event("sub_pro", PRO, "paused", T0 + DAY, "customer.subscription.paused")
+    applier(store, **rules).apply(paused)
     assert granted(store) == {"seats": Grant(None, "entitlements")}
 
 
 def test_a_newer_subscription_running_to_its_period_end_bounds_the_features_it_brings() -> None:
     store = MemoryStore()
     applier(store).apply(summary_event(["reports"], T0 + 1))
-    ending = subscription("sub_1", PRO, "active", cancel_at_period_end=True)
-    applier(store).apply(subscription_event(ending, T0 + DAY))
+    applier(store).apply(subscription_event("sub_1", PRO, "active", T0 + DAY, cancel_at_period_end=True))
     assert granted(store) == {"reports": Grant(T0 + 30 * DAY, "entitlements")}
     assert granted(store, T0 + 30 * DAY) == {}
 

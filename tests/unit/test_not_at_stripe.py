@@ -50,16 +50,10 @@ def applier(store: MemoryStore, stripe: ScriptedStripe) -> EventApplier:
 
 
 def thin(object_type: str, object_id: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": f"v1.{object_type}.updated",
-        "created": T0 + 50,
-        "livemode": False,
-    }
-    if object_id is not None:
-        body["related_object"] = {"id": object_id, "type": object_type, "url": f"/v1/x/{object_id}"}
-    return body
+    related = (object_type, object_id) if object_id is not None else None
+    return s.thin_event(
+        s.IdFactory(0), f"v1.{object_type}.updated", created=T0 + 50, related_object=related, id="evt_thin"
+    )
 
 
 def subscribed(store: MemoryStore, stripe: ScriptedStripe, *, event_id: str = "evt_sub") -> None:

@@ -65,14 +65,13 @@ def test_webhook_the_events_time() -> None:
 
 
 def thin_event() -> dict[str, Any]:
-    return {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": "v1.checkout.session.completed",
-        "created": PAID,
-        "livemode": False,
-        "related_object": {"id": "cs_1", "type": "checkout.session", "url": "/v1/checkout/sessions/cs_1"},
-    }
+    return s.thin_event(
+        s.IdFactory(1),
+        "v1.checkout.session.completed",
+        created=PAID,
+        related_object=("checkout.session", "cs_1"),
+        id="evt_thin",
+    )
 
 
 def test_thin_event_the_payments_charge() -> None:

@@ -251,15 +251,12 @@ def test_with_entitlements_for_some_products_the_mapped_products_keep_their_feat
 # -- 5. Thin events ----------------------------------------------------------------------------------
 
 
-def thin(event_type: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "evt_thin_1",
-        "object": "v2.core.event",
-        "type": event_type,
-        "created": "2026-01-01T00:00:00.000Z",
-        "livemode": False,
-        **extra,
-    }
+def thin(event_type: str, related_object: tuple[str, str] | None = None, **fetched: Any) -> dict[str, Any]:
+    """A thin event naming `related_object`; `fetched`: what GET /v2/core/events/{id} adds."""
+    event = s.thin_event(
+        s.IdFactory(0), event_type, created=1_767_225_600, related_object=related_object, id="evt_thin_1"
+    )
+    return event | fetched
 
 
 def test_thin_event_without_related_object_applies_the_v1_snapshot_event_it_names() -> None:
@@ -291,12 +288,10 @@ def test_thin_event_naming_neither_object_nor_snapshot_says_so() -> None:
         applier(MemoryStore(), stripe).apply(thin("v1.customer.subscription.updated"))
 
 
-@pytest.mark.parametrize(
-    "related", [None, {"id": "in_upcoming", "type": "invoice", "url": "/v1/invoices/upcoming"}]
-)
-def test_thin_invoice_upcoming_is_ignored_without_a_fetch(related: dict[str, str] | None) -> None:
+@pytest.mark.parametrize("related", [None, ("invoice", "in_upcoming")])
+def test_thin_invoice_upcoming_is_ignored_without_a_fetch(related: tuple[str, str] | None) -> None:
     stripe = ScriptedStripe()
-    event = thin("v1.invoice.upcoming", **({"related_object": related} if related else {}))
+    event = thin("v1.invoice.upcoming", related)
     assert applier(MemoryStore(), stripe).apply(event).outcome is Outcome.IGNORED
     assert stripe.calls == []
 

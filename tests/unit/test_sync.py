@@ -173,14 +173,13 @@ def test_event_without_object_and_without_api_key_is_retried_not_dropped() -> No
 def test_thin_event_fetches_the_object_it_points_at() -> None:
     truth = sub_event("active", T0)["data"]["object"]
     stripe = ScriptedStripe(objects={("subscription", "sub_1"): truth})
-    thin = {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": "v1.customer.subscription.updated",
-        "created": "2026-01-01T00:00:00Z",
-        "livemode": False,
-        "related_object": {"id": "sub_1", "type": "subscription", "url": "/v1/subscriptions/sub_1"},
-    }
+    thin = s.thin_event(
+        s.IdFactory(1),
+        "v1.customer.subscription.updated",
+        created=1_767_225_600,  # 2026-01-01
+        related_object=("subscription", "sub_1"),
+        id="evt_thin",
+    )
     store = MemoryStore()
     assert applier(store, stripe).apply(thin).outcome is Outcome.APPLIED
     assert store.records["cus_1"][("subscription", "sub_1")].stamp.created == NOW
