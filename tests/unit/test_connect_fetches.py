@@ -15,6 +15,7 @@ from domain.sync import EventApplier, Outcome
 from events.scenarios import SCENARIOS, Scenario, ScenarioParams, build
 from events.stripe.objects import IdFactory, thin_event
 from harness.memory_store import MemoryStore, ScriptedStripe, scripted_stripe
+from tests.support.aws_event_shapes import queued_by_reference
 
 ACCOUNT = "acct_1ConnectedAccount01"
 
@@ -91,8 +92,8 @@ def test_thin_and_by_reference_events_of_a_connected_account_fetch_with_it(name:
     for index, event in enumerate(scenario.events):
         obj = event["data"]["object"]
         if index % 2 == 0:  # queued by reference: the worker reads the v1 event with the account
-            body: dict[str, Any] = {k: event[k] for k in ("id", "object", "type", "created", "livemode")}
-            body |= {"account": ACCOUNT, "by_reference": True}
+            body = queued_by_reference(event)
+            assert body["account"] == ACCOUNT
         else:  # a thin event: v2 names the account `context`
             body = thin_event(
                 IdFactory(index),

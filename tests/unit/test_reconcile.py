@@ -54,28 +54,16 @@ from domain.records import (
 )
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
 from events.stripe import objects as s
+from tests.support import memory_reconcile
+from tests.support.book_purchase import book_session
+from tests.support.memory_reconcile import DAY, PRO, T0
 
-T0 = 1_767_000_000
-DAY = 86_400
 FETCHED_AT = T0 + 3600
-PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
 def subscription(status: str = "active", **changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "items": [s.ItemSpec(PRO)],
-        "created": T0,
-        "period_start": T0,
-        "period_end": T0 + 30 * DAY,
-    }
-    fields.update(changes)
-    return s.subscription(
-        s.IdFactory(1),
-        id="sub_1",
-        customer="cus_1",
-        status=status,  # type: ignore[arg-type]
-        **fields,
-    )
+    """cus_1's subscription sub_1, as the reconciler's other tests build theirs."""
+    return memory_reconcile.subscription("cus_1", status, id="sub_1", **changes)
 
 
 def stored(obj: dict[str, Any], created: int = T0 + 10) -> Snapshot:
@@ -131,17 +119,7 @@ def test_an_object_that_cannot_be_parsed_raises_malformed() -> None:
 
 
 def test_line_items_the_worker_fetched_once_are_not_drift() -> None:
-    session = s.checkout_session(
-        s.IdFactory(2),
-        id="cs_test_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        amount_total=900,
-        created=T0,
-    )
-    fetched = record_of("purchase", session)
+    fetched = record_of("purchase", book_session(T0))
     assert fetched.line_items is None  # type: ignore[union-attr]
     with_items = replace(fetched, line_items=(PurchasedItem("prod_book", "price_book", None, 1),))
     assert same_record(fetched, with_items)
@@ -419,15 +397,7 @@ def test_an_event_is_lost_only_when_neither_the_ledger_nor_a_newer_record_reflec
 
 def test_a_backfill_picks_what_can_grant_access() -> None:
     ids = s.IdFactory("backfill")
-    paid = s.checkout_session(
-        ids,
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        amount_total=900,
-        created=T0,
-    )
+    paid = book_session(T0)
     assert backfill_object("sessions", paid) == paid
     assert backfill_object("sessions", {**paid, "payment_status": "unpaid"}) is None
     assert backfill_object("sessions", {**paid, "status": "expired"}) is None
@@ -559,19 +529,7 @@ def test_when_a_purchase_was_paid_and_a_dispute_lost_is_the_workers_not_a_drift(
     """A fetch cannot say when a session was paid or a dispute lost; the worker keeps those from the
     events that showed it, so a fetched object without them is no drift, and a real change still is."""
     ids = s.IdFactory("fetched")
-    paid = record_of(
-        "purchase",
-        s.checkout_session(
-            ids,
-            id="cs_1",
-            mode="payment",
-            status="complete",
-            payment_status="paid",
-            customer="cus_1",
-            amount_total=900,
-            created=T0,
-        ),
-    )
+    paid = record_of("purchase", book_session(T0))
     assert isinstance(paid, PurchaseRecord)
     stored = replace(paid, paid_at=T0)
     assert same_record(paid, stored)

@@ -31,8 +31,7 @@ from domain.reconcile import (
 )
 from domain.reconcile.ports import RateLimited, Refused
 from events.stripe import objects as s
-
-PRO = s.PriceSpec("price_pro", "prod_pro")
+from tests.support.memory_reconcile import DAY, PRO, T0, subscription
 
 
 @dataclass
@@ -140,22 +139,8 @@ def test_a_deadline_allows_what_still_ends_in_time() -> None:
 # -- the queue ------------------------------------------------------------------------------------
 
 
-def subscription(sub_id: str, customer: str | None, customer_account: str | None = None) -> dict[str, Any]:
-    return s.subscription(
-        s.IdFactory(sub_id),
-        id=sub_id,
-        customer=customer,
-        customer_account=customer_account,
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=1_767_000_000,
-        period_start=1_767_000_000,
-        period_end=1_769_592_000,
-    )
-
-
 def test_a_fetched_object_is_grouped_by_its_customer_and_deduplicated_by_its_synthetic_id() -> None:
-    message = fetched_message(subscription("sub_1", "cus_1"), 1_767_000_000_123)
+    message = fetched_message(subscription("cus_1", id="sub_1"), 1_767_000_000_123)
     assert message.group_id == "cus_1"
     assert message.deduplication_id == "sync_sub_1_1767000000123"
     assert json.loads(message.body)["data"]["object"]["id"] == "sub_1"
@@ -171,12 +156,23 @@ def test_a_fetched_object_is_grouped_by_its_customer_and_deduplicated_by_its_syn
     )
     guest = fetched_message(session, 5)
     assert guest.group_id == "cs_test_1"
-    account = fetched_message(subscription("sub_2", None, "acct_9"), 5)
+    accounts_v2 = s.subscription(
+        s.IdFactory(0),
+        id="sub_2",
+        customer=None,
+        customer_account="acct_9",
+        items=[s.ItemSpec(PRO)],
+        status="active",
+        created=T0,
+        period_start=T0,
+        period_end=T0 + 30 * DAY,
+    )
+    account = fetched_message(accounts_v2, 5)
     assert account.group_id == "acct_9"
 
 
 def test_an_object_too_large_for_sqs_is_an_error_not_a_reference() -> None:
-    huge = subscription("sub_1", "cus_1") | {"metadata": {"x": "y" * 300_000}}
+    huge = subscription("cus_1", id="sub_1") | {"metadata": {"x": "y" * 300_000}}
     with pytest.raises(ObjectTooLarge, match="sub_1"):
         fetched_message(huge, 1)
 
@@ -191,12 +187,12 @@ def test_a_failed_event_is_queued_as_the_webhook_queues_it() -> None:
         items=[s.ItemSpec(PRO)],
         status="paid",
         billing_reason="manual",
-        created=1_767_000_000,
-        period_start=1_767_000_000,
-        period_end=1_767_000_000,
+        created=T0,
+        period_start=T0,
+        period_end=T0,
         livemode=True,
     )
-    event = s.event(ids, "invoice.paid", invoice, created=1_767_000_000, account="acct_1", id="evt_1")
+    event = s.event(ids, "invoice.paid", invoice, created=T0, account="acct_1", id="evt_1")
     message = event_message(event)
     assert (message.group_id, message.deduplication_id) == ("cus_1", "evt_1:acct_1")
     assert json.loads(message.body) == event

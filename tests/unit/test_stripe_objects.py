@@ -32,6 +32,7 @@ from domain.stripe_objects import (
     snapshot_of,
 )
 from events.stripe import objects as s
+from tests.support.aws_event_shapes import queued_by_reference
 
 # Stripe's own OpenAPI fixtures (a copy in the repository, so every clone runs these checks).
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "stripe_fixtures.json"
@@ -190,13 +191,11 @@ def test_thin_and_by_reference_events_need_a_fetch() -> None:
     parsed = parse_event(thin)
     assert parsed.created == 1767323045
     assert snapshot_of(parsed) == NeedsFetch("evt_thin", ("subscription", "sub_1"))
-    by_reference = {
-        "id": "evt_big",
-        "object": "event",
-        "type": "invoice.paid",
-        "created": 5,
-        "by_reference": True,
-    }
+    customer = s.customer(s.IdFactory(0), id="cus_1", created=1)
+    by_reference = queued_by_reference(
+        s.event(s.IdFactory(0), "customer.updated", customer, created=5, id="evt_big")
+    )
+    assert "data" not in by_reference
     assert snapshot_of(parse_event(by_reference)) == NeedsFetch("evt_big", None)
 
 

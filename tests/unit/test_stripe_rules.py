@@ -29,11 +29,10 @@ from domain.stripe_objects import MalformedEvent
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.book_purchase import book_session
+from tests.support.subscription_history import DAY, PRO, T0, subscription_event
 
-T0 = 1_767_000_000
-DAY = 86_400
 NOW = T0 + 400 * DAY
-PRO = s.PriceSpec("price_pro", "prod_pro", lookup_key="pro_monthly")
 BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
 
 
@@ -52,21 +51,9 @@ def session_event(
     event_type: str = "checkout.session.completed",
     customer: str | None = "cus_1",
 ) -> dict[str, Any]:
-    ids = s.IdFactory(created)
-    session = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid" if paid else "unpaid",
-        customer=customer,
-        client_reference_id=None,
-        payment_intent="pi_1",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
+    return s.event(
+        s.IdFactory(created), event_type, book_session(T0, paid=paid, customer=customer), created=created
     )
-    return s.event(ids, event_type, session, created=created)
 
 
 def dispute_event(created: int, status: str, event_type: str = "charge.dispute.updated") -> dict[str, Any]:
@@ -260,17 +247,7 @@ def thin(event_type: str, related_object: tuple[str, str] | None = None, **fetch
 
 
 def test_thin_event_without_related_object_applies_the_v1_snapshot_event_it_names() -> None:
-    sub = s.subscription(
-        s.IdFactory(5),
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * DAY,
-    )
-    v1 = s.event(s.IdFactory(5), "customer.subscription.updated", sub, created=T0 + 7, id="evt_v1_1")
+    v1 = subscription_event("active", T0 + 7, event_id="evt_v1_1")
     stripe = ScriptedStripe(
         thin_events={"evt_thin_1": thin("v1.customer.subscription.updated", snapshot_event="evt_v1_1")},
         events={"evt_v1_1": v1},
