@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 import stripe._http_client
 from moto import mock_aws
 
-from adapters import failed_events, stripe_credentials
+from adapters import failed_events
 from domain.retry_schedule import retry_delay
 from entitlements_reader import EntitlementsReader
 from events.scenarios import Scenario, build
@@ -30,6 +30,7 @@ from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
 from ops.dlq import DeadLetterQueue
 from tests.support.faults import queue_depth, send_events
+from tests.support.moto_account import forget_aws_clients, isolate_aws
 
 API_KEY = "sk_test_failures0123456789"
 
@@ -95,19 +96,8 @@ class Stack:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "STRIPE_SECRET_ID", "STRIPE_API_KEY", "STRIPE_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    caches: list[Callable[[], None]] = [
-        failed_events.sqs_client.cache_clear,
-        stripe_credentials.clear_cache,
-        worker.settings.cache_clear,
-        worker._applier.cache_clear,
-    ]
-    for clear in caches:
-        clear()
+    isolate_aws(monkeypatch, "STRIPE_SECRET_ID", "STRIPE_API_KEY", "STRIPE_API_BASE")
+    forget_aws_clients()
     with mock_aws():
         sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
         template = read_template(stack_name="failures")
@@ -132,8 +122,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             watch_dead_letter_queue=False,
         )
         yield Stack(sqs, dynamodb, resources, esm, observer, changes)
-    for clear in caches:
-        clear()
+    forget_aws_clients()
 
 
 def poisoned(scenario: Scenario, event_type: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
