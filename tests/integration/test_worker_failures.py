@@ -22,6 +22,7 @@ from adapters import failed_events
 from domain.retry_schedule import retry_delay
 from entitlements_reader import EntitlementsReader
 from events.scenarios import Scenario, build
+from events.stripe import objects as s
 from handlers import worker
 from harness.fake_stripe import FakeStripe
 from local_runtime.event_source import EventSourceMapping
@@ -29,6 +30,7 @@ from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
 from ops.dlq import DeadLetterQueue
+from tests.support.aws_event_shapes import queued_by_reference
 from tests.support.faults import queue_depth, send_events
 from tests.support.moto_account import forget_aws_clients, isolate_aws
 
@@ -218,15 +220,19 @@ def test_an_unreadable_event_stripe_does_not_know_is_parked_with_both_reasons(
 
 def reference_message(event_id: str = "evt_1Reference", customer: str = "cus_ref") -> dict[str, Any]:
     """What the webhook queues for an event too large for SQS: no object; the worker must fetch it."""
-    return {
-        "id": event_id,
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "livemode": False,
-        "created": 1_767_000_000,
-        "data": {},
-        "customer": customer,
-    }
+    t0 = 1_767_000_000
+    event = s.subscription_event(
+        s.IdFactory(event_id),
+        customer=customer,
+        price=s.PriceSpec("price_pro", "prod_pro"),
+        status="active",
+        started=t0,
+        period_start=t0,
+        period_end=t0 + 30 * 86_400,
+        at=t0,
+        event_id=event_id,
+    )
+    return queued_by_reference(event)
 
 
 def test_a_failure_retrying_can_fix_comes_back_in_seconds_not_after_the_visibility_timeout(
