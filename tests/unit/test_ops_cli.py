@@ -21,6 +21,7 @@ from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
 from ops.progress import Progress
 from ops.targets import AwsAccess, Target, TargetError, TargetOptions, aws_access, resolve_target
 from tests.support.memory_reconcile import subscription
+from tests.support.moto_account import isolate_aws
 
 QUEUE = "http://sqs.local/events.fifo"
 DLQ = "http://sqs.local/dlq.fifo"
@@ -216,18 +217,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return fakes[service]
 
     monkeypatch.setattr(cli, "ClientFactory", Factory)
-    for name in (
+    isolate_aws(
+        monkeypatch,
         "TABLE_NAME",
         "QUEUE_URL",
         "DLQ_URL",
         "STRIPE_API_KEY",
         "STRIPE_SECRET_ID",
         "STRIPE_API_BASE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    )
     return fakes
 
 
