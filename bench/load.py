@@ -76,17 +76,11 @@ def _health_latencies(port: int) -> list[float]:
 
 def _raw_put_rate(runtime: Any) -> float:
     """Single put_item calls per second, one after another, on the runtime's moto server."""
+    from harness.sync_table_fixture import create_keys_only_table
+
     dynamodb = runtime.aws("dynamodb")
     table = "bench-raw-put"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_keys_only_table(dynamodb, table)
     for n in range(20):  # the client's connection and moto's first-call work, not measured
         dynamodb.put_item(TableName=table, Item={"pk": {"S": f"WARM#{n}"}, "sk": {"S": "A"}})
     started = time.perf_counter()

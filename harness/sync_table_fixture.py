@@ -24,3 +24,20 @@ def create_sync_table(dynamodb: Any, name: str) -> str:
         )
     table_items.configure(name)
     return name
+
+
+def create_keys_only_table(dynamodb: Any, name: str, *, stream: bool = False) -> str:
+    """A table with the sync table's keys and billing alone: no index, no TTL, and its stream only
+    with `stream`. What moto costs on its own (bench.load's baseline) and what the local runtime's
+    moto patches are checked on, without the models pointed at it."""
+    arguments = table_spec().create_arguments
+    keys = {key["AttributeName"] for key in arguments["KeySchema"]}
+    extra = {"StreamSpecification": arguments["StreamSpecification"]} if stream else {}
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=arguments["KeySchema"],
+        AttributeDefinitions=[a for a in arguments["AttributeDefinitions"] if a["AttributeName"] in keys],
+        BillingMode=arguments["BillingMode"],
+        **extra,
+    )
+    return name

@@ -1,9 +1,8 @@
-"""Shared fixtures: Stripe events as Stripe sends them, and API Gateway requests that carry them."""
+"""Shared fixtures: Stripe events as Stripe sends them (rendered by events.stripe.objects), and API
+Gateway requests that carry them."""
 
 from __future__ import annotations
 
-import copy
-import itertools
 import json
 import sys
 import time
@@ -13,68 +12,76 @@ from typing import Any
 import pytest
 
 from events import lambda_events
+from events.stripe import objects as samples
 
-_event_numbers = itertools.count(1)
-
-# Shapes after the fixtures of Stripe's OpenAPI spec, trimmed to what the
-# ingress rules read plus personal data that must never reach a log.
-_SAMPLE_OBJECTS: dict[str, dict[str, Any]] = {
-    "subscription": {
-        "id": "sub_1PgafuB7WZ01zgkW",
-        "object": "subscription",
-        "customer": "cus_QXg1o8vcGmoR32",
-        "customer_account": None,
-        "status": "active",
-        "items": {
-            "object": "list",
-            "data": [
-                {"id": "si_1", "object": "subscription_item", "price": {"id": "price_1", "product": "prod_1"}}
-            ],
-        },
-    },
-    "invoice": {
-        "id": "in_1PgafuB7WZ01zgkW",
-        "object": "invoice",
-        "customer": "cus_QXg1o8vcGmoR32",
-        "customer_account": None,
-        "customer_email": "jenny.rosen@example.com",
-        "customer_name": "Jenny Rosen",
-        "customer_address": {"line1": "510 Townsend St", "city": "San Francisco", "postal_code": "94103"},
-        "status": "paid",
-    },
-    "upcoming_invoice": {
-        "object": "invoice",
-        "customer": "cus_QXg1o8vcGmoR32",
-        "customer_account": None,
-        "status": "draft",
-    },
-    "dispute": {
-        "id": "dp_1PgafuB7WZ01zgkW",
-        "object": "dispute",
-        "charge": "ch_1PgafuB7WZ01zgkW",
-        "status": "needs_response",
-        "evidence": {"customer_email_address": "jenny.rosen@example.com", "customer_name": "Jenny Rosen"},
-    },
-    "guest_checkout_session": {
-        "id": "cs_test_a1b2c3",
-        "object": "checkout.session",
-        "customer": None,
-        "customer_account": None,
-        "customer_details": {
-            "email": "jenny.rosen@example.com",
-            "name": "Jenny Rosen",
-            "address": {"line1": "510 Townsend St", "city": "San Francisco"},
-        },
-        "mode": "payment",
-    },
-    "account_subscription": {
-        "id": "sub_1PgafuB7WZ01zgkX",
-        "object": "subscription",
-        "customer": None,
-        "customer_account": "acct_1Nv0FGQ9RKHgCVdK",
-        "status": "trialing",
-    },
+# One id factory for the session: every event a factory below makes has an id of its own.
+_ids = samples.IdFactory("tests")
+_CUSTOMER = "cus_QXg1o8vcGmoR32"
+_PRICE = samples.PriceSpec("price_1", "prod_1")
+_CREATED = 1_767_225_600  # 2026-01-01
+# Personal data that must never reach a log: the invoice's and the guest's address.
+_ADDRESS = {
+    "city": "San Francisco",
+    "country": "US",
+    "line1": "510 Townsend St",
+    "line2": None,
+    "postal_code": "94103",
+    "state": "CA",
 }
+_PERIOD = {"created": _CREATED, "period_start": _CREATED, "period_end": _CREATED + 30 * 86_400}
+
+
+def _sample_object(kind: str) -> dict[str, Any]:
+    """The sample objects the ingress tests group and log, rendered by events.stripe.objects."""
+    item = samples.ItemSpec(_PRICE)
+    if kind in ("subscription", "account_subscription"):
+        connected = kind == "account_subscription"
+        return samples.subscription(
+            _ids,
+            id="sub_1PgafuB7WZ01zgkX" if connected else "sub_1PgafuB7WZ01zgkW",
+            customer=None if connected else _CUSTOMER,
+            customer_account="acct_1Nv0FGQ9RKHgCVdK" if connected else None,
+            items=[item],
+            status="trialing" if connected else "active",
+            **_PERIOD,
+        )
+    if kind in ("invoice", "upcoming_invoice"):
+        upcoming = kind == "upcoming_invoice"
+        return samples.invoice(
+            _ids,
+            id="in_1PgafuB7WZ01zgkW",
+            customer=_CUSTOMER,
+            subscription="sub_1PgafuB7WZ01zgkW",
+            items=[item],
+            status="draft" if upcoming else "paid",
+            billing_reason="upcoming" if upcoming else "subscription_cycle",
+            upcoming=upcoming,
+            customer_address=_ADDRESS,
+            **_PERIOD,
+        )
+    if kind == "dispute":
+        return samples.dispute(
+            _ids,
+            id="dp_1PgafuB7WZ01zgkW",
+            charge="ch_1PgafuB7WZ01zgkW",
+            payment_intent="pi_1PgafuB7WZ01zgkW",
+            amount=2000,
+            status="needs_response",
+            created=_CREATED,
+        )
+    if kind == "guest_checkout_session":
+        return samples.checkout_session(
+            _ids,
+            id="cs_test_a1b2c3",
+            mode="payment",
+            status="complete",
+            payment_status="paid",
+            customer=None,
+            buyer_address=_ADDRESS,
+            amount_total=2000,
+            created=_CREATED,
+        )
+    raise KeyError(kind)
 
 
 # Each function's settings, parsed once per container and cached (handlers.*.settings): a test is a
@@ -113,13 +120,9 @@ def new_container() -> Callable[[], None]:
 
 @pytest.fixture(scope="session")
 def stripe_sample_objects() -> Callable[[str], dict[str, Any]]:
-    """A fresh copy of a sample object: subscription, invoice, upcoming_invoice, dispute,
+    """A fresh sample object: subscription, invoice, upcoming_invoice, dispute,
     guest_checkout_session, account_subscription."""
-
-    def sample(kind: str) -> dict[str, Any]:
-        return copy.deepcopy(_SAMPLE_OBJECTS[kind])
-
-    return sample
+    return _sample_object
 
 
 @pytest.fixture(scope="session")
@@ -131,19 +134,15 @@ def stripe_event_factory(
     def event(
         event_type: str = "customer.subscription.updated", data_object: Any = None, **fields: Any
     ) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "id": f"evt_1Test{next(_event_numbers):08d}",
-            "object": "event",
-            "api_version": "2025-09-30.clover",
-            "created": int(time.time()) - 5,
-            "data": {
-                "object": data_object if data_object is not None else stripe_sample_objects("subscription")
-            },
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": event_type,
-        }
+        obj = data_object if data_object is not None else stripe_sample_objects("subscription")
+        document = samples.event(
+            _ids,
+            event_type,
+            obj,
+            created=int(time.time()) - 5,
+            livemode=False,
+            api_version="2025-09-30.clover",
+        )
         document.update(fields)
         return document
 
@@ -155,18 +154,12 @@ def stripe_thin_event_factory() -> Callable[..., dict[str, Any]]:
     """A thin event (`object: "v2.core.event"`) as event destinations send it: no data."""
 
     def event(**fields: Any) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "id": f"evt_test_65Rb{next(_event_numbers):08d}",
-            "object": "v2.core.event",
-            "type": "v1.billing.meter.error_report_triggered",
-            "livemode": False,
-            "created": "2026-11-23T17:46:22.134Z",
-            "related_object": {
-                "id": "mtr_test_61Rb1Y",
-                "type": "billing.meter",
-                "url": "/v1/billing/meters/mtr_test_61Rb1Y",
-            },
-        }
+        document = samples.thin_event(
+            _ids,
+            "v1.billing.meter.error_report_triggered",
+            created=1_795_455_982,  # 2026-11-23T17:46:22Z
+            related_object=("billing.meter", "mtr_test_61Rb1Y"),
+        )
         document.update(fields)
         return document
 

@@ -20,6 +20,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 type JsonObject = dict[str, Any]
@@ -566,6 +567,7 @@ def invoice(
     payment_intent: str | None = None,
     customer_email: str | None = "jenny.rosen@example.com",
     customer_name: str | None = "Jenny Rosen",
+    customer_address: Mapping[str, str | None] | None = None,
     subscription_metadata: Mapping[str, str] | None = None,
     test_clock: str | None = None,
     upcoming: bool = False,
@@ -635,7 +637,7 @@ def invoice(
         "custom_fields": None,
         "customer": customer,
         "customer_account": customer_account,
-        "customer_address": None,
+        "customer_address": dict(customer_address) if customer_address is not None else None,
         "customer_email": customer_email,
         "customer_name": customer_name,
         "customer_phone": None,
@@ -759,6 +761,7 @@ def checkout_session(
     customer: str | None,
     customer_account: str | None = None,
     buyer_email: str | None = "jenny.rosen@example.com",
+    buyer_address: Mapping[str, str | None] | None = None,
     customer_creation: Literal["always", "if_required"] | None = None,
     client_reference_id: str | None = None,
     payment_intent: str | None = None,
@@ -774,7 +777,8 @@ def checkout_session(
 ) -> JsonObject:
     """A Checkout Session as webhooks carry it: without `line_items` (fetch them separately).
 
-    `buyer_email` is what the buyer typed (`customer_details.email`), known once completed.
+    `buyer_email` and `buyer_address` are what the buyer typed (`customer_details`), known once
+    completed.
     """
     session_id = id or ids("cs_live" if livemode else "cs_test")
     completed = status == "complete"
@@ -815,7 +819,7 @@ def checkout_session(
             "customer_account": customer_account,
             "customer_creation": customer_creation,
             "customer_details": {
-                "address": _address(),
+                "address": dict(buyer_address) if buyer_address is not None else _address(),
                 "business_name": None,
                 "email": buyer_email,
                 "individual_name": None,
@@ -1358,6 +1362,40 @@ def event(
             "type": type,
         }
     )
+    return body
+
+
+def thin_event(
+    ids: IdFactory,
+    type: str,
+    *,
+    created: int,
+    related_object: tuple[str, str] | None,
+    livemode: bool = False,
+    context: str | None = None,
+    id: str | None = None,
+) -> JsonObject:
+    """A thin event (`v2.core.event`) as an event destination sends it: no data, only what changed.
+
+    `related_object` is (object type, id), or None (null) when the event names no object: the v2
+    event fetched by id then names the snapshot event. v2 timestamps are RFC 3339 with milliseconds; `context`
+    is the connected account, present only on a connected account's events.
+    """
+    related: JsonObject | None = None
+    if related_object is not None:
+        kind, object_id = related_object
+        # The v1 resource's URL: /v1/checkout/sessions/cs_…, /v1/billing/meters/mtr_…
+        related = {"id": object_id, "type": kind, "url": f"/v1/{kind.replace('.', '/')}s/{object_id}"}
+    body: JsonObject = {
+        "id": id or ids("evt_test" if not livemode else "evt"),
+        "object": "v2.core.event",
+        "type": type,
+        "livemode": livemode,
+        "created": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "related_object": related,
+    }
+    if context is not None:
+        body["context"] = context
     return body
 
 

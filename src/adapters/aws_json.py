@@ -63,6 +63,8 @@ MAX_ATTEMPTS = 3
 # connect 1 s + read 2 s (9 s) plus the waits (at most 0.3 s) inside the timeout.
 BACKOFF_BASE_SECONDS = 0.1
 ALGORITHM = "AWS4-HMAC-SHA256"
+CONNECT_TIMEOUT_SECONDS = 1.0
+READ_TIMEOUT_SECONDS = 2.0
 
 
 # The monotonic time by which every call made inside `time_budget` must have answered (None: no budget).
@@ -273,8 +275,8 @@ class AwsJsonClient:
     signing_name: str  # the SigV4 service name and endpoint prefix: "sqs", "secretsmanager"
     target_prefix: str  # "AmazonSQS", "secretsmanager"
     json_version: str  # "1.0", "1.1"
-    connect_timeout: float = 1.0
-    read_timeout: float = 2.0
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+    read_timeout: float = READ_TIMEOUT_SECONDS
     max_attempts: int = MAX_ATTEMPTS
     region: str = field(default="")
     endpoint: str = field(default="")
@@ -339,6 +341,34 @@ class AwsJsonClient:
         if self.transport is None:
             self.transport = open_transport(self.endpoint, self.connect_timeout, self.read_timeout)
         return self.transport
+
+
+@dataclass(frozen=True, slots=True)
+class AwsJsonService:
+    """How one service speaks the JSON protocol (what botocore reads from its service model), so that
+    each function's client of it differs only in its timeouts."""
+
+    service_id: str
+    signing_name: str
+    target_prefix: str
+    json_version: str
+
+    def client(
+        self, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS, read_timeout: float = READ_TIMEOUT_SECONDS
+    ) -> AwsJsonClient:
+        return AwsJsonClient(
+            service_id=self.service_id,
+            signing_name=self.signing_name,
+            target_prefix=self.target_prefix,
+            json_version=self.json_version,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+
+SQS = AwsJsonService("SQS", "sqs", "AmazonSQS", "1.0")
+EVENTBRIDGE = AwsJsonService("EventBridge", "events", "AWSEvents", "1.1")
+SECRETS_MANAGER = AwsJsonService("Secrets Manager", "secretsmanager", "secretsmanager", "1.1")
 
 
 def _retryable(failure: AwsCallFailed) -> bool:

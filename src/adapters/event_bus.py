@@ -1,4 +1,5 @@
-"""The stack's event bus (env EVENT_BUS_NAME) and the publisher's dead-letter queue (env DEAD_LETTER_QUEUE_URL).
+"""The stack's event bus and the publisher's dead-letter queue, named by the caller (the publisher's
+settings: EVENT_BUS_NAME, DEAD_LETTER_QUEUE_URL).
 
 PutEvents and SendMessage go through adapters.aws_json, as the webhook's calls do: the publisher's
 package needs neither boto3 nor Powertools. PutEvents answers 200 with per-entry failures
@@ -13,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.aws_json import AwsCallFailed, AwsJsonClient
+from adapters.aws_json import EVENTBRIDGE, SQS, AwsCallFailed, AwsJsonClient
 from domain.entitlement_events import SOURCE, ChangeEntry
 
 __all__ = ["PUT_EVENTS_MAX_ENTRIES", "AwsCallFailed", "park", "park_record", "publish"]
@@ -27,26 +28,12 @@ READ_TIMEOUT_SECONDS = 5
 
 @functools.cache
 def events_client() -> AwsJsonClient:
-    return AwsJsonClient(
-        service_id="EventBridge",
-        signing_name="events",
-        target_prefix="AWSEvents",
-        json_version="1.1",
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-    )
+    return EVENTBRIDGE.client(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
 @functools.cache
 def sqs_client() -> AwsJsonClient:
-    return AwsJsonClient(
-        service_id="SQS",
-        signing_name="sqs",
-        target_prefix="AmazonSQS",
-        json_version="1.0",
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-    )
+    return SQS.client(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
 def put_events_entry(bus_name: str, entry: ChangeEntry) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The event queue (SQS FIFO, env QUEUE_URL): sends what domain.ingress decided.
+"""The event queue (SQS FIFO, its URL from the caller's settings): sends what domain.ingress decided.
 
 SendMessage goes through adapters.aws_json, not boto3: importing boto3/botocore and creating an SQS
 client cost ~250 ms of CPU on the webhook's cold path (bench/cold_start.py), several times the rest
@@ -11,7 +11,7 @@ import functools
 import os
 from typing import Any
 
-from adapters.aws_json import MAX_ATTEMPTS, AwsCallFailed, AwsJsonClient
+from adapters.aws_json import MAX_ATTEMPTS, SQS, AwsCallFailed, AwsJsonClient
 from domain.ingress import QueueMessage
 
 __all__ = ["MAX_ATTEMPTS", "QueueUnavailable", "enqueue", "queue_client"]
@@ -29,15 +29,7 @@ class QueueUnavailable(RuntimeError):
 @functools.cache
 def queue_client() -> AwsJsonClient:
     """The process's SQS client (region, endpoint and credentials from the environment)."""
-    return AwsJsonClient(
-        service_id="SQS",
-        signing_name="sqs",
-        target_prefix="AmazonSQS",
-        json_version="1.0",
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        max_attempts=MAX_ATTEMPTS,
-    )
+    return SQS.client(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
 def enqueue(queue_url: str, message: QueueMessage) -> str:

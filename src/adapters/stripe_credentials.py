@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters import optional
-from adapters.aws_json import AwsCallFailed, AwsJsonClient
+from adapters.aws_json import SECRETS_MANAGER, AwsCallFailed, AwsJsonClient
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
 
 SECRET_ID_VARIABLE = "STRIPE_SECRET_ID"  # names of settings, not their values  # noqa: S105  # nosec B105
@@ -111,12 +111,7 @@ def clear_cache() -> None:
 @functools.cache
 def secrets_manager_client() -> AwsJsonClient:
     """The functions' Secrets Manager client (adapters.aws_json), created on first use."""
-    return AwsJsonClient(
-        service_id="Secrets Manager",
-        signing_name="secretsmanager",
-        target_prefix="secretsmanager",
-        json_version="1.1",
-    )
+    return SECRETS_MANAGER.client()
 
 
 def read_secret(secret_id: str) -> str | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.entitlement_events import SOURCE
+from local_runtime.event_source import QueueBinding
 from local_runtime.template import LocalStack, ResourceRef
 
 
@@ -43,6 +44,17 @@ class LocalResources:
             (stack.dead_letter_queue.logical_id, "Arn"): self.dead_letter_queue_arn,
         }
         return values.get((ref.logical_id, ref.attribute)) or self.others.get((ref.logical_id, ref.attribute))
+
+    def queue_binding(self) -> QueueBinding:
+        """The worker's event source mapping on the event queue, with the template's settings."""
+        return QueueBinding(
+            queue_url=self.queue_url,
+            queue_arn=self.queue_arn,
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            batch_size=self.batch_size,
+            max_receive_count=self.max_receive_count,
+            visibility_timeout=self.visibility_timeout,
+        )
 
 
 def create_resources(
@@ -107,7 +119,7 @@ def _publisher_resources(
     bus_arn = events.create_event_bus(Name=publisher.bus_name)["EventBusArn"]
     dlq = publisher.dead_letter_queue
     dlq_url = sqs.create_queue(QueueName=dlq.name, Attributes=dlq.attributes)["QueueUrl"]
-    # What a backend would do (README, "Entitlements changed events"): a rule on the bus, a target.
+    # What a backend would do (README, "Be told when access changes"): a rule on the bus, a target.
     subscriber_url = sqs.create_queue(QueueName=subscriber_queue_name(stack))["QueueUrl"]
     rule = f"{stack.stack_name}-example-subscription"
     events.put_rule(Name=rule, EventBusName=publisher.bus_name, EventPattern=json.dumps({"source": [SOURCE]}))

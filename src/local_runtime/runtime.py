@@ -52,7 +52,7 @@ from local_runtime.config import (
     write_generated_secret,
 )
 from local_runtime.console import Console, HandlerOutput
-from local_runtime.event_source import EventSourceMapping, QueueBinding
+from local_runtime.event_source import EventSourceMapping
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.partner_events import EVENTBRIDGE_PATH, NotAnEnvelope, eventbridge_envelope
 from local_runtime.resources import LocalResources, create_resources, subscriber_queue_name
@@ -163,14 +163,7 @@ class LocalRuntime:
         )
 
         self._spawn("http", self._server.serve_forever)
-        binding = QueueBinding(
-            queue_url=resources.queue_url,
-            queue_arn=resources.queue_arn,
-            dead_letter_queue_url=resources.dead_letter_queue_url,
-            batch_size=resources.batch_size,
-            max_receive_count=resources.max_receive_count,
-            visibility_timeout=resources.visibility_timeout,
-        )
+        binding = resources.queue_binding()
         receiving = threading.Lock()
         for number, worker in enumerate(self._workers):
             mapping = EventSourceMapping(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +17,14 @@ from adapters import sync_table
 from domain.entitlement_events import CUSTOMER_DETAIL_TYPE, USER_DETAIL_TYPE, ChangeEntry, change_entry
 from domain.entitlements import EntitlementRules, Entitlements
 from domain.ingress import eventbridge_event, parse_event, queue_message
-from domain.sync import EventApplier, Result, RetryLater
+from domain.sync import EventApplier, Result
 from events.scenarios import ScenarioParams, all_scenarios, render
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.table_stream import TableStreamMapping, matches
 from local_runtime.template import read_template
 from tests.support.aws_event_shapes import stripe_eventbridge_event
 from tests.support.moto_account import moto_account
+from tests.support.sqs_delivery import apply_as_sqs_delivers
 
 PARAMS = ScenarioParams()
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(PARAMS)}
@@ -78,16 +78,7 @@ def table(aws: tuple[Any, Any]) -> Table:
 
 def apply_all(events: list[dict[str, Any]]) -> list[Result]:
     applier = EventApplier(sync_table.DynamoCustomerStore(), RULES, clock=lambda: 2_000_000_000)
-    results: list[Result] = []
-    queue = deque((event, 1) for event in events)
-    while queue:
-        event, receive_count = queue.popleft()
-        try:
-            results.append(applier.apply(event))
-        except RetryLater:
-            assert receive_count < 5
-            queue.append((event, receive_count + 1))
-    return results
+    return apply_as_sqs_delivers(applier, events)
 
 
 def access(entitlements: Entitlements) -> dict[str, Any]:

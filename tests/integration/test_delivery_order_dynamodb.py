@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,10 +15,11 @@ from hypothesis import strategies as st
 
 from adapters import sync_table
 from domain.entitlements import EntitlementRules
-from domain.sync import EventApplier, RetryLater
+from domain.sync import EventApplier
 from events.scenarios import Scenario, ScenarioParams, all_scenarios
 from harness.sync_table_fixture import create_sync_table
 from tests.support.moto_account import moto_account
+from tests.support.sqs_delivery import apply_as_sqs_delivers
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 RULES = EntitlementRules()
@@ -67,14 +67,7 @@ def table_state(client: Any, table: str) -> dict[str, Any]:
 def deliver(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
     table = fresh_table(client)
     applier = EventApplier(sync_table.DynamoCustomerStore(), RULES, clock=lambda: 2_000_000_000)
-    queue = deque((event, 1) for event in events)
-    while queue:
-        event, receive_count = queue.popleft()
-        try:
-            applier.apply(event)
-        except RetryLater:
-            assert receive_count < 5
-            queue.append((event, receive_count + 1))
+    apply_as_sqs_delivers(applier, events)
     return table_state(client, table)
 
 

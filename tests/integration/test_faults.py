@@ -23,7 +23,7 @@ import pytest
 import stripe._http_client
 from moto import mock_aws
 
-from adapters import aws_json, failed_events, stripe_credentials, table_items
+from adapters import aws_json, table_items
 from adapters.event_queue import MAX_ATTEMPTS, queue_client
 from adapters.fetched_queue import FetchedQueue, sqs_client
 from adapters.reconcile_cursor import CursorStore
@@ -64,6 +64,7 @@ from tests.support.faults import (
     state_write_of,
     table_state,
 )
+from tests.support.moto_account import forget_aws_clients, isolate_aws
 
 WEBHOOK_SECRET = "whsec_faults_0123456789abcdef"
 API_KEY = "sk_test_faults0123456789"
@@ -160,37 +161,21 @@ REFERENCE_RUNS: dict[tuple[tuple[str, ...], str | None], Run] = {}
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_SESSION_TOKEN",
+    isolate_aws(
+        monkeypatch,
         "STRIPE_SECRET_ID",
         "STRIPE_API_KEY",
         "STRIPE_API_BASE",
         "SIGNATURE_TOLERANCE_SECONDS",
         "LOG_LEVEL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    )
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
     # The webhook's client (adapters.aws_json) reaches moto's in-process handler through its transport.
     monkeypatch.setattr(aws_json, "open_transport", moto_transport)
-    caches: list[Callable[[], None]] = [
-        queue_client.cache_clear,
-        sqs_client.cache_clear,
-        failed_events.sqs_client.cache_clear,
-        stripe_credentials.clear_cache,
-        worker.settings.cache_clear,
-        worker._applier.cache_clear,
-    ]
-    for clear in caches:
-        clear()
+    forget_aws_clients()
     with mock_aws():
         yield Aws(boto3.client("sqs"), boto3.client("dynamodb"), monkeypatch)
-    for clear in caches:
-        clear()
+    forget_aws_clients()
     forget_table_connections()
 
 

@@ -25,6 +25,7 @@ from harness.memory_store import MemoryStore
 KEY = "sk_test_thin"
 T0 = 1_767_000_000
 DAY = 86_400
+NEW_YEAR = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture
@@ -39,15 +40,17 @@ def applier(store: MemoryStore, fake: FakeStripe) -> EventApplier:
     )
 
 
-def notification(event_type: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "evt_test_65RNzFGhTWFx8oxE",
-        "object": "v2.core.event",
-        "type": event_type,
-        "created": "2026-01-01T00:00:00.000Z",
-        "livemode": False,
-        **extra,
-    }
+def notification(
+    event_type: str,
+    related_object: tuple[str, str] | None = None,
+    *,
+    created: int = NEW_YEAR,
+    id: str = "evt_test_65RNzFGhTWFx8oxE",
+    **fetched: Any,
+) -> dict[str, Any]:
+    """A thin event naming `related_object` (type, id); `fetched`: what GET /v2/core/events/{id} adds."""
+    event = s.thin_event(s.IdFactory(0), event_type, created=created, related_object=related_object, id=id)
+    return event | fetched
 
 
 def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_event_applied(
@@ -131,8 +134,8 @@ def test_a_thin_checkout_event_fetches_the_session_with_its_payments_charge_and_
     rules = EntitlementRules(purchase_term_seconds=30 * DAY)
     thin = notification(
         "v1.checkout.session.completed",
-        related_object={"id": "cs_thin", "type": "checkout.session", "url": "/v1/checkout/sessions/cs_thin"},
-        created="2026-01-10T00:00:00.000Z",  # delivered (and fetched) days later
+        ("checkout.session", "cs_thin"),
+        created=NEW_YEAR + 9 * DAY,  # delivered (and fetched) days later
     )
     api = StripeApi({"test": KEY}, fake.url)
     result = EventApplier(store, rules, clock=lambda: T0 + 9 * DAY, stripe=api).apply(thin)
@@ -151,15 +154,15 @@ def test_a_thin_event_whose_object_stripe_answers_404_for_is_an_answer_not_a_fai
     store = MemoryStore()
     removed = notification(
         "v1.customer.updated",
-        related_object={"id": "cus_removed", "type": "customer", "url": "/v1/customers/cus_removed"},
+        ("customer", "cus_removed"),
     )
     result = applier(store, fake).apply(removed)
     assert (result.outcome, result.not_found) == (Outcome.APPLIED, ("customer cus_removed",))
     assert store.entitlements["cus_removed"].entitlements.deleted
     draft = notification(
         "v1.invoice.deleted",
+        ("invoice", "in_deleted"),
         id="evt_test_draft",
-        related_object={"id": "in_deleted", "type": "invoice", "url": "/v1/invoices/in_deleted"},
     )
     result = applier(store, fake).apply(draft)
     assert (result.outcome, result.not_found) == (Outcome.IGNORED, ("invoice in_deleted",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +18,21 @@ import pytest
 import stripe._http_client
 from moto import mock_aws
 
-from adapters import failed_events, stripe_credentials
+from adapters import failed_events
 from domain.retry_schedule import retry_delay
 from entitlements_reader import EntitlementsReader
 from events.scenarios import Scenario, build
+from events.stripe import objects as s
 from handlers import worker
 from harness.fake_stripe import FakeStripe
-from local_runtime.event_source import EventSourceMapping, QueueBinding
+from local_runtime.event_source import EventSourceMapping
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.resources import LocalResources, create_resources
 from local_runtime.template import read_template
 from ops.dlq import DeadLetterQueue
+from tests.support.aws_event_shapes import queued_by_reference
 from tests.support.faults import queue_depth, send_events
+from tests.support.moto_account import forget_aws_clients, isolate_aws
 
 API_KEY = "sk_test_failures0123456789"
 
@@ -95,19 +98,8 @@ class Stack:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "STRIPE_SECRET_ID", "STRIPE_API_KEY", "STRIPE_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    caches: list[Callable[[], None]] = [
-        failed_events.sqs_client.cache_clear,
-        stripe_credentials.clear_cache,
-        worker.settings.cache_clear,
-        worker._applier.cache_clear,
-    ]
-    for clear in caches:
-        clear()
+    isolate_aws(monkeypatch, "STRIPE_SECRET_ID", "STRIPE_API_KEY", "STRIPE_API_BASE")
+    forget_aws_clients()
     with mock_aws():
         sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
         template = read_template(stack_name="failures")
@@ -120,14 +112,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             "provide-client-params.sqs.ChangeMessageVisibility",
             lambda params, **_: changes.append(dict(params)),
         )
-        binding = QueueBinding(
-            queue_url=resources.queue_url,
-            queue_arn=resources.queue_arn,
-            dead_letter_queue_url=resources.dead_letter_queue_url,
-            batch_size=resources.batch_size,
-            max_receive_count=resources.max_receive_count,
-            visibility_timeout=resources.visibility_timeout,
-        )
+        binding = resources.queue_binding()
         observer = Observer()
         esm = EventSourceMapping(
             sqs,
@@ -139,8 +124,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             watch_dead_letter_queue=False,
         )
         yield Stack(sqs, dynamodb, resources, esm, observer, changes)
-    for clear in caches:
-        clear()
+    forget_aws_clients()
 
 
 def poisoned(scenario: Scenario, event_type: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -236,15 +220,19 @@ def test_an_unreadable_event_stripe_does_not_know_is_parked_with_both_reasons(
 
 def reference_message(event_id: str = "evt_1Reference", customer: str = "cus_ref") -> dict[str, Any]:
     """What the webhook queues for an event too large for SQS: no object; the worker must fetch it."""
-    return {
-        "id": event_id,
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "livemode": False,
-        "created": 1_767_000_000,
-        "data": {},
-        "customer": customer,
-    }
+    t0 = 1_767_000_000
+    event = s.subscription_event(
+        s.IdFactory(event_id),
+        customer=customer,
+        price=s.PriceSpec("price_pro", "prod_pro"),
+        status="active",
+        started=t0,
+        period_start=t0,
+        period_end=t0 + 30 * 86_400,
+        at=t0,
+        event_id=event_id,
+    )
+    return queued_by_reference(event)
 
 
 def test_a_failure_retrying_can_fix_comes_back_in_seconds_not_after_the_visibility_timeout(

@@ -19,6 +19,7 @@ from harness.lambda_context import FakeLambdaContext
 from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event
 from tests.support.aws_event_shapes import received_once
+from tests.support.moto_account import isolate_aws
 
 T0 = 1_767_000_000
 DAY = 86_400
@@ -29,13 +30,8 @@ QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:events.fifo"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    isolate_aws(monkeypatch, "STRIPE_API_KEY", "STRIPE_SECRET_ID")
     monkeypatch.setenv("TABLE_NAME", TABLE)
-    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
-    monkeypatch.delenv("STRIPE_SECRET_ID", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         create_sync_table(dynamodb, TABLE)
@@ -48,11 +44,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 "FifoThroughputLimit": "perMessageGroupId",
             },
         )["QueueUrl"]
-        worker.settings.cache_clear()
-        worker._applier.cache_clear()
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
-        worker.settings.cache_clear()
-        worker._applier.cache_clear()
 
 
 def sub_event(status: str, created: int, customer: str = "cus_1", **changes: Any) -> dict[str, Any]:
@@ -109,13 +101,9 @@ def test_only_the_failing_message_is_reported_and_the_others_are_applied(aws: di
     good = sub_event("active", T0 + 5, "cus_good")
     poison = sub_event("active", T0 + 5, "cus_bad")
     del poison["data"]["object"]["status"]
-    unknown = {
-        "id": "evt_u",
-        "object": "event",
-        "type": "payout.paid",
-        "created": T0,
-        "data": {"object": {"id": "po_1", "object": "payout"}},
-    }
+    unknown = s.event(
+        s.IdFactory("payout"), "payout.paid", {"id": "po_1", "object": "payout"}, created=T0, id="evt_u"
+    )
     event = {
         "Records": [
             received_once("m-good", json.dumps(good)),

@@ -1,5 +1,5 @@
 """Lambda events as AWS delivers them, for the "entitlements changed" publisher, the EventBridge ingress
-and the worker (an SQS FIFO message received once).
+and the worker (an SQS FIFO message received once, an event queued by reference).
 
 Shapes after AWS's documentation: a DynamoDB Streams record as the Lambda event source mapping hands it
 over (Lambda developer guide, "Using AWS Lambda with Amazon DynamoDB", example event), and an EventBridge
@@ -11,9 +11,11 @@ Stripe event in `detail`, its type in `detail-type`, and names its partner event
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from typing import Any
 
+from domain.ingress import parse_event, reference_body
 from local_runtime.event_source import sqs_record
 
 ACCOUNT_ID = "123456789012"
@@ -135,3 +137,9 @@ def received_once(message_id: str, body: str) -> dict[str, Any]:
         },
     }
     return sqs_record(message, EVENT_QUEUE_ARN, "us-east-1")
+
+
+def queued_by_reference(stripe_event: dict[str, Any]) -> dict[str, Any]:
+    """The message body the webhook queues for an event too large for SQS: the event's identity
+    without its data (domain.ingress.reference_body), for the worker to fetch by id."""
+    return dict(json.loads(reference_body(parse_event(json.dumps(stripe_event)))))

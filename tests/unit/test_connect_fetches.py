@@ -13,7 +13,9 @@ import pytest
 from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier, Outcome
 from events.scenarios import SCENARIOS, Scenario, ScenarioParams, build
+from events.stripe.objects import IdFactory, thin_event
 from harness.memory_store import MemoryStore, ScriptedStripe, scripted_stripe
+from tests.support.aws_event_shapes import queued_by_reference
 
 ACCOUNT = "acct_1ConnectedAccount01"
 
@@ -90,20 +92,19 @@ def test_thin_and_by_reference_events_of_a_connected_account_fetch_with_it(name:
     for index, event in enumerate(scenario.events):
         obj = event["data"]["object"]
         if index % 2 == 0:  # queued by reference: the worker reads the v1 event with the account
-            body: dict[str, Any] = {k: event[k] for k in ("id", "object", "type", "created", "livemode")}
-            body |= {"account": ACCOUNT, "by_reference": True}
+            body = queued_by_reference(event)
+            assert body["account"] == ACCOUNT
         else:  # a thin event: v2 names the account `context`
-            body = {
-                "id": f"evt_thin_{index}",
-                "object": "v2.core.event",
-                "type": f"v1.{event['type']}",
-                "created": "2026-01-01T00:00:00.000Z",
-                "livemode": event["livemode"],
-                "context": ACCOUNT,
-            }
-            if "id" in obj:
-                body["related_object"] = {"id": obj["id"], "type": obj["object"], "url": "/v1/x"}
-            else:
+            body = thin_event(
+                IdFactory(index),
+                f"v1.{event['type']}",
+                created=1_767_225_600,  # 2026-01-01
+                related_object=(obj["object"], obj["id"]) if "id" in obj else None,
+                livemode=event["livemode"],
+                context=ACCOUNT,
+                id=f"evt_thin_{index}",
+            )
+            if "id" not in obj:
                 stripe.thin_events[body["id"]] = body | {"snapshot_event": event["id"]}
         result = applier.apply(body)
         assert result.outcome in set(Outcome), result

@@ -3,7 +3,6 @@ customer's event history, the final records and entitlements equal those of the 
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import pytest
@@ -11,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.entitlements import EntitlementRules
-from domain.sync import EventApplier, RetryLater
+from domain.sync import EventApplier
 from events.scenarios import Scenario, ScenarioParams, all_scenarios
 from harness.memory_store import MemoryStore
+from tests.support.sqs_delivery import apply_as_sqs_delivers
 
 SCENARIOS = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams())}
 LEGACY = {scenario.name: scenario for scenario in all_scenarios(ScenarioParams(api="legacy"))}
@@ -26,14 +26,7 @@ def apply_all(events: list[dict[str, Any]]) -> dict[str, Any]:
     after the others, up to maxReceiveCount times."""
     store = MemoryStore()
     applier = EventApplier(store, RULES, clock=lambda: 2_000_000_000)
-    queue = deque((event, 1) for event in events)
-    while queue:
-        event, receive_count = queue.popleft()
-        try:
-            applier.apply(event)
-        except RetryLater:
-            assert receive_count < MAX_RECEIVE_COUNT, f"{event['id']} would be parked in the DLQ"
-            queue.append((event, receive_count + 1))
+    apply_as_sqs_delivers(applier, events, MAX_RECEIVE_COUNT)
     return store.final_state()
 
 

@@ -14,11 +14,9 @@ from domain.reconcile import fetched_message
 from domain.sync import EventApplier
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore
+from tests.support.subscription_history import DAY, T0, subscription_event
 
-T0 = 1_767_000_000
-DAY = 86_400
 NOW = T0 + 3 * DAY
-PRO = s.PriceSpec("price_pro", "prod_pro", lookup_key="pro_monthly")
 TEAM = s.PriceSpec("price_team", "prod_team", lookup_key="team_monthly")
 SUMMARY = "entitlements.active_entitlement_summary.updated"
 
@@ -39,26 +37,6 @@ def summary_event(keys: list[str], created: int) -> dict[str, Any]:
     return s.event(ids, SUMMARY, summary, created=created)
 
 
-def subscription(sub_id: str, price: s.PriceSpec, status: str, **extra: Any) -> dict[str, Any]:
-    ids = s.IdFactory(sub_id)
-    obj = s.subscription(
-        ids,
-        id=sub_id,
-        customer="cus_1",
-        items=[s.ItemSpec(price)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * DAY,
-    )
-    return {**obj, "status": status, **extra}
-
-
-def subscription_event(obj: dict[str, Any], created: int, event_type: str = "") -> dict[str, Any]:
-    ids = s.IdFactory(f"{obj['id']}-{created}")
-    return s.event(ids, event_type or "customer.subscription.updated", obj, created=created)
-
-
 def test_a_summary_alone_grants_its_features_as_stripe_states_them() -> None:
     store = MemoryStore()
     applier(store).apply(summary_event(["reports", "sso"], T0))
@@ -70,7 +48,7 @@ def test_a_summary_alone_grants_its_features_as_stripe_states_them() -> None:
 
 def test_a_summary_before_its_subscription_grants_at_once_and_in_either_order() -> None:
     events = [
-        subscription_event(subscription("sub_1", PRO, "active"), T0, "customer.subscription.created"),
+        subscription_event("active", T0, event_type="customer.subscription.created"),
         summary_event(["reports"], T0 + 1),
     ]
     for order in itertools.permutations(events):
@@ -84,14 +62,14 @@ def test_a_summary_before_its_subscription_grants_at_once_and_in_either_order() 
 
 def test_a_summary_then_a_lost_cancellation_ends_when_the_reconciler_fetches_the_subscription() -> None:
     store = MemoryStore()
-    applier(store).apply(
-        subscription_event(subscription("sub_1", PRO, "active"), T0, "customer.subscription.created")
-    )
+    applier(store).apply(subscription_event("active", T0, event_type="customer.subscription.created"))
     applier(store).apply(summary_event(["reports"], T0 + 1))
     # customer.subscription.deleted (T0 + DAY) never arrived; the reconciler fetches the subscription.
-    canceled = subscription("sub_1", PRO, "canceled", canceled_at=T0 + DAY, ended_at=T0 + DAY)
+    canceled = subscription_event("canceled", T0 + DAY, canceled_at=T0 + DAY, ended_at=T0 + DAY)
     fetched_at = T0 + 2 * DAY
-    applier(store).apply(json.loads(fetched_message(canceled, fetched_at * 1000, None).body))
+    applier(store).apply(
+        json.loads(fetched_message(canceled["data"]["object"], fetched_at * 1000, None).body)
+    )
     assert granted(store) == {}
 
 
@@ -100,8 +78,14 @@ def test_a_cancellation_older_than_the_summary_does_not_end_what_the_summary_gra
     lists the feature, and arrives before the older cancellation."""
     store = MemoryStore()
     applier(store).apply(summary_event(["reports"], T0 + 2 * DAY))
-    canceled = subscription("sub_1", PRO, "canceled", canceled_at=T0 + DAY, ended_at=T0 + DAY)
-    applier(store).apply(subscription_event(canceled, T0 + DAY, "customer.subscription.deleted"))
+    canceled = subscription_event(
+        "canceled",
+        T0 + DAY,
+        event_type="customer.subscription.deleted",
+        canceled_at=T0 + DAY,
+        ended_at=T0 + DAY,
+    )
+    applier(store).apply(canceled)
     assert granted(store) == {"reports": Grant(None, "entitlements")}
 
 
@@ -111,23 +95,28 @@ def test_of_two_subscriptions_the_one_that_pauses_takes_only_its_own_features_al
     store = MemoryStore()
     rules = {"features_by_product": {"prod_pro": ("reports",)}}
     applier(store, **rules).apply(
-        subscription_event(subscription("sub_pro", PRO, "active"), T0, "customer.subscription.created")
+        subscription_event(
+            "active", T0, event_type="customer.subscription.created", subscription_id="sub_pro"
+        )
     )
     applier(store, **rules).apply(
-        subscription_event(subscription("sub_team", TEAM, "active"), T0, "customer.subscription.created")
+        subscription_event(
+            "active", T0, event_type="customer.subscription.created", subscription_id="sub_team", price=TEAM
+        )
     )
     applier(store, **rules).apply(summary_event(["reports", "seats"], T0 + 1))
     assert set(granted(store)) == {"reports", "seats"}
-    paused = subscription("sub_pro", PRO, "paused")
-    applier(store, **rules).apply(subscription_event(paused, T0 + DAY, "customer.subscription.paused"))
+    paused = subscription_event(
+        "paused", T0 + DAY, event_type="customer.subscription.paused", subscription_id="sub_pro"
+    )
+    applier(store, **rules).apply(paused)
     assert granted(store) == {"seats": Grant(None, "entitlements")}
 
 
 def test_a_newer_subscription_running_to_its_period_end_bounds_the_features_it_brings() -> None:
     store = MemoryStore()
     applier(store).apply(summary_event(["reports"], T0 + 1))
-    ending = subscription("sub_1", PRO, "active", cancel_at_period_end=True)
-    applier(store).apply(subscription_event(ending, T0 + DAY))
+    applier(store).apply(subscription_event("active", T0 + DAY, cancel_at_period_end=True))
     assert granted(store) == {"reports": Grant(T0 + 30 * DAY, "entitlements")}
     assert granted(store, T0 + 30 * DAY) == {}
 

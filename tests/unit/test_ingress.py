@@ -22,6 +22,7 @@ from domain.ingress import (
     verified_event,
     webhook_request,
 )
+from events.stripe import objects as samples
 
 SECRET = "whsec_unit_0123456789"
 TEST_SECRET = "whsec_test_endpoint_0123"
@@ -336,7 +337,7 @@ def test_an_expanded_customer_groups_by_its_id(stripe_event_factory: EventFactor
     grant = {
         "id": "credgr_1",
         "object": "billing.credit_grant",
-        "customer": {"id": "cus_Expanded", "object": "customer"},
+        "customer": samples.customer(samples.IdFactory("expanded"), id="cus_Expanded", created=1),
     }
 
     assert queue_message(event_text(stripe_event_factory(data_object=grant))).group_id == "cus_Expanded"
@@ -384,9 +385,11 @@ def test_other_ids_are_hashed_deterministically_into_valid_ones(value: str) -> N
     assert sqs_id(value + "x") != hashed
 
 
-def test_a_customer_id_sqs_cannot_take_is_hashed(stripe_event_factory: EventFactory) -> None:
+def test_a_customer_id_sqs_cannot_take_is_hashed(
+    stripe_event_factory: EventFactory, stripe_sample_objects: Objects
+) -> None:
     document = stripe_event_factory(
-        data_object={"id": "sub_1", "object": "subscription", "customer": "c" * 200}
+        data_object=stripe_sample_objects("subscription") | {"customer": "c" * 200}
     )
 
     assert queue_message(event_text(document)).group_id == sqs_id("c" * 200)

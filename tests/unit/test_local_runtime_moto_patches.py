@@ -18,6 +18,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.sqs import models as sqs_models
 
+from harness.sync_table_fixture import create_keys_only_table
 from local_runtime import moto_patches
 
 TABLE = "patch-test"
@@ -36,21 +37,7 @@ def fresh_table(*, stream: bool = False) -> Client:
     client = boto3.client(
         "dynamodb", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     )
-    extra: dict[str, Any] = (
-        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
-        if stream
-        else {}
-    )
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        **extra,
-    )
+    create_keys_only_table(client, TABLE, stream=stream)
     return client
 
 

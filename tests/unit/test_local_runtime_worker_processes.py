@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from events.stripe import objects as samples
 from local_runtime.event_source import failed_message_ids
 from local_runtime.lambda_context import LocalLambdaContext
 from local_runtime.worker_processes import WorkerInvocationFailed, WorkerProcess, WorkerStartFailed
@@ -49,14 +50,14 @@ def batch(tag: str, number: int) -> tuple[dict[str, Any], set[str]]:
             records.append(record(message_id, "{not json"))
             failing.add(message_id)
         else:
-            event = {
-                "id": f"evt_{tag}{number}x{index}",
-                "object": "event",
-                "type": "billing.meter.created",
-                "created": 1_767_000_000,
-                "livemode": False,
-                "data": {"object": {"object": "billing.meter", "id": "mtr_1"}},
-            }
+            meter = {"object": "billing.meter", "id": "mtr_1"}
+            event = samples.event(
+                samples.IdFactory(0),
+                "billing.meter.created",
+                meter,
+                created=1_767_000_000,
+                id=f"evt_{tag}{number}x{index}",
+            )
             records.append(record(message_id, json.dumps(event)))
     return {"Records": records}, failing
 

@@ -17,10 +17,11 @@ from domain.stripe_objects import NotAtStripe
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.aws_event_shapes import queued_by_reference
+from tests.support.book_purchase import book_session
+from tests.support.subscription_history import T0, subscription_event
 
-T0 = 1_767_000_000
 NOW = T0 + 86_400
-PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
 class StripeWithout(ScriptedStripe):
@@ -50,31 +51,16 @@ def applier(store: MemoryStore, stripe: ScriptedStripe) -> EventApplier:
 
 
 def thin(object_type: str, object_id: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": f"v1.{object_type}.updated",
-        "created": T0 + 50,
-        "livemode": False,
-    }
-    if object_id is not None:
-        body["related_object"] = {"id": object_id, "type": object_type, "url": f"/v1/x/{object_id}"}
-    return body
+    related = (object_type, object_id) if object_id is not None else None
+    return s.thin_event(
+        s.IdFactory(0), f"v1.{object_type}.updated", created=T0 + 50, related_object=related, id="evt_thin"
+    )
 
 
 def subscribed(store: MemoryStore, stripe: ScriptedStripe, *, event_id: str = "evt_sub") -> None:
-    ids = s.IdFactory(1)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * 86_400,
+    event = subscription_event(
+        "active", T0 + 10, event_type="customer.subscription.created", event_id=event_id
     )
-    event = s.event(ids, "customer.subscription.created", obj, created=T0 + 10, id=event_id)
     assert applier(store, stripe).apply(event).outcome is Outcome.APPLIED
 
 
@@ -113,7 +99,7 @@ def test_a_thin_event_stripe_no_longer_has_is_acknowledged() -> None:
 def test_an_event_queued_by_reference_that_stripe_no_longer_keeps_is_acknowledged() -> None:
     """An event too large for the queue is fetched by id; Stripe keeps events 30 days."""
     store, stripe = MemoryStore(), StripeWithout()
-    reference = {"id": "evt_old", "object": "event", "type": "invoice.paid", "created": T0, "livemode": False}
+    reference = queued_by_reference(subscription_event("active", T0, event_id="evt_old"))
     result = applier(store, stripe).apply(reference)
     assert (result.outcome, result.not_found) == (Outcome.IGNORED, ("event evt_old",))
 
@@ -121,19 +107,7 @@ def test_an_event_queued_by_reference_that_stripe_no_longer_keeps_is_acknowledge
 def test_a_same_second_tie_on_a_subscription_stripe_no_longer_has_ends_it() -> None:
     store, stripe = MemoryStore(), StripeWithout()
     subscribed(store, stripe, event_id="evt_a")
-    ids = s.IdFactory(2)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * 86_400,
-        metadata={"tier": "x"},
-    )
-    tie = s.event(ids, "customer.subscription.updated", obj, created=T0 + 10, id="evt_b")
+    tie = subscription_event("active", T0 + 10, event_id="evt_b", metadata={"tier": "x"})
     result = applier(store, stripe).apply(tie)
     assert result.outcome is Outcome.APPLIED
     assert result.tie_fetched
@@ -149,18 +123,7 @@ def test_a_same_second_tie_on_a_purchase_stripe_no_longer_has_leaves_it_as_it_is
     store = MemoryStore()
     stripe = StripeWithout(line_items={"cs_1": []})
     ids = s.IdFactory(3)
-    session = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        payment_intent="pi_1",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
-    )
+    session = book_session(T0)
     first = s.event(ids, "checkout.session.completed", session, created=T0 + 10, id="evt_a")
     applier(store, stripe).apply(first)
     second = s.event(ids, "checkout.session.completed", session, created=T0 + 10, id="evt_b")

@@ -20,6 +20,8 @@ from ops import cli
 from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
 from ops.progress import Progress
 from ops.targets import AwsAccess, Target, TargetError, TargetOptions, aws_access, resolve_target
+from tests.support.memory_reconcile import subscription
+from tests.support.moto_account import isolate_aws
 
 QUEUE = "http://sqs.local/events.fifo"
 DLQ = "http://sqs.local/dlq.fifo"
@@ -215,18 +217,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return fakes[service]
 
     monkeypatch.setattr(cli, "ClientFactory", Factory)
-    for name in (
+    isolate_aws(
+        monkeypatch,
         "TABLE_NAME",
         "QUEUE_URL",
         "DLQ_URL",
         "STRIPE_API_KEY",
         "STRIPE_SECRET_ID",
         "STRIPE_API_BASE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    )
     return fakes
 
 
@@ -582,23 +581,10 @@ def fake_stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
         yield fake
 
 
-def subscription(customer: str = "cus_9") -> dict[str, Any]:
-    price = samples.PriceSpec("price_1", "prod_1")
-    return samples.subscription(
-        samples.IdFactory("cli"),
-        customer=customer,
-        items=[samples.ItemSpec(price)],
-        status="active",
-        created=1795000000,
-        period_start=1795000000,
-        period_end=1797600000,
-    )
-
-
 def test_refetch_object_queues_a_synthetic_event_into_the_customers_group(
     aws: dict[str, Any], fake_stripe: FakeStripe
 ) -> None:
-    obj = subscription()
+    obj = subscription("cus_9")
     fake_stripe.put_subscription(obj)
     before = int(time.time())
     code, out, _ = run(*TARGET, "--json", "refetch", "object", "subscription", obj["id"])

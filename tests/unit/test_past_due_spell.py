@@ -24,20 +24,22 @@ HOUR = 3600
 PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
-def sub(status: str, created: int, start: int, end: int, latest: str, *, event_id: str) -> dict[str, Any]:
-    ids = s.IdFactory(created)
-    obj = s.subscription(
-        ids,
-        id="sub_1",
+def sub(
+    status: s.SubscriptionStatus, created: int, start: int, end: int, latest: str, *, event_id: str
+) -> dict[str, Any]:
+    return s.subscription_event(
+        s.IdFactory(created),
         customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status=status,  # type: ignore[arg-type]
-        created=JAN1,
+        price=PRO,
+        status=status,
+        started=JAN1,
         period_start=start,
         period_end=end,
+        at=created,
+        subscription_id="sub_1",
+        event_id=event_id,
         latest_invoice=latest,
     )
-    return s.event(ids, "customer.subscription.updated", obj, created=created, id=event_id)
 
 
 def invoice(

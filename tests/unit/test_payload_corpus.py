@@ -29,6 +29,7 @@ from domain.entitlements import EntitlementRules
 from domain.records import ChargeRecord, InvoiceRecord, SubscriptionRecord
 from domain.stripe_objects import MalformedEvent, record_of
 from domain.sync import EventApplier, Outcome
+from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
 
 # Stripe's own OpenAPI fixtures (a copy in the repository, so every clone runs these checks).
@@ -95,21 +96,16 @@ def resources() -> dict[str, Any]:
     return dict(json.loads(FIXTURES.read_text())["resources"])
 
 
-def event(
-    obj: dict[str, Any], event_type: str, *, event_id: str = "evt_1Corpus", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2025-09-30.clover",
-        "type": event_type,
-        "created": 1_767_000_000,
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "data": {"object": obj},
-        **extra,
-    }
+def event(obj: dict[str, Any], event_type: str, *, event_id: str = "evt_1Corpus") -> dict[str, Any]:
+    return s.event(
+        s.IdFactory(0),
+        event_type,
+        obj,
+        created=1_767_000_000,
+        livemode=False,
+        id=event_id,
+        api_version="2025-09-30.clover",
+    )
 
 
 def apply(body: dict[str, Any], *, with_key: bool = False) -> Outcome:
@@ -288,16 +284,17 @@ def test_an_invoices_finalization_before_and_since_status_transitions() -> None:
 def test_a_payment_mode_session_without_a_payment_intent_yet() -> None:
     """2022-08-01: Checkout creates the PaymentIntent only when the customer confirms: an open or
     expired session names none (and grants nothing)."""
-    obj = {
-        "id": "cs_open",
-        "object": "checkout.session",
-        "mode": "payment",
-        "status": "expired",
-        "payment_status": "unpaid",
-        "customer": "cus_open",
-        "payment_intent": None,
-        "created": 100,
-    }
+    obj = s.checkout_session(
+        s.IdFactory(0),
+        id="cs_open",
+        mode="payment",
+        status="expired",
+        payment_status="unpaid",
+        customer="cus_open",
+        payment_intent=None,
+        amount_total=2000,
+        created=100,
+    )
     assert apply(event(obj, "checkout.session.expired")) is Outcome.APPLIED
 
 

@@ -18,6 +18,7 @@ from domain.reconcile.repairs import fetched_message
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.book_purchase import book_session
 
 T0 = 1_767_000_000  # the session is created
 PAID = T0 + 20 * 3600  # the customer pays 20 hours later
@@ -28,18 +29,7 @@ RULES = EntitlementRules(purchase_term_seconds=TERM)
 
 def session(*, expanded: bool) -> dict[str, Any]:
     ids = s.IdFactory(T0)
-    obj = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        payment_intent="pi_1",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
-    )
+    obj = book_session(T0)
     if not expanded:
         return obj
     charge = s.charge(ids, id="ch_1", amount=900, customer="cus_1", payment_intent="pi_1", created=PAID)
@@ -65,14 +55,13 @@ def test_webhook_the_events_time() -> None:
 
 
 def thin_event() -> dict[str, Any]:
-    return {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": "v1.checkout.session.completed",
-        "created": PAID,
-        "livemode": False,
-        "related_object": {"id": "cs_1", "type": "checkout.session", "url": "/v1/checkout/sessions/cs_1"},
-    }
+    return s.thin_event(
+        s.IdFactory(1),
+        "v1.checkout.session.completed",
+        created=PAID,
+        related_object=("checkout.session", "cs_1"),
+        id="evt_thin",
+    )
 
 
 def test_thin_event_the_payments_charge() -> None:

@@ -54,28 +54,16 @@ from domain.records import (
 )
 from domain.stripe_objects import MalformedEvent, parse_event, record_of, snapshot_of
 from events.stripe import objects as s
+from tests.support import memory_reconcile
+from tests.support.book_purchase import book_session
+from tests.support.memory_reconcile import DAY, PRO, T0
 
-T0 = 1_767_000_000
-DAY = 86_400
 FETCHED_AT = T0 + 3600
-PRO = s.PriceSpec("price_pro", "prod_pro")
 
 
 def subscription(status: str = "active", **changes: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "items": [s.ItemSpec(PRO)],
-        "created": T0,
-        "period_start": T0,
-        "period_end": T0 + 30 * DAY,
-    }
-    fields.update(changes)
-    return s.subscription(
-        s.IdFactory(1),
-        id="sub_1",
-        customer="cus_1",
-        status=status,  # type: ignore[arg-type]
-        **fields,
-    )
+    """cus_1's subscription sub_1, as the reconciler's other tests build theirs."""
+    return memory_reconcile.subscription("cus_1", status, id="sub_1", **changes)
 
 
 def stored(obj: dict[str, Any], created: int = T0 + 10) -> Snapshot:
@@ -131,17 +119,7 @@ def test_an_object_that_cannot_be_parsed_raises_malformed() -> None:
 
 
 def test_line_items_the_worker_fetched_once_are_not_drift() -> None:
-    session = s.checkout_session(
-        s.IdFactory(2),
-        id="cs_test_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        amount_total=900,
-        created=T0,
-    )
-    fetched = record_of("purchase", session)
+    fetched = record_of("purchase", book_session(T0))
     assert fetched.line_items is None  # type: ignore[union-attr]
     with_items = replace(fetched, line_items=(PurchasedItem("prod_book", "price_book", None, 1),))
     assert same_record(fetched, with_items)
@@ -404,7 +382,9 @@ def test_the_checkpoint_starts_30_days_back_then_just_before_the_previous_pass()
 
 
 def _event(created: int) -> dict[str, Any]:
-    return {"id": "evt_1", "object": "event", "created": created}
+    return s.event(
+        s.IdFactory(0), "customer.subscription.updated", subscription(), created=created, id="evt_1"
+    )
 
 
 def test_an_event_is_lost_only_when_neither_the_ledger_nor_a_newer_record_reflects_it() -> None:
@@ -416,7 +396,8 @@ def test_an_event_is_lost_only_when_neither_the_ledger_nor_a_newer_record_reflec
 
 
 def test_a_backfill_picks_what_can_grant_access() -> None:
-    paid = {"object": "checkout.session", "status": "complete", "mode": "payment", "payment_status": "paid"}
+    ids = s.IdFactory("backfill")
+    paid = book_session(T0)
     assert backfill_object("sessions", paid) == paid
     assert backfill_object("sessions", {**paid, "payment_status": "unpaid"}) is None
     assert backfill_object("sessions", {**paid, "status": "expired"}) is None
@@ -425,16 +406,25 @@ def test_a_backfill_picks_what_can_grant_access() -> None:
     assert backfill_object("sessions", {**linked, "client_reference_id": None}) is None
     partial = {**paid, "line_items": {"data": [{}], "has_more": True}}
     assert backfill_object("sessions", partial) == paid  # the worker fetches every line item itself
-    granting = {"object": "payment_intent", "status": "succeeded", "metadata": {"features": "pro"}}
+    granting = s.payment_intent(
+        ids, amount=900, customer="cus_1", status="succeeded", created=T0, metadata={"features": "pro"}
+    )
     assert backfill_object("payments", granting) == granting
     assert backfill_object("payments", {**granting, "metadata": {}}) is None
     assert backfill_object("payments", {**granting, "status": "processing"}) is None
-    charge = {"object": "charge", "id": "ch_1", "refunded": True}
-    assert backfill_object("refunds", {"object": "refund", "charge": charge}) == charge
-    assert backfill_object("refunds", {"object": "refund", "charge": "ch_1"}) is None
-    assert backfill_object("disputes", {"status": "lost"}) == {"status": "lost"}
-    assert backfill_object("disputes", {"status": "won"}) is None
-    customer = {"object": "customer", "metadata": {"app_user": "u1"}}
+    charge = s.charge(
+        ids, id="ch_1", amount=900, amount_refunded=900, customer="cus_1", payment_intent="pi_1", created=T0
+    )
+    assert charge["refunded"] is True
+    refund = s.refund(ids, charge="ch_1", payment_intent="pi_1", customer="cus_1", amount=900, created=T0)
+    assert (
+        backfill_object("refunds", {**refund, "charge": charge}) == charge
+    )  # listed with the charge expanded
+    assert backfill_object("refunds", refund) is None
+    lost = s.dispute(ids, charge="ch_1", payment_intent="pi_1", amount=900, status="lost", created=T0)
+    assert backfill_object("disputes", lost) == lost
+    assert backfill_object("disputes", {**lost, "status": "won"}) is None
+    customer = s.customer(ids, created=T0, metadata={"app_user": "u1"})
     assert backfill_object("customers", customer, "app_user") == customer
     assert backfill_object("customers", customer) is None  # the configured key is another
     with pytest.raises(ValueError, match="no backfill list"):
@@ -538,21 +528,18 @@ def test_the_report_is_json_ready() -> None:
 def test_when_a_purchase_was_paid_and_a_dispute_lost_is_the_workers_not_a_drift() -> None:
     """A fetch cannot say when a session was paid or a dispute lost; the worker keeps those from the
     events that showed it, so a fetched object without them is no drift, and a real change still is."""
-    paid = record_of(
-        "purchase",
-        {
-            "id": "cs_1",
-            "object": "checkout.session",
-            "mode": "payment",
-            "status": "complete",
-            "payment_status": "paid",
-        },
-    )
+    ids = s.IdFactory("fetched")
+    paid = record_of("purchase", book_session(T0))
     assert isinstance(paid, PurchaseRecord)
     stored = replace(paid, paid_at=T0)
     assert same_record(paid, stored)
     assert not same_record(replace(paid, payment_status="unpaid"), stored)
-    lost = record_of("dispute", {"id": "dp_1", "object": "dispute", "status": "lost", "charge": "ch_1"})
+    lost = record_of(
+        "dispute",
+        s.dispute(
+            ids, id="dp_1", charge="ch_1", payment_intent="pi_1", amount=900, status="lost", created=T0
+        ),
+    )
     assert isinstance(lost, DisputeRecord)
     assert same_record(lost, replace(lost, lost_at=T0, customer_id="cus_1"))
     assert not same_record(replace(lost, status="won"), replace(lost, lost_at=T0))

@@ -30,6 +30,8 @@ from domain.reconcile import (
     time_budget,
 )
 from domain.reconcile.ports import RateLimited, Refused
+from events.stripe import objects as s
+from tests.support.memory_reconcile import DAY, PRO, T0, subscription
 
 
 @dataclass
@@ -138,34 +140,59 @@ def test_a_deadline_allows_what_still_ends_in_time() -> None:
 
 
 def test_a_fetched_object_is_grouped_by_its_customer_and_deduplicated_by_its_synthetic_id() -> None:
-    message = fetched_message(
-        {"id": "sub_1", "object": "subscription", "customer": "cus_1"}, 1_767_000_000_123
-    )
+    message = fetched_message(subscription("cus_1", id="sub_1"), 1_767_000_000_123)
     assert message.group_id == "cus_1"
     assert message.deduplication_id == "sync_sub_1_1767000000123"
     assert json.loads(message.body)["data"]["object"]["id"] == "sub_1"
-    guest = fetched_message({"id": "cs_test_1", "object": "checkout.session", "customer": None}, 5)
+    session = s.checkout_session(
+        s.IdFactory(0),
+        id="cs_test_1",
+        mode="payment",
+        status="complete",
+        payment_status="paid",
+        customer=None,
+        amount_total=2000,
+        created=5,
+    )
+    guest = fetched_message(session, 5)
     assert guest.group_id == "cs_test_1"
-    account = fetched_message({"id": "sub_2", "customer": None, "customer_account": "acct_9"}, 5)
+    accounts_v2 = s.subscription(
+        s.IdFactory(0),
+        id="sub_2",
+        customer=None,
+        customer_account="acct_9",
+        items=[s.ItemSpec(PRO)],
+        status="active",
+        created=T0,
+        period_start=T0,
+        period_end=T0 + 30 * DAY,
+    )
+    account = fetched_message(accounts_v2, 5)
     assert account.group_id == "acct_9"
 
 
 def test_an_object_too_large_for_sqs_is_an_error_not_a_reference() -> None:
-    huge = {"id": "sub_1", "object": "subscription", "customer": "cus_1", "metadata": {"x": "y" * 300_000}}
+    huge = subscription("cus_1", id="sub_1") | {"metadata": {"x": "y" * 300_000}}
     with pytest.raises(ObjectTooLarge, match="sub_1"):
         fetched_message(huge, 1)
 
 
 def test_a_failed_event_is_queued_as_the_webhook_queues_it() -> None:
-    event = {
-        "id": "evt_1",
-        "object": "event",
-        "account": "acct_1",
-        "created": 1_767_000_000,
-        "livemode": True,
-        "type": "invoice.paid",
-        "data": {"object": {"id": "in_1", "object": "invoice", "customer": "cus_1"}},
-    }
+    ids = s.IdFactory(1)
+    invoice = s.invoice(
+        ids,
+        id="in_1",
+        customer="cus_1",
+        subscription=None,
+        items=[s.ItemSpec(PRO)],
+        status="paid",
+        billing_reason="manual",
+        created=T0,
+        period_start=T0,
+        period_end=T0,
+        livemode=True,
+    )
+    event = s.event(ids, "invoice.paid", invoice, created=T0, account="acct_1", id="evt_1")
     message = event_message(event)
     assert (message.group_id, message.deduplication_id) == ("cus_1", "evt_1:acct_1")
     assert json.loads(message.body) == event

@@ -16,26 +16,16 @@ from domain.entitlements import EntitlementRules
 from domain.sync import EventApplier
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore
+from tests.support.book_purchase import BOOK_AMOUNT, book_session
 
 T0 = 1_767_000_000
-PAID = 900
+PAID = BOOK_AMOUNT  # the whole price, refunded in full
 
 
 def purchase() -> dict[str, Any]:
-    ids = s.IdFactory(T0)
-    session = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_1",
-        payment_intent="pi_1",
-        amount_total=PAID,
-        created=T0,
-        metadata={"product_id": "prod_book"},
+    return s.event(
+        s.IdFactory(T0), "checkout.session.completed", book_session(T0), created=T0 + 10, id="evt_paid"
     )
-    return s.event(ids, "checkout.session.completed", session, created=T0 + 10, id="evt_paid")
 
 
 def charge(created: int, refunded: int, event_id: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from domain.stripe_objects import (
     record_of,
     snapshot_of,
 )
+from events.stripe import objects as s
+from tests.support.aws_event_shapes import queued_by_reference
 
 # Stripe's own OpenAPI fixtures (a copy in the repository, so every clone runs these checks).
 FIXTURES = Path(__file__).resolve().parents[2] / "events" / "stripe_fixtures.json"
@@ -41,18 +43,8 @@ def resources() -> dict[str, Any]:
     return dict(json.loads(FIXTURES.read_text())["resources"])
 
 
-def event(
-    obj: dict[str, Any], event_type: str = "x.updated", created: int = 100, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": f"evt_{created}",
-        "object": "event",
-        "type": event_type,
-        "created": created,
-        "livemode": False,
-        "data": {"object": obj},
-        **extra,
-    }
+def event(obj: dict[str, Any], event_type: str = "x.updated") -> dict[str, Any]:
+    return s.event(s.IdFactory(0), event_type, obj, created=100, livemode=False)
 
 
 @pytest.mark.parametrize(
@@ -151,14 +143,27 @@ def test_dispatch_is_on_the_object_not_the_event_type() -> None:
 
 
 def test_invoice_upcoming_is_a_preview_and_changes_nothing() -> None:
-    preview = {"object": "invoice", "customer": "cus_1", "status": "draft"}  # no id
+    preview = s.invoice(
+        s.IdFactory(0),
+        customer="cus_1",
+        subscription="sub_1",
+        items=[s.ItemSpec(s.PriceSpec("price_1", "prod_1"))],
+        status="draft",
+        billing_reason="upcoming",
+        upcoming=True,
+        created=100,
+        period_start=100,
+        period_end=200,
+    )
+    assert "id" not in preview
     found = snapshot_of(parse_event(event(preview, "invoice.upcoming")))
     assert isinstance(found, Ignored)
     assert "preview" in found.reason
 
 
 def test_customer_deleted_event_marks_the_profile_deleted() -> None:
-    obj = {"id": "cus_1", "object": "customer", "email": "a@example.com", "metadata": {"user_id": "u1"}}
+    # The customer.deleted event carries the whole customer.
+    obj = s.customer(s.IdFactory(0), id="cus_1", created=1, email="a@example.com", metadata={"user_id": "u1"})
     found = snapshot_of(parse_event(event(obj, "customer.deleted")))
     assert isinstance(found, Snapshot)
     assert isinstance(found.record, ProfileRecord)
@@ -167,7 +172,7 @@ def test_customer_deleted_event_marks_the_profile_deleted() -> None:
 
 
 def test_user_id_metadata_key_is_configurable() -> None:
-    obj = {"id": "cus_1", "object": "customer", "metadata": {"app_user": "u9"}}
+    obj = s.customer(s.IdFactory(0), id="cus_1", created=1, metadata={"app_user": "u9"})
     found = snapshot_of(parse_event(event(obj, "customer.updated")), user_id_key="app_user")
     assert isinstance(found, Snapshot)
     assert isinstance(found.record, ProfileRecord)
@@ -175,24 +180,22 @@ def test_user_id_metadata_key_is_configurable() -> None:
 
 
 def test_thin_and_by_reference_events_need_a_fetch() -> None:
-    thin = {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": "v1.customer.subscription.updated",
-        "created": "2026-01-02T03:04:05.000Z",
-        "livemode": False,
-        "related_object": {"id": "sub_1", "type": "subscription", "url": "/v1/subscriptions/sub_1"},
-    }
+    thin = s.thin_event(
+        s.IdFactory(0),
+        "v1.customer.subscription.updated",
+        created=1767323045,
+        related_object=("subscription", "sub_1"),
+        id="evt_thin",
+    )
+    assert thin["created"] == "2026-01-02T03:04:05.000Z"
     parsed = parse_event(thin)
     assert parsed.created == 1767323045
     assert snapshot_of(parsed) == NeedsFetch("evt_thin", ("subscription", "sub_1"))
-    by_reference = {
-        "id": "evt_big",
-        "object": "event",
-        "type": "invoice.paid",
-        "created": 5,
-        "by_reference": True,
-    }
+    customer = s.customer(s.IdFactory(0), id="cus_1", created=1)
+    by_reference = queued_by_reference(
+        s.event(s.IdFactory(0), "customer.updated", customer, created=5, id="evt_big")
+    )
+    assert "data" not in by_reference
     assert snapshot_of(parse_event(by_reference)) == NeedsFetch("evt_big", None)
 
 

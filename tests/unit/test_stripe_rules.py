@@ -29,11 +29,10 @@ from domain.stripe_objects import MalformedEvent
 from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.book_purchase import book_session
+from tests.support.subscription_history import DAY, PRO, T0, subscription_event
 
-T0 = 1_767_000_000
-DAY = 86_400
 NOW = T0 + 400 * DAY
-PRO = s.PriceSpec("price_pro", "prod_pro", lookup_key="pro_monthly")
 BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
 
 
@@ -52,21 +51,9 @@ def session_event(
     event_type: str = "checkout.session.completed",
     customer: str | None = "cus_1",
 ) -> dict[str, Any]:
-    ids = s.IdFactory(created)
-    session = s.checkout_session(
-        ids,
-        id="cs_1",
-        mode="payment",
-        status="complete",
-        payment_status="paid" if paid else "unpaid",
-        customer=customer,
-        client_reference_id=None,
-        payment_intent="pi_1",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
+    return s.event(
+        s.IdFactory(created), event_type, book_session(T0, paid=paid, customer=customer), created=created
     )
-    return s.event(ids, event_type, session, created=created)
 
 
 def dispute_event(created: int, status: str, event_type: str = "charge.dispute.updated") -> dict[str, Any]:
@@ -251,29 +238,16 @@ def test_with_entitlements_for_some_products_the_mapped_products_keep_their_feat
 # -- 5. Thin events ----------------------------------------------------------------------------------
 
 
-def thin(event_type: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "evt_thin_1",
-        "object": "v2.core.event",
-        "type": event_type,
-        "created": "2026-01-01T00:00:00.000Z",
-        "livemode": False,
-        **extra,
-    }
+def thin(event_type: str, related_object: tuple[str, str] | None = None, **fetched: Any) -> dict[str, Any]:
+    """A thin event naming `related_object`; `fetched`: what GET /v2/core/events/{id} adds."""
+    event = s.thin_event(
+        s.IdFactory(0), event_type, created=1_767_225_600, related_object=related_object, id="evt_thin_1"
+    )
+    return event | fetched
 
 
 def test_thin_event_without_related_object_applies_the_v1_snapshot_event_it_names() -> None:
-    sub = s.subscription(
-        s.IdFactory(5),
-        id="sub_1",
-        customer="cus_1",
-        items=[s.ItemSpec(PRO)],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * DAY,
-    )
-    v1 = s.event(s.IdFactory(5), "customer.subscription.updated", sub, created=T0 + 7, id="evt_v1_1")
+    v1 = subscription_event("active", T0 + 7, event_id="evt_v1_1")
     stripe = ScriptedStripe(
         thin_events={"evt_thin_1": thin("v1.customer.subscription.updated", snapshot_event="evt_v1_1")},
         events={"evt_v1_1": v1},
@@ -291,12 +265,10 @@ def test_thin_event_naming_neither_object_nor_snapshot_says_so() -> None:
         applier(MemoryStore(), stripe).apply(thin("v1.customer.subscription.updated"))
 
 
-@pytest.mark.parametrize(
-    "related", [None, {"id": "in_upcoming", "type": "invoice", "url": "/v1/invoices/upcoming"}]
-)
-def test_thin_invoice_upcoming_is_ignored_without_a_fetch(related: dict[str, str] | None) -> None:
+@pytest.mark.parametrize("related", [None, ("invoice", "in_upcoming")])
+def test_thin_invoice_upcoming_is_ignored_without_a_fetch(related: tuple[str, str] | None) -> None:
     stripe = ScriptedStripe()
-    event = thin("v1.invoice.upcoming", **({"related_object": related} if related else {}))
+    event = thin("v1.invoice.upcoming", related)
     assert applier(MemoryStore(), stripe).apply(event).outcome is Outcome.IGNORED
     assert stripe.calls == []
 

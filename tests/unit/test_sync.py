@@ -13,40 +13,15 @@ from domain.stripe_objects import MalformedEvent
 from domain.sync import ConcurrentChange, CustomerChange, EventApplier, Outcome, RetryLater
 from events.stripe import objects as s
 from harness.memory_store import MemoryStore, ScriptedStripe
+from tests.support.aws_event_shapes import queued_by_reference
+from tests.support.subscription_history import DAY, PRO, T0, subscription_event
 
-T0 = 1_767_000_000
-DAY = 86_400
-PRO = s.PriceSpec("price_pro", "prod_pro", lookup_key="pro_monthly")
 BOOK = s.PriceSpec("price_book", "prod_book", recurring=False, unit_amount=900)
 NOW = T0 + 100 * DAY
 
 
 def applier(store: MemoryStore, stripe: ScriptedStripe | None = None, **rules: Any) -> EventApplier:
     return EventApplier(store, EntitlementRules(**rules), clock=lambda: NOW, stripe=stripe)
-
-
-def sub_event(
-    status: str,
-    created: int,
-    *,
-    event_type: str = "customer.subscription.updated",
-    event_id: str | None = None,
-    **changes: Any,
-) -> dict[str, Any]:
-    return s.subscription_event(
-        s.IdFactory(created),
-        subscription_id="sub_1",
-        customer="cus_1",
-        price=PRO,
-        status=status,  # type: ignore[arg-type]
-        started=T0,
-        period_start=T0,
-        period_end=T0 + 30 * DAY,
-        at=created,
-        type=event_type,
-        event_id=event_id,
-        **changes,
-    )
 
 
 def purchase_events(created: int, *, customer: str | None = "cus_1", paid: bool = True) -> dict[str, Any]:
@@ -72,7 +47,7 @@ def features(store: MemoryStore, customer: str = "cus_1") -> dict[str, Grant]:
 
 def test_applies_a_subscription_and_grants_its_features() -> None:
     store = MemoryStore()
-    result = applier(store).apply(sub_event("active", T0 + 10))
+    result = applier(store).apply(subscription_event("active", T0 + 10))
     assert result.outcome is Outcome.APPLIED
     assert result.entitlements_changed
     assert features(store) == {"prod_pro": Grant(None, "sub_1")}
@@ -81,7 +56,7 @@ def test_applies_a_subscription_and_grants_its_features() -> None:
 
 def test_the_same_event_twice_changes_nothing_the_second_time() -> None:
     store = MemoryStore()
-    event = sub_event("active", T0 + 10)
+    event = subscription_event("active", T0 + 10)
     applier(store).apply(event)
     assert applier(store).apply(event).outcome is Outcome.DUPLICATE
     assert store.commits == 1
@@ -89,8 +64,8 @@ def test_the_same_event_twice_changes_nothing_the_second_time() -> None:
 
 def test_an_older_snapshot_never_overwrites_a_newer_one() -> None:
     store = MemoryStore()
-    applier(store).apply(sub_event("canceled", T0 + 20, event_type="customer.subscription.deleted"))
-    result = applier(store).apply(sub_event("active", T0 + 10))
+    applier(store).apply(subscription_event("canceled", T0 + 20, event_type="customer.subscription.deleted"))
+    result = applier(store).apply(subscription_event("active", T0 + 10))
     assert result.outcome is Outcome.STALE
     assert features(store) == {}
     assert store.commits == 1
@@ -98,20 +73,20 @@ def test_an_older_snapshot_never_overwrites_a_newer_one() -> None:
 
 def test_version_grows_only_when_access_changes() -> None:
     store = MemoryStore()
-    applier(store).apply(sub_event("active", T0 + 10))
-    applier(store).apply(sub_event("active", T0 + 11, metadata={"note": "changed"}))
+    applier(store).apply(subscription_event("active", T0 + 10))
+    applier(store).apply(subscription_event("active", T0 + 11, metadata={"note": "changed"}))
     assert store.commits == 2
     assert store.entitlements["cus_1"].version == 1
-    applier(store).apply(sub_event("active", T0 + 12, cancel_at_period_end=True))
+    applier(store).apply(subscription_event("active", T0 + 12, cancel_at_period_end=True))
     assert store.entitlements["cus_1"].version == 2
     assert features(store)["prod_pro"].until == T0 + 30 * DAY
 
 
 def test_tie_without_an_api_key_settles_the_same_way_in_either_order() -> None:
-    incomplete = sub_event(
+    incomplete = subscription_event(
         "incomplete", T0 + 10, event_type="customer.subscription.created", event_id="evt_b"
     )
-    active = sub_event("active", T0 + 10, event_id="evt_a")
+    active = subscription_event("active", T0 + 10, event_id="evt_a")
     finals = []
     for order in ((incomplete, active), (active, incomplete)):
         store = MemoryStore()
@@ -126,10 +101,10 @@ def test_tie_without_an_api_key_settles_the_same_way_in_either_order() -> None:
 
 def test_tie_with_an_api_key_is_settled_by_fetching_the_object() -> None:
     store = MemoryStore()
-    truth = sub_event("past_due", NOW)["data"]["object"]
+    truth = subscription_event("past_due", NOW)["data"]["object"]
     stripe = ScriptedStripe(objects={("subscription", "sub_1"): truth})
-    applier(store, stripe).apply(sub_event("active", T0 + 10, event_id="evt_a"))
-    result = applier(store, stripe).apply(sub_event("incomplete", T0 + 10, event_id="evt_b"))
+    applier(store, stripe).apply(subscription_event("active", T0 + 10, event_id="evt_a"))
+    result = applier(store, stripe).apply(subscription_event("incomplete", T0 + 10, event_id="evt_b"))
     assert result.tie_fetched
     assert stripe.calls == [("subscription", "sub_1")]
     stored = store.records["cus_1"][("subscription", "sub_1")]
@@ -137,20 +112,20 @@ def test_tie_with_an_api_key_is_settled_by_fetching_the_object() -> None:
     assert stored.record.status == "past_due"
     assert stored.stamp.created == NOW  # a fetched object is stamped with the fetch time
     # ... so a later-arriving older event cannot overwrite it.
-    assert applier(store, stripe).apply(sub_event("active", T0 + 50)).outcome is Outcome.STALE
+    assert applier(store, stripe).apply(subscription_event("active", T0 + 50)).outcome is Outcome.STALE
 
 
 def test_no_stripe_call_except_on_ties() -> None:
     store = MemoryStore()
     stripe = ScriptedStripe()
     for offset, status in enumerate(["incomplete", "active", "past_due", "active", "canceled"]):
-        applier(store, stripe).apply(sub_event(status, T0 + offset))
+        applier(store, stripe).apply(subscription_event(status, T0 + offset))
     assert stripe.calls == []
 
 
 def test_event_queued_by_reference_is_fetched_from_stripe() -> None:
-    full = sub_event("active", T0 + 10, event_id="evt_big")
-    reference = {k: full[k] for k in ("id", "object", "type", "created", "livemode")} | {"by_reference": True}
+    full = subscription_event("active", T0 + 10, event_id="evt_big")
+    reference = queued_by_reference(full)
     stripe = ScriptedStripe(events={"evt_big": full})
     store = MemoryStore()
     result = applier(store, stripe).apply(reference)
@@ -159,28 +134,21 @@ def test_event_queued_by_reference_is_fetched_from_stripe() -> None:
 
 
 def test_event_without_object_and_without_api_key_is_retried_not_dropped() -> None:
-    reference = {
-        "id": "evt_big",
-        "object": "event",
-        "type": "invoice.paid",
-        "created": T0,
-        "by_reference": True,
-    }
+    reference = queued_by_reference(subscription_event("active", T0, event_id="evt_big"))
     with pytest.raises(RetryLater, match="no API key"):
         applier(MemoryStore()).apply(reference)
 
 
 def test_thin_event_fetches_the_object_it_points_at() -> None:
-    truth = sub_event("active", T0)["data"]["object"]
+    truth = subscription_event("active", T0)["data"]["object"]
     stripe = ScriptedStripe(objects={("subscription", "sub_1"): truth})
-    thin = {
-        "id": "evt_thin",
-        "object": "v2.core.event",
-        "type": "v1.customer.subscription.updated",
-        "created": "2026-01-01T00:00:00Z",
-        "livemode": False,
-        "related_object": {"id": "sub_1", "type": "subscription", "url": "/v1/subscriptions/sub_1"},
-    }
+    thin = s.thin_event(
+        s.IdFactory(1),
+        "v1.customer.subscription.updated",
+        created=1_767_225_600,  # 2026-01-01
+        related_object=("subscription", "sub_1"),
+        id="evt_thin",
+    )
     store = MemoryStore()
     assert applier(store, stripe).apply(thin).outcome is Outcome.APPLIED
     assert store.records["cus_1"][("subscription", "sub_1")].stamp.created == NOW
@@ -278,7 +246,7 @@ def test_entitlement_summary_with_more_pages_fetches_the_rest() -> None:
     event = s.event(s.IdFactory(0), "entitlements.active_entitlement_summary.updated", summary, created=T0)
     stripe = ScriptedStripe(entitlement_keys={"cus_1": ["seats", "sso"]})
     store = MemoryStore()
-    applier(store, stripe).apply(sub_event("active", T0 - 10))
+    applier(store, stripe).apply(subscription_event("active", T0 - 10))
     applier(store, stripe).apply(event)
     assert set(features(store)) == {"seats", "sso"}
     assert features(store)["seats"].source == "entitlements"
@@ -306,25 +274,25 @@ def test_checkout_client_reference_id_links_the_user() -> None:
 
 def test_deleted_customer_keeps_an_entitlements_item_with_no_features() -> None:
     store = MemoryStore()
-    applier(store).apply(sub_event("active", T0 + 1))
+    applier(store).apply(subscription_event("active", T0 + 1))
     applier(store).apply(customer_event(T0 + 2, "user-1", "customer.deleted"))
     stored = store.entitlements["cus_1"].entitlements
     assert stored.deleted
     assert stored.features == {}
     # A subscription update that Stripe sends after the deletion does not bring access back.
-    applier(store).apply(sub_event("active", T0 + 3))
+    applier(store).apply(subscription_event("active", T0 + 3))
     assert store.entitlements["cus_1"].entitlements.features == {}
 
 
 def test_a_concurrent_writer_makes_the_applier_reread_and_retry() -> None:
     store = MemoryStore()
-    applier(store).apply(sub_event("active", T0 + 1))
+    applier(store).apply(subscription_event("active", T0 + 1))
 
     def other_writer(_: CustomerChange) -> None:
         store.records_versions["cus_1"] += 1  # e.g. a dispute applied from another message group
 
     store.before_commit = other_writer
-    assert applier(store).apply(sub_event("past_due", T0 + 2)).outcome is Outcome.APPLIED
+    assert applier(store).apply(subscription_event("past_due", T0 + 2)).outcome is Outcome.APPLIED
     assert store.records_versions["cus_1"] == 3
 
 
@@ -335,12 +303,12 @@ def test_a_writer_that_keeps_conflicting_fails_the_message_for_a_retry() -> None
 
     store = AlwaysConflicting()
     with pytest.raises(ConcurrentChange):
-        applier(store).apply(sub_event("active", T0 + 1))
+        applier(store).apply(subscription_event("active", T0 + 1))
     assert store.entitlements == {}
 
 
 def test_malformed_object_is_an_error_not_a_silent_skip() -> None:
-    event = sub_event("active", T0 + 1)
+    event = subscription_event("active", T0 + 1)
     del event["data"]["object"]["status"]
     with pytest.raises(MalformedEvent):
         applier(MemoryStore()).apply(event)
@@ -348,10 +316,10 @@ def test_malformed_object_is_an_error_not_a_silent_skip() -> None:
 
 def test_connect_account_is_kept_with_the_record_and_used_to_fetch_it() -> None:
     store = MemoryStore()
-    truth = sub_event("active", NOW)["data"]["object"]
+    truth = subscription_event("active", NOW)["data"]["object"]
     stripe = ScriptedStripe(objects={("subscription", "sub_1"): truth})
-    first = sub_event("active", T0 + 10, event_id="evt_a") | {"account": "acct_connected"}
-    second = sub_event("past_due", T0 + 10, event_id="evt_b") | {"account": "acct_connected"}
+    first = subscription_event("active", T0 + 10, event_id="evt_a") | {"account": "acct_connected"}
+    second = subscription_event("past_due", T0 + 10, event_id="evt_b") | {"account": "acct_connected"}
     applier(store, stripe).apply(first)
     assert store.records["cus_1"][("subscription", "sub_1")].account == "acct_connected"
     applier(store, stripe).apply(second)  # a tie: fetched with the account, and still stored with it
