@@ -1,4 +1,5 @@
-"""`python -m bench [name ...]`: run every bench module that defines `run() -> None`, or the named ones.
+"""`python -m bench [name ...]`: run every bench module that defines `run() -> None` (not `_`-prefixed
+ones), or the named ones.
 
 Modules are found in this package at run time, so a new bench/<name>.py with a `run()` joins
 `make bench` by itself. One failing bench is reported and the others still run; the exit status

@@ -1,6 +1,6 @@
 """Reconciler and backfill benchmark: Stripe and DynamoDB requests (counts, not times) for one account.
 
-The account, on the fake Stripe API of the tests (requests counted at the server) and in-process moto
+The account, on harness.fake_stripe (requests counted at the server) and in-process moto
 (requests counted with botocore hooks on the clients pynamodb and the queue use):
 * 10,000 subscriptions, each with its customer (with a user id) and records;
 * 10,000 one-time purchases (paid Checkout session, its PaymentIntent, their creation events, all in

@@ -1,5 +1,5 @@
 """Reconcile recovery (issue 17, item 7): through the local runtime (`python -m local_runtime` as a
-subprocess, its reconciler on a short timer, Stripe served by the tests' fake API in this process).
+subprocess, its reconciler on a short timer, Stripe served by harness.fake_stripe in this process).
 
 The account: a platform subscription and two connected accounts, each with a subscription the table
 learnt from signed webhooks. Once a pass has listed both accounts, three faults at once:

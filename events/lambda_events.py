@@ -5,7 +5,7 @@ The one signer of `Stripe-Signature` headers and the one builder of these events
 benchmarks, the demo and the `sam local invoke` samples (events/generate.py) all draw from here.
 The API Gateway request's envelope (`requestContext` and the rest up to the body) is the local
 runtime's (local_runtime.apigateway.request_envelope), which translates real HTTP requests with it:
-one shape, and src/ imports nothing from events/. What this module adds is the sample's own: fixed
+one shape, and of src/ only the demo imports events/. What this module adds is the sample's own: fixed
 AWS ids, header names as given (the tests vary their case), a base64 body on request.
 """
 

@@ -1,4 +1,5 @@
-"""The stack's event bus (env EVENT_BUS_NAME) and the publisher's dead-letter queue (env DEAD_LETTER_QUEUE_URL).
+"""The stack's event bus and the publisher's dead-letter queue, named by the caller (the publisher's
+settings: EVENT_BUS_NAME, DEAD_LETTER_QUEUE_URL).
 
 PutEvents and SendMessage go through adapters.aws_json, as the webhook's calls do: the publisher's
 package needs neither boto3 nor Powertools. PutEvents answers 200 with per-entry failures

@@ -1,4 +1,4 @@
-"""The event queue (SQS FIFO, env QUEUE_URL): sends what domain.ingress decided.
+"""The event queue (SQS FIFO, its URL from the caller's settings): sends what domain.ingress decided.
 
 SendMessage goes through adapters.aws_json, not boto3: importing boto3/botocore and creating an SQS
 client cost ~250 ms of CPU on the webhook's cold path (bench/cold_start.py), several times the rest

@@ -2,20 +2,22 @@
 items and the domain's records, entitlements and live records. adapters.sync_table writes them for the
 worker; adapters.reconciler and adapters.reconcile_cursor read them for the reconciler.
 
-Item layout (only the entitlements item is a published contract, see ARCHITECTURE.md, "The table"):
+Item layout (the items marked "contract" are published; ARCHITECTURE.md, "The table"):
 
     pk                          sk                      what
     CUSTOMER#<customer>         ENTITLEMENTS            the answer backend services read (contract)
     CUSTOMER#<customer>         STATE                   the live records (domain.live_records) + version
     CUSTOMER#<customer>         <KIND>#<object id>      one record per Stripe object (snapshot + stamp)
-    USER#<test|live>#<user id>  CUSTOMER                application user -> customer (consistent read)
+    USER#<test|live>#<user id>  CUSTOMER                app user -> customer (contract, read consistently)
     USER#<test|live>#<user id>  ENTITLEMENTS            a user's access across customers (contract)
     PAYMENT#<payment intent>    CUSTOMER                payment -> customer, for disputes
     GUEST#<object id>           <KIND>#<object id>      purchases without a customer
     UNMATCHED#<intent|charge>   <KIND>#<object id>      disputes/refunds of a payment no customer knows
     EVENT#<event id>            EVENT                   ledger of tables written before state items
-                                                        (read by nothing now, expires by its TTL)
-    RECONCILE                   CURSOR                  the reconciler's resume point
+                                                        (read by the reconciler until 2027-01-01,
+                                                        expires by its TTL)
+    RECONCILE                   CURSOR                  the reconciler's resume point (its other items:
+                                                        adapters.reconcile_cursor)
 """
 
 from __future__ import annotations

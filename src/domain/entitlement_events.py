@@ -7,7 +7,7 @@ read nothing new. What a backend reads is `features` (each with `until` and `sou
 `deleted` and `livemode`; `version`, `updated_at` and the internal attributes alone never publish (a repair
 that rewrites the same access, for example), nor does an item appearing (or going) that grants nothing.
 
-The detail (a published interface, README "Entitlements changed events"):
+The detail (a published interface, README "Be told when access changes"):
 
     {"customer_id": "cus_…" | null, "user_id": "…" | null, "customer_ids": [...] (user items only),
      "livemode": bool, "account": "acct_…" | null, "version": N, "updated_at": N,

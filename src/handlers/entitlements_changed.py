@@ -28,7 +28,7 @@ from typing import Any
 from adapters import SettingsError, required
 from adapters.event_bus import PUT_EVENTS_MAX_ENTRIES, AwsCallFailed, park, park_record, publish
 from domain.entitlement_events import ChangeEntry, MalformedStreamRecord, change_entry
-from handlers.log_line import emit
+from handlers import emit
 
 SERVICE = "stripe-sync-publisher"
 PUBLISH_ATTEMPTS = 3

@@ -22,7 +22,7 @@ from typing import Any
 from adapters import SettingsError, required
 from adapters.event_queue import QueueUnavailable, enqueue
 from domain.ingress import RejectedRequest, eventbridge_event, queue_message
-from handlers.log_line import emit
+from handlers import emit, queued_event_fields
 
 SERVICE = "stripe-sync-eventbridge"
 
@@ -70,15 +70,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         raise NotQueued(rejection.reason, rejected=True) from None
     message = queue_message(stripe_event)
-    fields: dict[str, Any] = {
-        "request_id": request_id,
-        "event_id": stripe_event.id,
-        "event_type": stripe_event.type,
-        "livemode": stripe_event.livemode,
-        "account": stripe_event.account,
-        "message_group": message.group_id,
-        "by_reference": message.by_reference,
-    }
+    fields = {"request_id": request_id, **queued_event_fields(stripe_event, message)}
     try:
         message_id = enqueue(queue_url, message)
     except QueueUnavailable as error:

@@ -44,7 +44,7 @@ from adapters.stripe_credentials import MissingCredentials, SecretsUnavailable, 
 from domain.credentials import CredentialsError
 from domain.ingress import RejectedRequest, queue_message, verified_event, webhook_request
 from domain.signature import signature_tolerance
-from handlers import log_settings
+from handlers import emit, queued_event_fields
 
 SERVICE = "webhook"
 QUEUED = ("DeliveriesQueued",)
@@ -129,15 +129,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _failed(503, "webhook secrets unavailable", str(error), request_id)
 
     message = queue_message(stripe_event)
-    fields: dict[str, Any] = {
-        "request_id": request_id,
-        "event_id": stripe_event.id,
-        "event_type": stripe_event.type,
-        "livemode": stripe_event.livemode,
-        "account": stripe_event.account,
-        "message_group": message.group_id,
-        "by_reference": message.by_reference,
-    }
+    fields = {"request_id": request_id, **queued_event_fields(stripe_event, message)}
     try:
         message_id = enqueue(config.queue_url, message)
     except QueueUnavailable as error:
@@ -194,35 +186,8 @@ def _log(
     by_mode: tuple[str, str | None] | None = None,
     **fields: Any,
 ) -> None:
-    """One JSON line: the log record when LOG_LEVEL lets it through, and the metrics in any case.
-    `by_mode` (dimension name, value) also counts the metrics of MODE_METRICS per mode."""
-    config = log_settings(SERVICE)
-    logged = config.logs(level)
-    if not logged and not metrics:
-        return
-    now = time.time()
-    record: dict[str, Any] = {"service": config.service}
-    if metrics:
-        namespace = config.namespace
-        per_mode = [name for name in metrics if by_mode is not None and by_mode[1] and name in MODE_METRICS]
-        directives = []
-        if rest := [name for name in metrics if name not in per_mode]:
-            directives.append(_directive(namespace, [["service"]], rest))
-        if per_mode and by_mode is not None:
-            dimension, value = by_mode
-            directives.append(_directive(namespace, [["service"], ["service", dimension]], per_mode))
-            record[dimension] = value
-        record["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": directives}
-        record.update((name, 1) for name in metrics)
-    if logged:
-        record.update(level=level, message=message, timestamp=round(now, 3))
-        record.update((key, value) for key, value in fields.items() if value is not None)
-    print(json.dumps(record, default=str, separators=(",", ":")), flush=True)  # compact: bytes are billed
-
-
-def _directive(namespace: str, dimensions: list[list[str]], names: list[str]) -> dict[str, Any]:
-    return {
-        "Namespace": namespace,
-        "Dimensions": dimensions,
-        "Metrics": [{"Name": name, "Unit": "Count"} for name in names],
-    }
+    """One JSON line (handlers.emit); `by_mode` (dimension name, value) also counts the metrics of
+    MODE_METRICS per mode."""
+    emit(
+        level, message, service=SERVICE, metrics=metrics, by_mode=by_mode, mode_metrics=MODE_METRICS, **fields
+    )

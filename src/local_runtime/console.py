@@ -280,20 +280,28 @@ def access_text(access: object) -> str:
     """The worker's log of access ({features: {name: until}, payment_issue, deleted}) in words."""
     if not isinstance(access, Mapping):
         return "none"
-    now = time.time()
-    features = access.get("features") or {}
+    return access_in_words(
+        access.get("features") or {}, bool(access.get("payment_issue")), bool(access.get("deleted"))
+    )
+
+
+def access_in_words(
+    until: Mapping[str, int | None], payment_issue: bool, deleted: bool, now: float | None = None
+) -> str:
+    """Each feature with its end (past or to come) and the flags: what the console and the demo print."""
+    at = time.time() if now is None else now
     parts = []
-    for name, until in sorted(features.items()):
-        if until is None:
+    for name, end in sorted(until.items()):
+        if end is None:
             parts.append(f"{name} (no end)")
-        elif until > now:
-            parts.append(f"{name} (until {when(until)})")
+        elif end > at:
+            parts.append(f"{name} (until {when(end)})")
         else:
-            parts.append(f"{name} (ended {when(until)})")
+            parts.append(f"{name} (ended {when(end)})")
     text = ", ".join(parts) if parts else "no features"
-    if access.get("payment_issue"):
+    if payment_issue:
         text += " [payment issue]"
-    if access.get("deleted"):
+    if deleted:
         text += " [customer deleted]"
     return text
 

@@ -45,7 +45,7 @@ from local_runtime.config import (
     LOOPBACK,
     read_generated_secret,
 )
-from local_runtime.console import when
+from local_runtime.console import access_in_words, when
 from local_runtime.partner_events import EVENTBRIDGE_PATH, envelope_of
 from local_runtime.resources import subscriber_queue_name
 from local_runtime.template import LOCAL_REGION, TemplateError, read_template
@@ -191,25 +191,21 @@ class Demo:
 
     def post(self, body: bytes) -> tuple[int, str]:
         header = lambda_events.signature_header(body, self.secret)
-        request = urllib.request.Request(  # noqa: S310 - loopback
-            f"{self.url}/webhooks/stripe",
-            data=body,
-            headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
-            method="POST",
+        return self._post(
+            "/webhooks/stripe",
+            body,
+            {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
         )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310
-                return response.status, response.read().decode(errors="replace")
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(errors="replace")
 
     def post_eventbridge(self, event: Mapping[str, Any]) -> tuple[int, str]:
         """The event as Stripe's EventBridge destination delivers it, to the local EventBridge path."""
+        body = json.dumps(envelope_of(dict(event))).encode()
+        return self._post(EVENTBRIDGE_PATH, body, {"Content-Type": "application/json"})
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """The runtime's status and answer; an error status is an answer too, not an exception."""
         request = urllib.request.Request(  # noqa: S310 - loopback
-            f"{self.url}{EVENTBRIDGE_PATH}",
-            data=json.dumps(envelope_of(dict(event))).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
+            f"{self.url}{path}", data=body, headers=headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310
@@ -324,33 +320,13 @@ def entitlements_text(access: CustomerEntitlements | None, now: float | None = N
     if access is None:
         return "no entitlements item yet"
     until = {name: grant.until for name, grant in access.features.items()}
-    return f"{access_text(until, access.payment_issue, access.deleted, now)}  v{access.version}"
+    return f"{access_in_words(until, access.payment_issue, access.deleted, now)}  v{access.version}"
 
 
 def expected_text(expected: Entitlements, now: float | None = None) -> str:
     """What the rules grant, in the words of the item's lines (without a version: nothing is written)."""
     until = {name: grant.until for name, grant in expected.features.items()}
-    return access_text(until, expected.payment_issue, expected.deleted, now)
-
-
-def access_text(
-    until: Mapping[str, int | None], payment_issue: bool, deleted: bool, now: float | None = None
-) -> str:
-    at = time.time() if now is None else now
-    parts = []
-    for name, end in sorted(until.items()):
-        if end is None:
-            parts.append(f"{name} (no end)")
-        elif end > at:
-            parts.append(f"{name} (until {when(end)})")
-        else:
-            parts.append(f"{name} (ended {when(end)})")
-    text = ", ".join(parts) if parts else "no features"
-    if payment_issue:
-        text += " [payment issue]"
-    if deleted:
-        text += " [customer deleted]"
-    return text
+    return access_in_words(until, expected.payment_issue, expected.deleted, now)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -119,7 +119,7 @@ def _publisher_resources(
     bus_arn = events.create_event_bus(Name=publisher.bus_name)["EventBusArn"]
     dlq = publisher.dead_letter_queue
     dlq_url = sqs.create_queue(QueueName=dlq.name, Attributes=dlq.attributes)["QueueUrl"]
-    # What a backend would do (README, "Entitlements changed events"): a rule on the bus, a target.
+    # What a backend would do (README, "Be told when access changes"): a rule on the bus, a target.
     subscriber_url = sqs.create_queue(QueueName=subscriber_queue_name(stack))["QueueUrl"]
     rule = f"{stack.stack_name}-example-subscription"
     events.put_rule(Name=rule, EventBusName=publisher.bus_name, EventPattern=json.dumps({"source": [SOURCE]}))

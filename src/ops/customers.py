@@ -28,18 +28,7 @@ class CustomerView:
             "customer_id": self.customer_id,
             "entitlements": None
             if entitlements is None
-            else {
-                "livemode": entitlements.livemode,
-                "features": {
-                    name: {"until": grant.until, "source": grant.source, "active": grant.active_at(now)}
-                    for name, grant in sorted(entitlements.features.items())
-                },
-                "active_features": sorted(entitlements.active_features(now)),
-                "payment_issue": entitlements.payment_issue,
-                "deleted": entitlements.deleted,
-                "version": entitlements.version,
-                "updated_at": entitlements.updated_at,
-            },
+            else {"livemode": entitlements.livemode, **access_as_dict(entitlements, now)},
             "records": self.records,
         }
 
@@ -50,18 +39,21 @@ def user_access(dynamodb: Any, table: str, user_id: str, *, livemode: bool) -> U
 
 
 def user_as_dict(user: UserEntitlements, now: float) -> dict[str, Any]:
+    return {"livemode": user.livemode, "customer_ids": list(user.customer_ids), **access_as_dict(user, now)}
+
+
+def access_as_dict(access: CustomerEntitlements | UserEntitlements, now: float) -> dict[str, Any]:
+    """What a customer's and a user's entitlements items say alike, each feature active or not at `now`."""
     return {
-        "livemode": user.livemode,
-        "customer_ids": list(user.customer_ids),
         "features": {
             name: {"until": grant.until, "source": grant.source, "active": grant.active_at(now)}
-            for name, grant in sorted(user.features.items())
+            for name, grant in sorted(access.features.items())
         },
-        "active_features": sorted(user.active_features(now)),
-        "payment_issue": user.payment_issue,
-        "deleted": user.deleted,
-        "version": user.version,
-        "updated_at": user.updated_at,
+        "active_features": sorted(access.active_features(now)),
+        "payment_issue": access.payment_issue,
+        "deleted": access.deleted,
+        "version": access.version,
+        "updated_at": access.updated_at,
     }
 
 

@@ -314,7 +314,7 @@ def test_the_eventbridge_functions_are_lean_and_bundle_no_third_party_package(
     function: str, own_modules: set[str], lock: dict[str, package_function.LockedDistribution]
 ) -> None:
     modules, external = package_function.import_closure(package_function.HANDLER_MODULES[function])
-    shared = {"handlers", "handlers.log_line", "adapters", "adapters.aws_json", "domain"}
+    shared = {"handlers", "adapters", "adapters.aws_json", "domain"}
     assert modules == shared | own_modules
     assert external - set(sys.stdlib_module_names) == set()
     assert closure_of(function, lock) == {}

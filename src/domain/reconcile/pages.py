@@ -102,6 +102,14 @@ class Where:
         return "live" if self.livemode else "test"
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveEntitlements:
+    """A customer's active entitlements as Stripe listed them, and when (ms)."""
+
+    fetched_ms: int
+    lookup_keys: list[str]
+
+
 class PageReader:
     """Reads and compares pages for one run. `deauthorized` holds the connected accounts known to
     refuse the platform (their records are skipped, not fetched); `refused` the object types a key may
@@ -200,44 +208,51 @@ class PageReader:
             customers.append(customer)
         keys = {c: self.table.key_of("entitlement_summary", c, c) for c in customers}
         stored = self.table.records(k for k in keys.values() if k is not None)
-        what = "entitlements.active_entitlement"
         for customer in customers:
             key = keys[customer]
             if key is not None and key in stored:
                 continue
-            if not self.can_fetch(page, what, where.livemode, where.account):
+            active = self.active_entitlements(page, customer, where)
+            if active is None:
                 return
-            try:
-                fetched_ms, lookup_keys = self.pacer.call(
-                    lambda customer=customer: (  # type: ignore[misc]
-                        self.now_ms(),
-                        self.stripe.active_entitlement_keys(customer, where.livemode, where.account),
-                    )
-                )
-            except Refused as error:
-                self.refuse(page, what, where.livemode, where.account, error)
-                return
-            page.add(Counts(summaries_checked=1))
-            if not lookup_keys:
-                continue
-            try:
-                repair = fetched_message(
-                    summary_object(customer, where.livemode, lookup_keys), fetched_ms, where.account
-                )
-            except ValueError as error:
-                page.problem(f"active entitlements of {customer}: {error}", Counts(errors=1))
-                continue
-            page.add(Counts.of_drift(DriftKind.MISSING, "entitlement_summary"))
-            page.repairs.append(repair)
-            page.drifts.append(
-                Drift(
-                    DriftKind.MISSING,
-                    "entitlements.active_entitlement_summary",
-                    customer,
-                    customer,
-                    where.livemode,
+            if active.lookup_keys:
+                self.repair_summary(page, DriftKind.MISSING, customer, where, active)
+
+    def active_entitlements(self, page: Page, customer: str, where: Where) -> ActiveEntitlements | None:
+        """The customer's active entitlements, counted as a summary checked; None when Stripe is not to
+        be asked (counted skipped) or refused."""
+        what = "entitlements.active_entitlement"
+        if not self.can_fetch(page, what, where.livemode, where.account):
+            return None
+        try:
+            active = self.pacer.call(
+                lambda: ActiveEntitlements(
+                    self.now_ms(),
+                    self.stripe.active_entitlement_keys(customer, where.livemode, where.account),
                 )
             )
+        except Refused as error:
+            self.refuse(page, what, where.livemode, where.account, error)
+            return None
+        page.add(Counts(summaries_checked=1))
+        return active
+
+    def repair_summary(
+        self, page: Page, kind: DriftKind, customer: str, where: Where, active: ActiveEntitlements
+    ) -> None:
+        """Queue the summary the customer's active entitlements make, as Stripe answered them."""
+        try:
+            repair = fetched_message(
+                summary_object(customer, where.livemode, active.lookup_keys), active.fetched_ms, where.account
+            )
+        except ValueError as error:
+            page.problem(f"active entitlements of {customer}: {error}", Counts(errors=1))
+            return
+        page.add(Counts.of_drift(kind, "entitlement_summary"))
+        page.repairs.append(repair)
+        page.drifts.append(
+            Drift(kind, "entitlements.active_entitlement_summary", customer, customer, where.livemode)
+        )
 
     def objects_page(self, kind: str, where: Where, position: str | None, since: int | None) -> Page:
         """A backfill page: the objects that can grant access, compared with their records."""
@@ -421,41 +436,13 @@ class PageReader:
         Stripe has no account-wide list of them)."""
         record = snapshot.record
         assert isinstance(record, EntitlementSummaryRecord)
-        what = "entitlements.active_entitlement"
-        if not self.can_fetch(page, what, record.livemode, snapshot.account):
+        where = Where(record.livemode, snapshot.account)
+        active = self.active_entitlements(page, record.customer_id, where)
+        if active is None:
             return
-        try:
-            fetched_ms, keys = self.pacer.call(
-                lambda: (
-                    self.now_ms(),
-                    self.stripe.active_entitlement_keys(
-                        record.customer_id, record.livemode, snapshot.account
-                    ),
-                )
-            )
-        except Refused as error:
-            self.refuse(page, what, record.livemode, snapshot.account, error)
+        if snapshot.stamp.created > active.fetched_ms // 1000 or same_summary(record, active.lookup_keys):
             return
-        page.add(Counts(summaries_checked=1))
-        if snapshot.stamp.created > fetched_ms // 1000 or same_summary(record, keys):
-            return
-        obj = summary_object(record.customer_id, record.livemode, keys)
-        try:
-            repair = fetched_message(obj, fetched_ms, snapshot.account)
-        except ValueError as error:
-            page.problem(f"summary of {record.customer_id}: {error}", Counts(errors=1))
-            return
-        page.add(Counts.of_drift(DriftKind.STALE, "entitlement_summary"))
-        page.repairs.append(repair)
-        page.drifts.append(
-            Drift(
-                DriftKind.STALE,
-                "entitlements.active_entitlement_summary",
-                record.customer_id,
-                record.customer_id,
-                record.livemode,
-            )
-        )
+        self.repair_summary(page, DriftKind.STALE, record.customer_id, where, active)
 
     def can_fetch(self, page: Page, what: str, livemode: bool, account: str | None) -> bool:
         """Whether to ask Stripe at all: a key of the mode, the account not known to refuse the platform,
