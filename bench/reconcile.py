@@ -125,12 +125,18 @@ def _account() -> _Account:
             ("payment_intent.succeeded", intent),
             ("checkout.session.completed", session),
         ):
-            events.append((_event(f"evt_{obj['id']}", event_type, obj, created + 1), True))
+            event = s.event(s.IdFactory(n), event_type, obj, created=created + 1, id=f"evt_{obj['id']}")
+            events.append((event, True))
     for n in range(FAILED_EVENTS):
         obj = subscriptions[n]
-        events.append(
-            (_event(f"evt_failed{n:05d}", "customer.subscription.updated", obj, NOW - 20 * DAY + n), False)
+        failed = s.event(
+            s.IdFactory(n),
+            "customer.subscription.updated",
+            obj,
+            created=NOW - 20 * DAY + n,
+            id=f"evt_failed{n:05d}",
         )
+        events.append((failed, False))
     summaries = [(f"cus_bench{n:07d}", ["pro_reports", "priority_support"]) for n in range(SUMMARIES)]
     return _Account(
         {
@@ -143,17 +149,6 @@ def _account() -> _Account:
         summaries,
         line_items,
     )
-
-
-def _event(event_id: str, event_type: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "object": "event",
-        "type": event_type,
-        "created": created,
-        "livemode": False,
-        "data": {"object": obj},
-    }
 
 
 def _serve(fake: Any, account: _Account) -> None:
@@ -174,6 +169,7 @@ def _store(account: _Account) -> None:
     from domain.reconcile import summary_object
     from domain.records import Snapshot
     from domain.stripe_objects import parse_event, snapshot_of
+    from events.stripe import objects as s
 
     def snapshots() -> list[Snapshot]:
         found = []
@@ -189,7 +185,8 @@ def _store(account: _Account) -> None:
         return found
 
     def _snapshot(obj: dict[str, Any], created: int, event_id: str | None = None) -> Snapshot:
-        event = _event(event_id or f"evt_seed_{obj.get('id') or obj['customer']}", "seed", obj, created)
+        event_id = event_id or f"evt_seed_{obj.get('id') or obj['customer']}"
+        event = s.event(s.IdFactory(event_id), "seed", obj, created=created, id=event_id)
         if obj.get("object") == "checkout.session":
             event["data"]["object"] = {**obj, "line_items": {"data": account.line_items[obj["id"]]}}
         snapshot = snapshot_of(parse_event(event))

@@ -11,7 +11,7 @@ from moto import mock_aws
 from adapters import aws_json
 from tests.support.faults import moto_transport
 from tests.support.moto_account import forget_aws_clients, isolate_aws
-from tests.support.webhook_queue import WebhookFifoQueue
+from tests.support.webhook_queue import WebhookFifoQueue, create_event_queue
 
 
 @pytest.fixture
@@ -39,14 +39,6 @@ def webhook_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def webhook_fifo_queue(webhook_environment: None, monkeypatch: pytest.MonkeyPatch) -> WebhookFifoQueue:
     """EventQueue as the template declares it: FIFO, high throughput, no content-based deduplication."""
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.create_queue(
-        QueueName="stripe-sync-events.fifo",
-        Attributes={
-            "FifoQueue": "true",
-            "ContentBasedDeduplication": "false",
-            "DeduplicationScope": "messageGroup",
-            "FifoThroughputLimit": "perMessageGroupId",
-        },
-    )["QueueUrl"]
+    url = create_event_queue(sqs, "stripe-sync-events.fifo")
     monkeypatch.setenv("QUEUE_URL", url)
     return WebhookFifoQueue(sqs, url)

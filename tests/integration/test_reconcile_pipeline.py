@@ -193,30 +193,11 @@ def test_each_kind_of_drift_is_queued_and_the_worker_makes_the_table_equal_strip
         fake.put_subscription(obj)
     # One-time purchases: an async payment under way, a payment processing, a purchase settled long ago.
     lines = s.checkout_line_items(session_id="cs_test_async", prices=[(BOOK, 1)])["data"]
-    session = s.checkout_session(
-        s.IdFactory("cs"),
-        id="cs_test_async",
-        mode="payment",
-        status="complete",
-        payment_status="unpaid",
-        customer="cus_buyer",
-        payment_intent="pi_buyer",
-        amount_total=900,
-        created=T0,
-    )
+    session = _purchase("cus_buyer", "cs_test_async", "complete", "unpaid", payment_intent="pi_buyer")
     intent = s.payment_intent(
         s.IdFactory("pi"), id="pi_buyer", amount=900, customer="cus_buyer", status="processing", created=T0
     )
-    settled = s.checkout_session(
-        s.IdFactory("cs2"),
-        id="cs_test_settled",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_paid",
-        amount_total=900,
-        created=T0,
-    )
+    settled = _purchase("cus_paid", "cs_test_settled", "complete", "paid")
     fake.put_session(session, lines)
     fake.put_session(settled, lines)
     fake.put_payment_intent(intent)
@@ -1153,16 +1134,15 @@ def _account_before_deploy(world: World) -> list[tuple[str, str]]:
 
 
 def _refund(charge: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f"re_{charge['id']}",
-        "object": "refund",
-        "amount": charge["amount_refunded"],
-        "charge": charge["id"],
-        "payment_intent": charge.get("payment_intent"),
-        "created": charge["created"] + 3600,
-        "livemode": False,
-        "status": "succeeded",
-    }
+    return s.refund(
+        s.IdFactory(charge["id"]),
+        id=f"re_{charge['id']}",
+        charge=charge["id"],
+        payment_intent=charge.get("payment_intent"),
+        customer=None,
+        amount=charge["amount_refunded"],
+        created=charge["created"] + 3600,
+    )
 
 
 def test_a_backfill_walks_the_account_and_queues_what_the_table_lacks(world: World) -> None:
@@ -1296,7 +1276,10 @@ def _indexed() -> set[tuple[str, str]]:
     return {(item.pk, item.sk) for item in table_items.SyncItem.records_to_check.scan()}
 
 
-def _purchase(customer: str, session_id: str, status: str, payment_status: str) -> dict[str, Any]:
+def _purchase(
+    customer: str, session_id: str, status: str, payment_status: str, *, payment_intent: str | None = None
+) -> dict[str, Any]:
+    """A Checkout session buying the book at T0, paid by `payment_intent` (`pi_<session id>` unless named)."""
     return s.checkout_session(
         s.IdFactory(session_id),
         id=session_id,
@@ -1304,7 +1287,7 @@ def _purchase(customer: str, session_id: str, status: str, payment_status: str) 
         status=status,  # type: ignore[arg-type]
         payment_status=payment_status,  # type: ignore[arg-type]
         customer=customer,
-        payment_intent=f"pi_{session_id}",
+        payment_intent=payment_intent or f"pi_{session_id}",
         amount_total=900,
         created=T0,
     )

@@ -21,9 +21,10 @@ from domain.sync import EventApplier, Outcome
 from events.stripe import objects as s
 from harness.fake_stripe import FakeStripe
 from harness.memory_store import MemoryStore
+from tests.support.book_purchase import BOOK_AMOUNT, book_session
+from tests.support.subscription_history import T0, subscription_event
 
 KEY = "sk_test_thin"
-T0 = 1_767_000_000
 DAY = 86_400
 NEW_YEAR = 1_767_225_600  # 2026-01-01T00:00:00Z
 
@@ -56,18 +57,7 @@ def notification(
 def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_event_applied(
     fake: FakeStripe,
 ) -> None:
-    ids = s.IdFactory(1)
-    subscription = s.subscription(
-        ids,
-        id="sub_thin",
-        customer="cus_thin",
-        items=[s.ItemSpec(s.PriceSpec("price_pro", "prod_pro"))],
-        status="active",
-        created=T0,
-        period_start=T0,
-        period_end=T0 + 30 * DAY,
-    )
-    v1 = s.event(ids, "customer.subscription.updated", subscription, created=T0 + 9, id="evt_1Snapshot")
+    v1 = subscription_event("active", T0 + 9, event_id="evt_1Snapshot")
     fake.put_event(v1, delivered=True)
     fake.put_thin_event(notification("v1.customer.subscription.updated", snapshot_event="evt_1Snapshot"))
     store = MemoryStore()
@@ -77,7 +67,7 @@ def test_a_thin_event_without_related_object_is_read_at_v2_and_its_snapshot_even
         "/v2/core/events/evt_test_65RNzFGhTWFx8oxE",
         "/v1/events/evt_1Snapshot",
     ]
-    stored = store.records["cus_thin"][("subscription", "sub_thin")]
+    stored = store.records["cus_1"][("subscription", "sub_1")]
     assert isinstance(stored.record, SubscriptionRecord)
     assert stored.stamp.event_id == "evt_1Snapshot"
 
@@ -103,24 +93,12 @@ def test_a_thin_checkout_event_fetches_the_session_with_its_payments_charge_and_
     `payment_intent.latest_charge`, whose `created` starts a purchase's term (issue 20, 8)."""
     ids = s.IdFactory(2)
     paid = T0 + 20 * 3600
-    session = s.checkout_session(
-        ids,
-        id="cs_thin",
-        mode="payment",
-        status="complete",
-        payment_status="paid",
-        customer="cus_thin",
-        payment_intent="pi_thin",
-        amount_total=900,
-        created=T0,
-        metadata={"product_id": "prod_book"},
-    )
-    fake.put_session(session, [])
+    fake.put_session(book_session(T0, customer="cus_thin"), [])
     fake.put(
         s.payment_intent(
             ids,
-            id="pi_thin",
-            amount=900,
+            id="pi_1",
+            amount=BOOK_AMOUNT,
             customer="cus_thin",
             status="succeeded",
             created=T0,
@@ -128,19 +106,21 @@ def test_a_thin_checkout_event_fetches_the_session_with_its_payments_charge_and_
         )
     )
     fake.put(
-        s.charge(ids, id="ch_thin", amount=900, customer="cus_thin", payment_intent="pi_thin", created=paid)
+        s.charge(
+            ids, id="ch_thin", amount=BOOK_AMOUNT, customer="cus_thin", payment_intent="pi_1", created=paid
+        )
     )
     store = MemoryStore()
     rules = EntitlementRules(purchase_term_seconds=30 * DAY)
     thin = notification(
         "v1.checkout.session.completed",
-        ("checkout.session", "cs_thin"),
+        ("checkout.session", "cs_1"),
         created=NEW_YEAR + 9 * DAY,  # delivered (and fetched) days later
     )
     api = StripeApi({"test": KEY}, fake.url)
     result = EventApplier(store, rules, clock=lambda: T0 + 9 * DAY, stripe=api).apply(thin)
     assert result.outcome is Outcome.APPLIED
-    fetch = next(r for r in fake.requests if r.path == "/v1/checkout/sessions/cs_thin")
+    fetch = next(r for r in fake.requests if r.path == "/v1/checkout/sessions/cs_1")
     assert "payment_intent.latest_charge" in fetch.query.values()
     grant = store.entitlements["cus_thin"].entitlements.features["prod_book"]
     assert grant.until == paid + 30 * DAY

@@ -20,6 +20,7 @@ from harness.sync_table_fixture import create_sync_table
 from local_runtime.event_source import sqs_event
 from tests.support.aws_event_shapes import received_once
 from tests.support.moto_account import isolate_aws
+from tests.support.webhook_queue import create_event_queue
 
 T0 = 1_767_000_000
 DAY = 86_400
@@ -36,14 +37,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         dynamodb = boto3.client("dynamodb")
         create_sync_table(dynamodb, TABLE)
         sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(
-            QueueName="events.fifo",
-            Attributes={
-                "FifoQueue": "true",
-                "DeduplicationScope": "messageGroup",
-                "FifoThroughputLimit": "perMessageGroupId",
-            },
-        )["QueueUrl"]
+        queue_url = create_event_queue(sqs, "events.fifo")
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
 
 

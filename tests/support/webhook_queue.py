@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from local_runtime.template import read_template
+
+
+def create_event_queue(sqs: Any, name: str) -> str:
+    """EventQueue under `name` with the attributes template.yaml gives it (FIFO, deduplication and
+    throughput per message group, no content-based deduplication), without its dead-letter queue."""
+    return str(
+        sqs.create_queue(QueueName=name, Attributes=read_template().event_queue.attributes)["QueueUrl"]
+    )
+
 
 @dataclass
 class WebhookFifoQueue:
