@@ -173,14 +173,21 @@ class TableRecords:
         return [table_items.snapshot_of_item(item) for item in query]
 
     def scan_page(
-        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+        self,
+        position: str | None,
+        limit: int,
+        compared_already: Callable[[str, str], bool],
+        *,
+        marks: bool = True,
     ) -> RecordsPage:
         """One Scan request of the records-to-check index, then one BatchGetItem of the records it
         names that are not `compared_already`. On a table written before the index (no RECORDS_INDEXED
         marker yet), one Scan request of the table's records instead, marking each that can drift as
         it goes; the scan that reaches the end from the start writes the marker. The position says
         which scan it continues: {"index": key}, {"table": key}, or a bare key (a scan a reconciler
-        before the index began: it ends without the marker, and the next pass scans the table again)."""
+        before the index began: it ends without the marker, and the next pass scans the table again).
+        `marks=False` (a dry run) scans an older table the same way but marks nothing and writes no
+        marker: a real run still has the table to mark."""
         start = json.loads(position) if position else None
         if start is None:
             where = "index" if reconcile_cursor.records_indexed() else "table"
@@ -191,7 +198,7 @@ class TableRecords:
             where, key = "legacy", start
         if where == "index":
             return self._index_page(key, limit, compared_already)
-        return self._table_page(key, limit, compared_already, marks=where == "table")
+        return self._table_page(key, limit, compared_already, legacy=where == "legacy", marks=marks)
 
     @staticmethod
     def _index_page(
@@ -221,6 +228,7 @@ class TableRecords:
         limit: int,
         compared_already: Callable[[str, str], bool],
         *,
+        legacy: bool,
         marks: bool,
     ) -> RecordsPage:
         results = table_items.RecordItem.scan(
@@ -228,16 +236,17 @@ class TableRecords:
         )
         page = next(results.page_iter)
         items = [table_items.RecordItem.from_raw_data(raw) for raw in page.get("Items", [])]
-        for item in items:
-            if item.drift_check is None:
-                mark_record_to_check(item)
+        if marks:
+            for item in items:
+                if item.drift_check is None:
+                    mark_record_to_check(item)
         last = page.get("LastEvaluatedKey")
-        if last is None and marks:
+        if last is None and marks and not legacy:
             reconcile_cursor.mark_records_indexed(int(time.time()))
         return RecordsPage(
             [_scanned(item) for item in items if not compared_already(item.kind, _object_id(item.sk))],
             {("live" if item.livemode else "test", item.account) for item in items if item.account},
-            json.dumps({"table": last} if marks else last, sort_keys=True) if last else None,
+            json.dumps(last if legacy else {"table": last}, sort_keys=True) if last else None,
         )
 
 

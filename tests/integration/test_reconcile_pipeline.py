@@ -1386,6 +1386,40 @@ def test_a_table_written_before_the_index_is_scanned_once_marking_what_can_drift
     assert CursorStore().accounts() == {("test", "acct_1Old")}
 
 
+def _records_items(world: World) -> list[dict[str, Any]]:
+    """Every item of the table but the reconciler's own (a dry run keeps a cursor of its own)."""
+    items = world.dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return sorted(
+        (i for i in items if i["pk"]["S"] != "RECONCILE"), key=lambda i: (i["pk"]["S"], i["sk"]["S"])
+    )
+
+
+def test_a_dry_run_on_a_table_written_before_the_index_marks_nothing_and_writes_no_marker(
+    world: World,
+) -> None:
+    """A dry run is run with read-only credentials: it scans an older table and reports its drift, but
+    neither marks a record nor writes RECONCILE/RECORDS_INDEXED; the next real run still does both."""
+    open_purchase = _purchase("cus_open", "cs_open", "open", "unpaid")
+    _serve_session(world, dict(open_purchase, status="complete", payment_status="paid"))  # paid since
+    _store_unmarked(open_purchase)
+    before = _records_items(world)
+
+    dry = world.run(dry_run=True)
+
+    assert dry.complete
+    assert [(d.kind, d.object_id) for d in dry.drifts] == [(DriftKind.STALE, "cs_open")]
+    assert _records_items(world) == before
+    assert _indexed() == set()
+    assert not reconcile_cursor.records_indexed()
+    assert world.drain() == []
+
+    real = world.run()
+
+    assert real.complete
+    assert reconcile_cursor.records_indexed()
+    assert _indexed() == {("CUSTOMER#cus_open", "PURCHASE#cs_open")}
+
+
 def test_a_table_scan_interrupted_mid_way_resumes_and_writes_the_marker_only_at_its_end(world: World) -> None:
     drifting = [_purchase(f"cus_{n}", f"cs_open{n}", "open", "unpaid") for n in range(3)]
     settled = _purchase("cus_paid", "cs_paid", "complete", "paid")

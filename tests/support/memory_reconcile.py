@@ -175,6 +175,7 @@ class MemoryTable:
     snapshots: dict[Key, Snapshot] = field(default_factory=dict)
     ledger: set[str] = field(default_factory=set)  # an older table's EVENT# items
     ledger_reads: int = 0
+    scan_marks: list[bool] = field(default_factory=list)  # each scan_page's `marks`: False writes nothing
 
     def store(self, snapshot: Snapshot) -> None:
         key = self.key_of(snapshot.record.kind, snapshot.record.id, snapshot.customer_id)
@@ -211,10 +212,16 @@ class MemoryTable:
         return [s for (pk, _), s in self.snapshots.items() if pk == f"CUSTOMER#{customer_id}"]
 
     def scan_page(
-        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+        self,
+        position: str | None,
+        limit: int,
+        compared_already: Callable[[str, str], bool],
+        *,
+        marks: bool = True,
     ) -> RecordsPage:
         """The records-to-check index as the worker keeps it: the records that can drift, and (as the
         customers' entitlements items do) every Connect account a customer's records name."""
+        self.scan_marks.append(marks)
         keys = sorted(key for key, snapshot in self.snapshots.items() if can_drift(snapshot.record))
         start = keys.index(tuple(position.split("|"))) + 1 if position else 0  # type: ignore[arg-type]
         page = keys[start : start + limit]

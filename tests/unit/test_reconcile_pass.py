@@ -80,6 +80,21 @@ def test_a_dry_run_reports_drift_and_queues_nothing() -> None:
     assert world.run().counts.repaired == 2
 
 
+def test_a_dry_run_asks_the_records_phase_to_mark_nothing_and_a_real_run_to_mark() -> None:
+    """Read-only credentials run a dry run: its records phase must not mark an older table's records
+    for the index nor write the marker (adapters.reconciler.TableRecords.scan_page), a real run must."""
+    world = World()
+    active = subscription("cus_active")
+    put(world, active)
+    store(world, active)
+
+    assert world.run(dry_run=True).complete
+    assert world.table.scan_marks == [False]
+
+    assert world.run().complete
+    assert world.table.scan_marks == [False, True]
+
+
 def _account(world: World, count: int) -> set[str]:
     """`count` subscriptions, every seventh missing from the table and every eleventh stale."""
     objects = [subscription(f"cus_{n:04d}", created=T0 + n) for n in range(count)]

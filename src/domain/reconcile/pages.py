@@ -355,12 +355,14 @@ class PageReader:
             self.authorization_changes.setdefault((where.mode, account), authorized)
         return True
 
-    def records_page(self, position: str | None, seen: set[str]) -> Page:
+    def records_page(self, position: str | None, seen: set[str], *, marks: bool) -> Page:
+        """A page of the table's records, compared; `marks=False` for a dry run, which writes nothing."""
         read = self.table.scan_page(
             position,
             self.scan_page_items,
             # compared when its list page was
             lambda kind, object_id: kind == "subscription" and object_id in seen,
+            marks=marks,
         )
         page = Page(position=read.position, accounts=set(read.accounts))
         for item in read.records:

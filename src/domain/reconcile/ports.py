@@ -108,7 +108,8 @@ class RecordsPage:
 
 class ReconcileTable(Protocol):
     """Every table read of a pass (the reconciler never writes a record's content: repairs go to the
-    queue; `scan_page` marks, once, an older table's records for the records-to-check index)."""
+    queue; `scan_page` marks, once, an older table's records for the records-to-check index, unless
+    the run is a dry run)."""
 
     def key_of(self, kind: RecordKind, object_id: str, customer: str | None) -> Key | None:
         """Where the worker keeps the record of an object; None when the object names no customer."""
@@ -131,11 +132,17 @@ class ReconcileTable(Protocol):
     def of_customer(self, customer_id: str) -> list[Snapshot]: ...
 
     def scan_page(
-        self, position: str | None, limit: int, compared_already: Callable[[str, str], bool]
+        self,
+        position: str | None,
+        limit: int,
+        compared_already: Callable[[str, str], bool],
+        *,
+        marks: bool = True,
     ) -> RecordsPage:
         """One page (at most `limit` items read) of the records that can still drift, and of the
         customers whose Connect account a pass must know; `compared_already(kind, object_id)` names the
-        records not to read in full (the pass's lists compared them)."""
+        records not to read in full (the pass's lists compared them). `marks=False` (a dry run, which
+        read-only credentials may run) reads an older table without marking it or writing its marker."""
         ...
 
 

@@ -278,7 +278,7 @@ class _Run(PageReader):
     def phase_page(self, cursor: PassCursor, *, backfill: bool, seen: set[str]) -> Page:
         kind, mode, account = phase_parts(cursor.phase)
         if kind == "records":
-            return self.records_page(cursor.position, seen)
+            return self.records_page(cursor.position, seen, marks=not self.dry_run)
         if mode not in self.r.modes:
             return self.skip(cursor, SkipReason.NO_KEY, f"no {mode}-mode API key now")
         where = Where(mode == "live", account)
