@@ -70,6 +70,7 @@ class MemoryStripe:
     objects: dict[Where, dict[str, list[Json]]] = field(default_factory=dict)
     undelivered: set[str] = field(default_factory=set)
     entitlements: dict[tuple[str, Where], list[str]] = field(default_factory=dict)
+    gone_customers: set[str] = field(default_factory=set)  # their active entitlements: 404
     refusals: dict[tuple[str, str | None], StripeFailure] = field(
         default_factory=dict
     )  # (path prefix, account)
@@ -120,6 +121,8 @@ class MemoryStripe:
 
     def active_entitlement_keys(self, customer_id: str, livemode: bool, account: str | None) -> list[str]:
         self._answer("/v1/entitlements/active_entitlements", livemode, account, {"customer": customer_id})
+        if customer_id in self.gone_customers:
+            raise NotFound(f"No such customer: '{customer_id}'", http_status=404, code="resource_missing")
         return list(self.entitlements.get((customer_id, (livemode, account)), []))
 
     def requests(self, path: str, *, account: str | None = None, answered: bool | None = None) -> list[Call]:

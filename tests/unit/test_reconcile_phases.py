@@ -5,10 +5,13 @@ pass, says why, and the rest of the pass (and the next pass) goes on."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from domain.reconcile import ReconcileReport, SkipReason
-from domain.reconcile.ports import Refused
+from domain.reconcile import Backfill, ReconcileReport, SkipReason
+from domain.reconcile.ports import RateLimited, Refused
+from domain.records import Snapshot
+from domain.stripe_objects import parse_event, snapshot_of
 from events.stripe import objects as s
 from tests.support.memory_reconcile import T0, permission_refusal, stored, subscription
 from tests.support.memory_reconcile import World as Account
@@ -176,6 +179,113 @@ def test_the_authorization_events_of_a_connected_account_mark_it_and_clear_the_m
 
 
 # -- the records phase ----------------------------------------------------------------------------
+
+
+ACTIVE_ENTITLEMENTS = "/v1/entitlements/active_entitlements"
+
+
+def _stale_summary_beside_a_lost_cancellation(account: Account) -> None:
+    """cus_a's stored Entitlements summary grants pro_reports, and Stripe now lists none for cus_a
+    (an empty list, were it read, would end that access); cus_z's subscription, on a test clock the
+    lists leave out, was canceled and the webhook lost: the records phase fetches it by id."""
+    summary = s.active_entitlement_summary(
+        customer="cus_a", features=[s.FeatureSpec("pro_reports", "Reports")]
+    )
+    event = s.event(
+        s.IdFactory("summary_cus_a"),
+        "entitlements.active_entitlement_summary.updated",
+        summary,
+        created=T0 + 10,
+    )
+    snapshot = snapshot_of(parse_event(event))
+    assert isinstance(snapshot, Snapshot)
+    account.table.store(snapshot)
+    account.stripe.entitlements[("cus_a", (False, None))] = []
+    account.table.store(stored(subscription("cus_z", test_clock="clock_1")))
+    ended = {"canceled_at": T0 + 100, "ended_at": T0 + 100, "test_clock": "clock_1"}
+    account.stripe.put(subscription("cus_z", "canceled", **ended))
+
+
+def _queued_objects(account: Account) -> list[str]:
+    """What each queued repair is of: the object type, with its id when it has one."""
+    objects = [json.loads(m.body)["data"]["object"] for m in account.queue.sent]
+    return [f"{o['object']} {o.get('id', o.get('customer'))}" for o in objects]
+
+
+def test_active_entitlements_the_key_may_not_read_leave_the_summary_and_the_records_phase_goes_on() -> None:
+    account = Account()
+    _stale_summary_beside_a_lost_cancellation(account)
+    account.stripe.refusals[(ACTIVE_ENTITLEMENTS, None)] = permission_refusal("rak_entitlements_read")
+
+    report = account.run()
+
+    assert report.complete
+    assert skipped(report) == [("records", "permission")]
+    assert "the API key lacks rak_entitlements_read" in report.skipped[0].detail
+    assert report.counts.errors == 1
+    assert report.counts.summaries_checked == 0
+    assert _queued_objects(account) == ["subscription sub_cus_z"]  # no summary, empty or not
+
+
+def test_active_entitlements_stripe_answers_404_for_leave_the_summary_and_the_records_phase_goes_on() -> None:
+    account = Account()
+    _stale_summary_beside_a_lost_cancellation(account)
+    account.stripe.gone_customers.add("cus_a")
+
+    report = account.run()
+
+    assert report.complete
+    assert report.skipped == ()
+    assert report.counts.not_found == 1
+    assert any("active entitlements of cus_a: Stripe answers 404" in m for m in report.messages)
+    assert report.counts.summaries_checked == 0
+    assert _queued_objects(account) == ["subscription sub_cus_z"]
+
+
+def test_a_backfill_goes_on_reading_active_entitlements_past_a_customer_stripe_answers_404_for() -> None:
+    account = Account()
+    account.stripe.put(subscription("cus_a"))
+    account.stripe.put(subscription("cus_b", created=T0 - 1))
+    account.stripe.entitlements[("cus_b", (False, None))] = ["pro_reports"]
+    account.stripe.gone_customers.add("cus_a")
+
+    report = account.run(Backfill())
+
+    assert report.complete
+    assert [c.params["customer"] for c in account.stripe.requests(ACTIVE_ENTITLEMENTS)] == ["cus_a", "cus_b"]
+    assert report.counts.not_found == 1
+    assert sorted(_queued_objects(account)) == [
+        "entitlements.active_entitlement_summary cus_b",
+        "subscription sub_cus_a",
+        "subscription sub_cus_b",
+    ]
+
+
+def test_active_entitlements_rate_limited_throughout_skip_the_records_phase_for_the_next_pass() -> None:
+    """A 429 that outlasts the pacer's and the run's retries: the phase is left for the next pass,
+    and nothing is written from an answer Stripe did not give."""
+    account = Account()
+    _stale_summary_beside_a_lost_cancellation(account)
+    account.stripe.refusals[(ACTIVE_ENTITLEMENTS, None)] = RateLimited("Too many requests", http_status=429)
+
+    first = account.run()
+
+    assert first.complete
+    assert skipped(first) == [("records", "unavailable")]
+    assert first.counts.errors == 1
+    assert first.counts.summaries_checked == 0
+    assert account.queue.sent == []
+
+    del account.stripe.refusals[(ACTIVE_ENTITLEMENTS, None)]
+    second = account.next_pass()
+
+    assert second.complete
+    assert second.skipped == ()
+    assert second.counts.summaries_checked == 1
+    assert sorted(_queued_objects(account)) == [
+        "entitlements.active_entitlement_summary cus_a",
+        "subscription sub_cus_z",
+    ]
 
 
 def test_objects_the_key_may_not_fetch_are_asked_for_once_and_the_records_phase_goes_on() -> None:

@@ -56,6 +56,8 @@ ACCOUNT_AUTHORIZATION_EVENTS = {
     "account.application.authorized": True,
     "account.application.deauthorized": False,
 }
+# The active entitlements list as a refusal names it (PageReader.refused: not asked again in a run).
+ACTIVE_ENTITLEMENTS = "entitlements.active_entitlement"
 # Subscriptions that grant nothing again: their customers' active entitlements are not read for them.
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # The event ledger (EVENT#… items) of tables written before state items: no worker writes it since
@@ -214,15 +216,17 @@ class PageReader:
                 continue
             active = self.active_entitlements(page, customer, where)
             if active is None:
-                return
+                if self.entitlements_refused(where):
+                    return  # not asked again in this run
+                continue  # this customer's are unknown (404): the others' are still read
             if active.lookup_keys:
                 self.repair_summary(page, DriftKind.MISSING, customer, where, active)
 
     def active_entitlements(self, page: Page, customer: str, where: Where) -> ActiveEntitlements | None:
         """The customer's active entitlements, counted as a summary checked; None when Stripe is not to
-        be asked (counted skipped) or refused."""
-        what = "entitlements.active_entitlement"
-        if not self.can_fetch(page, what, where.livemode, where.account):
+        be asked (counted skipped), refused, or answered 404 (no such customer in this mode or account:
+        reported, and what the table holds is left as it is, never replaced by an empty list)."""
+        if not self.can_fetch(page, ACTIVE_ENTITLEMENTS, where.livemode, where.account):
             return None
         try:
             active = self.pacer.call(
@@ -231,11 +235,24 @@ class PageReader:
                     self.stripe.active_entitlement_keys(customer, where.livemode, where.account),
                 )
             )
+        except NotFound as error:
+            page.problem(
+                f"active entitlements of {customer}: Stripe answers 404 ({error.message}); "
+                "its summary is left as it is",
+                Counts(not_found=1),
+            )
+            return None
         except Refused as error:
-            self.refuse(page, what, where.livemode, where.account, error)
+            self.refuse(page, ACTIVE_ENTITLEMENTS, where.livemode, where.account, error)
             return None
         page.add(Counts(summaries_checked=1))
         return active
+
+    def entitlements_refused(self, where: Where) -> bool:
+        """Whether this run no longer asks for active entitlements where `where` is."""
+        return (ACTIVE_ENTITLEMENTS, where.livemode) in self.refused or (
+            where.account is not None and (where.mode, where.account) in self.deauthorized
+        )
 
     def repair_summary(
         self, page: Page, kind: DriftKind, customer: str, where: Where, active: ActiveEntitlements
