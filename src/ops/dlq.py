@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,21 +35,49 @@ DEDUPLICATION_WINDOW_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
+class MessageAttribute:
+    """One SQS message attribute as it was sent: its DataType (String, Number, Binary, or one of
+    those with a custom suffix such as `Number.int`) and its value, text for String and Number, bytes
+    for Binary. Kept whole so that a message put back in the DLQ carries what it carried."""
+
+    data_type: str
+    value: str | bytes = field(repr=False)
+
+    @classmethod
+    def received(cls, value: Mapping[str, Any]) -> MessageAttribute:
+        """From a ReceiveMessage answer's MessageAttributeValue."""
+        data_type = str(value.get("DataType", "String"))
+        if data_type.startswith("Binary"):
+            return cls(data_type, bytes(value.get("BinaryValue", b"")))
+        return cls(data_type, str(value.get("StringValue", "")))
+
+    def to_send(self) -> dict[str, Any]:
+        """As SendMessage's MessageAttributeValue."""
+        if isinstance(self.value, bytes):
+            return {"DataType": self.data_type, "BinaryValue": self.value}
+        return {"DataType": self.data_type, "StringValue": self.value}
+
+
+@dataclass(frozen=True, slots=True)
 class ParkedMessage:
     message_id: str
     receipt_handle: str = field(repr=False)
     body: str = field(repr=False)
     attributes: dict[str, str]
-    message_attributes: dict[str, str] = field(default_factory=dict)
+    message_attributes: dict[str, MessageAttribute] = field(default_factory=dict)
 
     @property
     def reason(self) -> str | None:
         """Why the worker parked it; None for a message SQS moved after maxReceiveCount tries."""
-        return self.message_attributes.get(REASON_ATTRIBUTE)
+        return self._text(REASON_ATTRIBUTE)
 
     @property
     def failure_type(self) -> str | None:
-        return self.message_attributes.get(ERROR_ATTRIBUTE)
+        return self._text(ERROR_ATTRIBUTE)
+
+    def _text(self, name: str) -> str | None:
+        attribute = self.message_attributes.get(name)
+        return attribute.value if attribute is not None and isinstance(attribute.value, str) else None
 
     @property
     def group_id(self) -> str | None:
@@ -127,7 +155,7 @@ class DeadLetterQueue:
                 m["Body"],
                 dict(m.get("Attributes") or {}),
                 {
-                    name: str(value.get("StringValue", ""))
+                    name: MessageAttribute.received(value)
                     for name, value in (m.get("MessageAttributes") or {}).items()
                 },
             )
@@ -204,10 +232,7 @@ class DeadLetterQueue:
             try:
                 sent = self._sqs.send_message(QueueUrl=queue_url, MessageBody=message.body, **extra)
             except BaseException:
-                attributes = {
-                    name: {"DataType": "String", "StringValue": value}
-                    for name, value in message.message_attributes.items()
-                }
+                attributes = {name: value.to_send() for name, value in message.message_attributes.items()}
                 self._sqs.send_message(
                     QueueUrl=self.url, MessageBody=message.body, MessageAttributes=attributes, **extra
                 )

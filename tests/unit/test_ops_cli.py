@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -17,11 +18,11 @@ from domain.reconcile import Counts, Drift, DriftKind, ReconcileReport
 from events.stripe import objects as samples
 from harness.fake_stripe import FakeStripe
 from ops import cli
-from ops.dlq import DEDUPLICATION_WINDOW_SECONDS
+from ops.dlq import DEDUPLICATION_WINDOW_SECONDS, DeadLetterQueue
 from ops.progress import Progress
 from ops.targets import AwsAccess, Target, TargetError, TargetOptions, aws_access, resolve_target
 from tests.support.memory_reconcile import subscription
-from tests.support.moto_account import isolate_aws
+from tests.support.moto_account import isolate_aws, moto_account
 
 QUEUE = "http://sqs.local/events.fifo"
 DLQ = "http://sqs.local/dlq.fifo"
@@ -467,6 +468,39 @@ def test_a_forced_redrive_the_event_queue_refuses_puts_the_message_back_with_its
     assert back["Attributes"]["MessageGroupId"] == "cus_9"
     assert back["Attributes"]["MessageDeduplicationId"] == "evt_1"
     assert back["MessageAttributes"]["FailureReason"]["StringValue"] == "status: missing"
+
+
+def test_a_forced_redrive_put_back_keeps_each_attributes_data_type_and_value_on_moto() -> None:
+    """The put-back re-sends what SQS gave: a Number stays a Number, a Binary keeps its bytes."""
+    carried = {
+        "FailureReason": {"DataType": "String", "StringValue": "status: missing"},
+        "Attempts": {"DataType": "Number", "StringValue": "12"},
+        "Payload": {"DataType": "Binary", "BinaryValue": b"\x00\xffraw"},
+    }
+    with moto_account():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        dlq_url = sqs.create_queue(QueueName="dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        sqs.send_message(
+            QueueUrl=dlq_url,
+            MessageBody=json.dumps({"id": "evt_1", "object": "event", "type": "invoice.paid"}),
+            MessageGroupId="cus_9",
+            MessageDeduplicationId="evt_1",
+            MessageAttributes=carried,
+        )
+        dlq = DeadLetterQueue(sqs, dlq_url)
+        (message,) = dlq.receive()
+        gone = dlq_url.replace("dlq.fifo", "gone.fifo")  # the event queue no longer exists
+
+        with pytest.raises(ClientError, match=r"QueueDoesNotExist|NonExistentQueue"):
+            dlq.redrive(message, gone, forced=True)
+
+        (back,) = sqs.receive_message(
+            QueueUrl=dlq_url, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]
+        )["Messages"]
+    assert json.loads(back["Body"])["id"] == "evt_1"
+    assert back["Attributes"]["MessageGroupId"] == "cus_9"
+    assert back["Attributes"]["MessageDeduplicationId"] == "evt_1"
+    assert {name: dict(value) for name, value in back["MessageAttributes"].items()} == carried
 
 
 def test_redrive_all_moves_what_it_may_with_progress_on_stderr(aws: dict[str, Any]) -> None:
