@@ -162,7 +162,7 @@ def run() -> None:
     print(f"    {'webhook / naive':44}{ratio:10.2f}   {verdict(ratio <= WEBHOOK_RATIO_TARGET, '<= 0.30')}")
     print(f"    {'webhook cold path, secret from Secrets Manager':44}{ours_secret:10.1f}   (for reference)")
     print(f"    {'webhook import only':44}{webhook_import:10.1f}   (for reference)")
-    print(f"    {'boto3 import alone (both webhooks pay it)':44}{boto3_import:10.1f}   (for reference)")
+    print(f"    {'boto3 import alone (naive webhook only)':44}{boto3_import:10.1f}   (for reference)")
     print(
         f"    {'worker import':44}{worker:10.1f}   {verdict(worker <= WORKER_IMPORT_TARGET_MS, '<= 600 ms')}"
     )

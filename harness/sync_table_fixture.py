@@ -1,4 +1,5 @@
-"""The sync table for tests and benchmarks, created in moto exactly as template.yaml declares it."""
+"""The sync table for tests and benchmarks, created in moto exactly as template.yaml declares it, and a
+table of its keys alone (what moto costs by itself)."""
 
 from __future__ import annotations
 

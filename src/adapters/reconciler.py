@@ -356,7 +356,7 @@ def reconcile(
     SecretsUnavailable (the Stripe secret). Stripe failures skip a phase and are in the report; a
     failing table or queue ends the run, and is in the report too.
     """
-    keys = api_keys(settings.stripe_secret_id, settings.secret_reader)
+    keys = api_keys(settings.stripe)
     if not keys:
         raise ReconcileNotConfigured(
             "STRIPE_API_KEY", "no STRIPE_API_KEY configured: nothing to reconcile against"

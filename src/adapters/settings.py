@@ -12,14 +12,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters import SettingsError, optional, required, whole_number
+from adapters.stripe_credentials import StripeCredentialSource, credential_source
 from domain.entitlements import EntitlementRules
 from domain.reconcile.request import ReconcileOptions, options_from
-
-if TYPE_CHECKING:
-    from adapters.stripe_credentials import SecretReader
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "entitlement_rules.toml"
 
@@ -61,6 +59,7 @@ class Settings:
     table: TableSettings
     queue_url: str | None  # the event queue, for ChangeMessageVisibility; None: its visibility timeout
     dead_letter_queue_url: str | None  # None: an unfixable event is retried instead of parked
+    stripe: StripeCredentialSource  # where the API keys are (STRIPE_SECRET_ID, STRIPE_API_KEY)
     stripe_api_base: str | None
     # RECORD_RESERVE_SECONDS; a value that is not a whole number falls back to the default (a tuning
     # knob's typo must not stop the worker), and record_reserve_ignored keeps it for the warning.
@@ -110,6 +109,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         table=table,
         queue_url=optional(source, "QUEUE_URL"),
         dead_letter_queue_url=optional(source, "DEAD_LETTER_QUEUE_URL"),
+        stripe=credential_source(source),
         stripe_api_base=optional(source, "STRIPE_API_BASE"),
         record_reserve_seconds=reserve,
         record_reserve_ignored=ignored,
@@ -125,12 +125,11 @@ class ReconcileSettings:
     table: TableSettings
     queue_url: str | None
     stripe_api_base: str | None
-    stripe_secret_id: str | None  # the Secrets Manager secret with the API keys; None: STRIPE_API_KEY
+    # Where the API keys are: the function's STRIPE_SECRET_ID or STRIPE_API_KEY; for the ops CLI its
+    # target's secret with a boto3 reader for the operator's profile (ops.targets.operator_credentials).
+    stripe: StripeCredentialSource
     user_id_key: str  # the customer metadata key that names the user (entitlement rules)
     options: ReconcileOptions
-    # How the secret is read: adapters.stripe_credentials.read_secret when None (the functions); the
-    # ops CLI gives a boto3 reader for the operator's profile (ops.targets.operator_secret_reader).
-    secret_reader: SecretReader | None = field(default=None, compare=False)
     # Makes the SQS client repairs are sent with (adapters.fetched_queue.sqs_client when None); the
     # ops CLI gives its own, for its target's endpoint and credentials.
     sqs_client: Callable[[], Any] | None = field(default=None, compare=False)
@@ -145,23 +144,21 @@ def reconcile_settings(
     *,
     table_name: str | None = None,
     queue_url: str | None = None,
-    stripe_secret_id: str | None = None,
-    secret_reader: SecretReader | None = None,
+    stripe: StripeCredentialSource | None = None,
     table: TableSettings | None = None,
     sqs_client: Callable[[], Any] | None = None,
 ) -> ReconcileSettings:
     """TABLE_NAME (with AWS_REGION and AWS_ENDPOINT_URL(_DYNAMODB)), QUEUE_URL, STRIPE_API_BASE,
-    STRIPE_SECRET_ID, the entitlement rules and RECONCILE_* (domain.reconcile.options_from, run here
-    once) from `env` (the process's by default); the keyword arguments, when given, win over the
-    environment. Raises SettingsError (no table, the rules) or InvalidRequest (a RECONCILE_* value)."""
+    STRIPE_SECRET_ID or STRIPE_API_KEY, the entitlement rules and RECONCILE_*
+    (domain.reconcile.options_from, run here once) from `env` (the process's by default); the keyword
+    arguments, when given, win over the environment. Raises SettingsError (no table, the rules) or InvalidRequest (a RECONCILE_* value)."""
     source = os.environ if env is None else env
     return ReconcileSettings(
         table=table or table_settings(source, table_name),
         queue_url=queue_url or optional(source, "QUEUE_URL"),
         stripe_api_base=optional(source, "STRIPE_API_BASE"),
-        stripe_secret_id=stripe_secret_id or optional(source, "STRIPE_SECRET_ID"),
+        stripe=credential_source(source) if stripe is None else stripe,
         user_id_key=load_rules(env=source).user_id_metadata_key,
         options=options_from(source),
-        secret_reader=secret_reader,
         sqs_client=sqs_client,
     )

@@ -1,8 +1,11 @@
 """Stripe credentials at run time, for every function: parsed STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY.
 
-In AWS (STRIPE_SECRET_ID set) they come from that Secrets Manager secret, a JSON object with the
-same keys and syntax as the environment variables, read with one GetSecretValue and cached for
-SECRET_MAX_AGE_SECONDS. Locally (STRIPE_SECRET_ID unset) they come from the environment.
+Where they come from is a setting, parsed once per container with the function's others
+(`credential_source`, into a `StripeCredentialSource` its settings object carries): in AWS
+(STRIPE_SECRET_ID set) the Secrets Manager secret, a JSON object with the same keys and syntax as the
+environment variables, read with one GetSecretValue and cached for SECRET_MAX_AGE_SECONDS, so that a
+rotated value is picked up without a new container; locally (STRIPE_SECRET_ID unset) the two values
+the environment gave the function.
 
 One reader for every function, `read_secret`, through adapters.aws_json: the webhook's cold path never
 imports boto3, and the other functions run with the execution role's credentials in the environment,
@@ -10,8 +13,8 @@ which is all that reader signs with. Not Powertools Parameters: the webhook's pa
 Powertools (7 MB unzipped, ~165 ms to import cold; bench/cold_start.py), and what it needs of
 Parameters is one call and a time-bound cache.
 
-The one seam, `SecretReader`: the ops CLI passes its own boto3 reader (ops.refetch), because an
-operator's credentials come from AWS profiles, SSO or assumed roles, which only boto3's credential
+The one seam, `SecretReader`: the ops CLI gives its source its own boto3 reader (ops.targets), because
+an operator's credentials come from AWS profiles, SSO or assumed roles, which only boto3's credential
 chain resolves; the parsing and the cache are the same.
 """
 
@@ -19,11 +22,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from adapters import optional
 from adapters.aws_json import SECRETS_MANAGER, AwsCallFailed, AwsJsonClient
 from domain.credentials import CredentialsError, Mode, WebhookSecret, parse_api_keys, parse_webhook_secrets
 
@@ -43,36 +47,54 @@ class MissingCredentials(CredentialsError):
     """The setting is absent or empty: an operator has yet to configure it."""
 
 
-def webhook_secrets() -> tuple[WebhookSecret, ...]:
+# Reads a secret's SecretString (None when it has none); raises SecretsUnavailable.
+type SecretReader = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StripeCredentialSource:
+    """Where a function's Stripe credentials are: the Secrets Manager secret `secret_id`, read with
+    `read` (read_secret unless the caller brings its own, as the ops CLI does), else the two values
+    given here (the local environment's, or the operator's STRIPE_API_KEY)."""
+
+    secret_id: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    read: SecretReader | None = field(default=None, compare=False, repr=False)
+
+
+def credential_source(env: Mapping[str, str]) -> StripeCredentialSource:
+    """STRIPE_SECRET_ID of `env` when set (the secret then holds both values), else its
+    STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY; parsed with the function's settings, once per container."""
+    secret_id = optional(env, SECRET_ID_VARIABLE)
+    if secret_id is not None:
+        return StripeCredentialSource(secret_id=secret_id)
+    return StripeCredentialSource(
+        webhook_secret=optional(env, WEBHOOK_SECRET_SETTING), api_key=optional(env, API_KEY_SETTING)
+    )
+
+
+def webhook_secrets(source: StripeCredentialSource) -> tuple[WebhookSecret, ...]:
     """The endpoint signing secrets; MissingCredentials when none are configured."""
-    secrets = parse_webhook_secrets(stripe_setting(WEBHOOK_SECRET_SETTING))
+    secrets = parse_webhook_secrets(stripe_setting(source, WEBHOOK_SECRET_SETTING, source.webhook_secret))
     if not secrets:
         raise MissingCredentials("webhook secret not configured")
     return secrets
 
 
-# Reads a secret's SecretString (None when it has none); raises SecretsUnavailable.
-type SecretReader = Callable[[str], str | None]
+def api_keys(source: StripeCredentialSource) -> dict[Mode, str]:
+    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable)."""
+    return parse_api_keys(stripe_setting(source, API_KEY_SETTING, source.api_key))
 
 
-def api_keys(secret_id: str | None = None, read: SecretReader | None = None) -> dict[Mode, str]:
-    """The API key per mode; empty when none is configured (Stripe API calls are then unavailable).
-    `secret_id`: the secret to read them from, else STRIPE_SECRET_ID's, else STRIPE_API_KEY; `read`:
-    how (read_secret unless the caller brings its own, as the ops CLI does)."""
-    return parse_api_keys(stripe_setting(API_KEY_SETTING, read, secret_id=secret_id))
-
-
-def stripe_setting(
-    name: str, read: SecretReader | None = None, *, secret_id: str | None = None
-) -> str | None:
-    """The raw text of STRIPE_WEBHOOK_SECRET or STRIPE_API_KEY, wherever this deployment keeps it
-    (`secret_id` names the secret when the caller knows it, as the ops CLI does from its target)."""
-    secret_id = secret_id or os.environ.get(SECRET_ID_VARIABLE)
-    if not secret_id:
-        return os.environ.get(name)
-    value = _secret_document(secret_id, read or read_secret).get(name)
+def stripe_setting(source: StripeCredentialSource, name: str, given: str | None) -> str | None:
+    """The raw text of STRIPE_WEBHOOK_SECRET or STRIPE_API_KEY: from the source's secret when it has
+    one (cached for SECRET_MAX_AGE_SECONDS), else the value `given` with the source."""
+    if source.secret_id is None:
+        return given
+    value = _secret_document(source.secret_id, source.read or read_secret).get(name)
     if value is not None and not isinstance(value, str):
-        raise CredentialsError(f"{name} in secret {secret_id} must be a string")
+        raise CredentialsError(f"{name} in secret {source.secret_id} must be a string")
     return value
 
 

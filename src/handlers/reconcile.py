@@ -109,7 +109,7 @@ def not_configured(reason: str) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         config = settings()
-        if not api_keys(config.stripe_secret_id):
+        if not api_keys(config.stripe):
             return not_configured("no STRIPE_API_KEY configured: nothing to reconcile against")
         request = run_request(event, dry_run_default=config.options.dry_run)
         budget = time_budget(config.options.time_budget_seconds, context.get_remaining_time_in_millis())

@@ -7,7 +7,8 @@ retries. The rules live in domain.ingress; this module wires them to the queue a
 
 Cold start: this module imports json, os, time, functools, dataclasses and the domain; its two AWS
 calls (SQS SendMessage, Secrets Manager GetSecretValue) go through adapters.aws_json on the standard
-library, so no boto3 or botocore is loaded. bench/cold_start.py measures the built package against a naive handler: 0.18 times its CPU.
+library, so no boto3 or botocore is loaded. bench/cold_start.py measures the built package against a
+naive handler: about a fifth of its CPU (bench/README.md).
 
 Logging: one JSON object per line on stdout, which CloudWatch Logs Insights parses as it does
 Powertools' output. Importing Powertools Logger costs ~47 ms and stdlib logging ~13 ms (median of 7
@@ -40,7 +41,13 @@ from typing import Any
 from adapters import SettingsError, required
 from adapters.aws_json import time_budget
 from adapters.event_queue import QueueUnavailable, enqueue
-from adapters.stripe_credentials import MissingCredentials, SecretsUnavailable, webhook_secrets
+from adapters.stripe_credentials import (
+    MissingCredentials,
+    SecretsUnavailable,
+    StripeCredentialSource,
+    credential_source,
+    webhook_secrets,
+)
 from domain.credentials import CredentialsError
 from domain.ingress import RejectedRequest, queue_message, verified_event, webhook_request
 from domain.signature import signature_tolerance
@@ -64,6 +71,7 @@ AWS_BUDGET_MARGIN_SECONDS = 1.5
 class WebhookSettings:
     queue_url: str
     tolerance: int  # seconds a signature's timestamp may be off (SIGNATURE_TOLERANCE_SECONDS)
+    stripe: StripeCredentialSource  # where the signing secrets are (STRIPE_SECRET_ID, STRIPE_WEBHOOK_SECRET)
 
 
 # What the answer says when a setting is wrong (the log line carries SettingsError's message).
@@ -80,7 +88,9 @@ def settings() -> WebhookSettings:
         tolerance = signature_tolerance(os.environ.get("SIGNATURE_TOLERANCE_SECONDS"))
     except ValueError as error:
         raise SettingsError("SIGNATURE_TOLERANCE_SECONDS", str(error)) from None
-    return WebhookSettings(queue_url=required(os.environ, "QUEUE_URL"), tolerance=tolerance)
+    return WebhookSettings(
+        queue_url=required(os.environ, "QUEUE_URL"), tolerance=tolerance, stripe=credential_source(os.environ)
+    )
 
 
 def aws_budget(context: Any) -> float:
@@ -105,7 +115,9 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _failed(500, MISCONFIGURED[error.variable], str(error), request_id)
     try:
         request = webhook_request(event)
-        stripe_event = verified_event(request, webhook_secrets(), now=time.time(), tolerance=config.tolerance)
+        stripe_event = verified_event(
+            request, webhook_secrets(config.stripe), now=time.time(), tolerance=config.tolerance
+        )
     except RejectedRequest as rejection:
         _log(
             "WARNING",

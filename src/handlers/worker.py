@@ -111,9 +111,10 @@ def _applier(keys: tuple[tuple[Mode, str], ...]) -> EventApplier:
 
 
 def event_applier() -> EventApplier:
-    """The applier for the API keys configured now (adapters.stripe_credentials caches the secret; a
-    rotated key is picked up within SECRET_MAX_AGE_SECONDS without a new container)."""
-    return _applier(tuple(sorted(api_keys().items())))
+    """The applier for the API keys configured now: the settings say where they are, and
+    adapters.stripe_credentials caches the secret, so a rotated key is picked up within
+    SECRET_MAX_AGE_SECONDS without a new container."""
+    return _applier(tuple(sorted(api_keys(settings().stripe).items())))
 
 
 def record_reserve_ms() -> int:

@@ -2,9 +2,10 @@
 
 Four customers' stories (events.scenarios, ending now so that periods are current): a trial
 that converts, a failed renewal that recovers, a cancellation at period end, a one-time purchase
-refunded. Each event is signed like Stripe signs it (stripe.WebhookSignature) with the runtime's
-secret, posted to the local webhook, and once the worker has applied it the customer's entitlements
-item is read from moto's DynamoDB (entitlements_reader, as a backend service reads it) and printed.
+refunded. Each event is signed as Stripe signs it (events.lambda_events, the one signer, checked
+against the stripe SDK's own) with the runtime's secret, posted to the local webhook, and once the
+worker has applied it the customer's entitlements item is read from moto's DynamoDB
+(entitlements_reader, as a backend service reads it) and printed.
 The last story comes the second way in instead, as Stripe's Amazon EventBridge destination delivers
 it (POST /eventbridge/stripe, no signature). Each "entitlements changed" event the stack publishes is
 read back from the local example subscription (a rule on the bus and a queue, as a backend would

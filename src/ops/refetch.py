@@ -55,17 +55,10 @@ def stripe_api_keys(
 ) -> dict[Mode, str]:
     """STRIPE_API_KEY from the environment, else the deployment's secret (--stack, STRIPE_SECRET_ID),
     read with the operator's boto3 credentials (`clients`: an ops.targets.ClientFactory)."""
-    from adapters import stripe_credentials  # noqa: PLC0415
-    from domain.credentials import parse_api_keys  # noqa: PLC0415
+    from adapters.stripe_credentials import api_keys  # noqa: PLC0415
+    from ops.targets import operator_credentials  # noqa: PLC0415
 
-    if env.get("STRIPE_API_KEY"):
-        keys = parse_api_keys(env["STRIPE_API_KEY"])
-    elif secret_id:
-        from ops.targets import operator_secret_reader  # noqa: PLC0415
-
-        keys = stripe_credentials.api_keys(secret_id, operator_secret_reader(clients))
-    else:
-        keys = {}
+    keys = api_keys(operator_credentials(env, secret_id, clients))
     if not keys:
         raise MissingApiKey(
             "no Stripe API key: set STRIPE_API_KEY=sk_test_... (or rk_...), or use --stack NAME to read the "

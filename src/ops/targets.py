@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from adapters.settings import ReconcileSettings, TableSettings
-    from adapters.stripe_credentials import SecretReader
+    from adapters.stripe_credentials import SecretReader, StripeCredentialSource
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_AWS_PORT = 5000
@@ -236,13 +236,24 @@ def target_settings(target: Target, env: Mapping[str, str], *, dry_run: bool) ->
         env,
         table=target.table(),
         queue_url=None if dry_run else target.require_queue(),
-        stripe_secret_id=None if env.get("STRIPE_API_KEY") else target.secret_id,
-        secret_reader=operator_secret_reader(clients),
+        stripe=operator_credentials(env, target.secret_id, clients),
         # As adapters.fetched_queue.sqs_client configures the functions' client.
         sqs_client=lambda: access.client(
             "sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3})
         ),
     )
+
+
+def operator_credentials(
+    env: Mapping[str, str], secret_id: str | None, clients: ClientFactory | None = None
+) -> StripeCredentialSource:
+    """Where the CLI's Stripe API keys are: the operator's STRIPE_API_KEY when set, else the target's
+    secret (--stack, STRIPE_SECRET_ID) read with the operator's boto3 credentials (`clients`)."""
+    from adapters.stripe_credentials import StripeCredentialSource  # noqa: PLC0415
+
+    if env.get("STRIPE_API_KEY"):
+        return StripeCredentialSource(api_key=env["STRIPE_API_KEY"])
+    return StripeCredentialSource(secret_id=secret_id or None, read=operator_secret_reader(clients))
 
 
 def operator_secret_reader(clients: ClientFactory | None = None) -> SecretReader:

@@ -31,8 +31,8 @@ def logged(runtime: Runtime, line: re.Pattern[str]) -> bool:
 def test_eventbridge_deliveries_are_applied_and_each_access_change_is_published(runtime: Runtime) -> None:
     customer = "cus_E2eEventBridge1"
     events = story("purchase_refunded", customer).events
-    # One at a time, each applied before the next is sent: the runtime's visibility timeout is one
-    # second, so on a loaded machine a batch still being applied can be received again by another
+    # One at a time, each applied before the next is sent: the runtime's visibility timeout is a few
+    # seconds, so on a loaded machine a batch still being applied can be received again by another
     # poller, and a refund applied before its purchase grants nothing (the same final state, but no
     # grant and no revocation to publish).
     for event in events:

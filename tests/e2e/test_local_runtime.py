@@ -1,8 +1,9 @@
 """`make run` as users run it: a subprocess on spare ports, driven over HTTP, read back from moto.
 
-The runtime is started with LOCAL_VISIBILITY_TIMEOUT=1 (seconds), so that a message whose invocation
-failed as a whole comes back after one second instead of the template's 720 (a failed event comes back
-after the worker's own short delay, and one it cannot read is parked at once). The ops CLI is run as `python -m ops --local`, as operators run it.
+The runtime is started with LOCAL_VISIBILITY_TIMEOUT=5 (seconds; tests/support/running_runtime.py),
+so that a message whose invocation failed as a whole comes back within seconds instead of the
+template's 720 (a failed event comes back after the worker's own short delay, and one it cannot read
+is parked at once). The ops CLI is run as `python -m ops --local`, as operators run it.
 """
 
 from __future__ import annotations

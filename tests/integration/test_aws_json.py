@@ -23,8 +23,9 @@ from moto.server import ThreadedMotoServer
 from adapters import aws_json, event_queue, stripe_credentials
 from adapters.aws_json import AwsCallFailed, AwsJsonClient, Credentials, HttpRequest, sign
 from adapters.event_queue import QueueUnavailable, enqueue, queue_client
-from adapters.stripe_credentials import SecretsUnavailable, webhook_secrets
+from adapters.stripe_credentials import SecretsUnavailable, StripeCredentialSource, webhook_secrets
 from domain.ingress import QueueMessage
+from ops.targets import AwsAccess, ClientFactory, operator_secret_reader
 
 AT = 1_764_620_000.0  # 2025-12-01T20:13:20Z
 
@@ -195,25 +196,23 @@ def test_an_sqs_client_error_is_queue_unavailable_and_not_retried(moto_server: s
     assert "after" not in str(raised.value), "a 4xx is not retried"
 
 
-def test_get_secret_value_reads_the_webhook_secrets(
-    moto_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_get_secret_value_reads_the_webhook_secrets(moto_server: str) -> None:
     secrets = boto3.client("secretsmanager", endpoint_url=moto_server)
     arn = secrets.create_secret(
         Name="stripe-sync/stripe",
         SecretString=json.dumps({"STRIPE_WEBHOOK_SECRET": "test:whsec_1,live:whsec_2"}),
     )["ARN"]
-    monkeypatch.setenv("STRIPE_SECRET_ID", arn)
-    assert [(s.mode, s.value) for s in webhook_secrets()] == [("test", b"whsec_1"), ("live", b"whsec_2")]
+    read = webhook_secrets(StripeCredentialSource(secret_id=arn))
+    assert [(s.mode, s.value) for s in read] == [("test", b"whsec_1"), ("live", b"whsec_2")]
 
-    monkeypatch.setenv("STRIPE_SECRET_ID", "stripe-sync/absent")
     with pytest.raises(SecretsUnavailable, match="ResourceNotFoundException"):
-        webhook_secrets()
+        webhook_secrets(StripeCredentialSource(secret_id="stripe-sync/absent"))
 
 
 def test_the_one_secret_reader_reads_what_boto3_reads(moto_server: str) -> None:
     """stripe_credentials.read_secret replaced boto3's GetSecretValue for the worker and the reconciler:
-    the same SecretString for the same secret, by name or ARN, and a missing secret fails both."""
+    the same SecretString for the same secret, by name or ARN, none for a binary secret, and a missing
+    secret fails both."""
     secrets = boto3.client("secretsmanager", endpoint_url=moto_server)
     document = json.dumps({"STRIPE_API_KEY": "sk_test_1,rk_live_2", "STRIPE_WEBHOOK_SECRET": "whsec_1"})
     arn = secrets.create_secret(Name="stripe-sync/both", SecretString=document)["ARN"]
@@ -222,7 +221,14 @@ def test_the_one_secret_reader_reads_what_boto3_reads(moto_server: str) -> None:
             stripe_credentials.read_secret(secret_id)
             == secrets.get_secret_value(SecretId=secret_id)["SecretString"]
         )
-    assert stripe_credentials.api_keys(arn) == {"test": "sk_test_1", "live": "rk_live_2"}
+    assert stripe_credentials.api_keys(StripeCredentialSource(secret_id=arn)) == {
+        "test": "sk_test_1",
+        "live": "rk_live_2",
+    }
+
+    secrets.create_secret(Name="stripe-sync/binary", SecretBinary=b"\x00whsec")
+    assert "SecretString" not in secrets.get_secret_value(SecretId="stripe-sync/binary")
+    assert stripe_credentials.read_secret("stripe-sync/binary") is None
 
     with pytest.raises(secrets.exceptions.ResourceNotFoundException):
         secrets.get_secret_value(SecretId="stripe-sync/absent")
@@ -375,11 +381,30 @@ def test_secret_read_failures_are_secrets_unavailable(
     faulty: FaultyService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", faulty.endpoint)
-    monkeypatch.setenv("STRIPE_SECRET_ID", "stripe-sync/stripe")
     faulty.plan = [(400, "AccessDeniedException")]
     with pytest.raises(SecretsUnavailable, match="AccessDeniedException"):
-        webhook_secrets()
+        webhook_secrets(StripeCredentialSource(secret_id="stripe-sync/stripe"))
     assert faulty.seen == ["secretsmanager.GetSecretValue"]
+
+
+def test_a_denied_read_fails_boto3_and_the_one_reader_alike(
+    faulty: FaultyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access denied (the role lacks secretsmanager:GetSecretValue) is one answer, not retried, for
+    boto3, for read_secret and for the ops CLI's boto3 reader (the seam's other side)."""
+    faulty.plan = [(400, "AccessDeniedException")] * 3
+    secrets = boto3.client("secretsmanager", endpoint_url=faulty.endpoint)
+    with pytest.raises(secrets.exceptions.ClientError) as denied:
+        secrets.get_secret_value(SecretId="stripe-sync/stripe")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", faulty.endpoint)
+    with pytest.raises(SecretsUnavailable, match="AccessDeniedException"):
+        stripe_credentials.read_secret("stripe-sync/stripe")
+    operator_reader = operator_secret_reader(ClientFactory(AwsAccess(faulty.endpoint, "us-east-1")))
+    with pytest.raises(SecretsUnavailable, match="AccessDeniedException"):
+        operator_reader("stripe-sync/stripe")
+    assert faulty.seen == ["secretsmanager.GetSecretValue"] * 3
 
 
 # --- one time budget for every call of an invocation ------------------------------------------------

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters import stripe_credentials
 from adapters.event_queue import MAX_ATTEMPTS, queue_client
-from adapters.stripe_credentials import api_keys
+from adapters.stripe_credentials import api_keys, credential_source
 from domain.ingress import SQS_MESSAGE_LIMIT
 from handlers.webhook import lambda_handler
 from tests.support.faults import AwsWire, ServiceError, Unreachable
@@ -529,10 +530,32 @@ def test_api_keys_are_read_the_same_way_for_the_other_functions(
     stripe_secret: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_env")
-    assert api_keys() == {"live": "sk_live_from_env"}
+    assert api_keys(credential_source(os.environ)) == {"live": "sk_live_from_env"}
 
     stripe_secret(json.dumps({"STRIPE_API_KEY": "sk_test_aws,rk_live_aws"}))
-    assert api_keys() == {"test": "sk_test_aws", "live": "rk_live_aws"}
+    assert api_keys(credential_source(os.environ)) == {"test": "sk_test_aws", "live": "rk_live_aws"}
+
+
+def test_a_rotated_secret_is_used_once_the_cached_one_is_too_old(
+    webhook_fifo_queue: WebhookFifoQueue,
+    webhook_http_event_factory: RequestFactory,
+    stripe_event_factory: EventFactory,
+    stripe_secret: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the secret is is parsed once per container; the secret itself is read again past
+    SECRET_MAX_AGE_SECONDS, so the same container picks up a rotation."""
+    arn = stripe_secret(json.dumps({"STRIPE_WEBHOOK_SECRET": "whsec_before"}))
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_before"))[0] == 200
+
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=arn, SecretString=json.dumps({"STRIPE_WEBHOOK_SECRET": "whsec_after"})
+    )
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_after"))[0] == 400
+    monkeypatch.setattr(stripe_credentials, "SECRET_MAX_AGE_SECONDS", 0)  # the cached read is now too old
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_after"))[0] == 200
+    assert invoke(webhook_http_event_factory(stripe_event_factory(), secret="whsec_before"))[0] == 400
+    assert len(webhook_fifo_queue.drain()) == 2
 
 
 # --- logs -----------------------------------------------------------------------------------------
@@ -544,6 +567,8 @@ def test_logs_are_json_with_ids_and_outcome_and_nothing_personal_or_secret(
     stripe_sample_objects: Objects,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    new_container: Callable[[], None],
 ) -> None:
     invoice = stripe_event_factory("invoice.paid", data_object=stripe_sample_objects("invoice"))
     checkout = stripe_event_factory(
@@ -560,6 +585,7 @@ def test_logs_are_json_with_ids_and_outcome_and_nothing_personal_or_secret(
     for request in requests:
         invoke(request)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"test:{WEBHOOK_SECRET}")  # the live event: mode mismatch
+    new_container()
     invoke(webhook_http_event_factory(live, secret=WEBHOOK_SECRET))
 
     output = capsys.readouterr().out
@@ -788,6 +814,7 @@ def test_every_answer_is_counted_by_outcome_whatever_the_log_level(
     assert invoke(webhook_http_event_factory(stripe_event_factory()))[0] == 400  # anonymous: not unverified
     live = stripe_event_factory(livemode=True)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"test:{WEBHOOK_SECRET}")
+    new_container()  # where the signing secrets are is a setting too
     assert invoke(webhook_http_event_factory(live, secret=WEBHOOK_SECRET))[0] == 400
     not_json = webhook_http_event_factory(stripe_event_factory(), secret=WEBHOOK_SECRET)
     assert invoke({**not_json, "requestContext": {"http": {"method": "GET", "path": "/"}}})[0] >= 400

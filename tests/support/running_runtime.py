@@ -1,8 +1,9 @@
 """`make run` as the end-to-end tests drive it: harness.load's RuntimeProcess (the one starter of
 `python -m local_runtime`), driven over HTTP, read back from moto and through `python -m ops --local`.
 
-The runtime is started with LOCAL_VISIBILITY_TIMEOUT=1 (seconds), so that a message whose invocation
-failed as a whole comes back after one second instead of the template's 720, and at the template's
+The runtime is started with LOCAL_VISIBILITY_TIMEOUT=5 (seconds), so that a message whose invocation
+failed as a whole comes back after five seconds instead of the template's 720 (and not while a loaded
+machine is still applying it: at one second, a second poller received such batches again), and at the template's
 LOG_LEVEL (INFO), so that its output is the console users read.
 """
 
@@ -128,7 +129,7 @@ class Runtime:
 
 def start_runtime(log: Path, **settings: str) -> Runtime:
     started = RuntimeProcess(
-        log, SECRET, settings={"LOCAL_VISIBILITY_TIMEOUT": "1", "LOG_LEVEL": "INFO", **settings}
+        log, SECRET, settings={"LOCAL_VISIBILITY_TIMEOUT": "5", "LOG_LEVEL": "INFO", **settings}
     )
     started.start()
     return Runtime(started)

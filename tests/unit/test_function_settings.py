@@ -18,6 +18,7 @@ from adapters.settings import (
     load_settings,
     reconcile_settings,
 )
+from adapters.stripe_credentials import StripeCredentialSource
 from domain.reconcile import InvalidRequest
 from handlers import entitlements_changed, eventbridge, log_settings, reconcile, webhook, worker
 
@@ -35,6 +36,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         "EVENT_BUS_NAME",
         "STRIPE_API_BASE",
         "STRIPE_SECRET_ID",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_KEY",
         "RECORD_RESERVE_SECONDS",
         "ENTITLEMENT_RULES_FILE",
         "SIGNATURE_TOLERANCE_SECONDS",
@@ -81,6 +84,7 @@ def test_the_worker_settings_hold_every_variable_it_reads(env: Callable[..., Non
         QUEUE_URL=QUEUE,
         DEAD_LETTER_QUEUE_URL=DLQ,
         STRIPE_API_BASE="http://127.0.0.1:12111",
+        STRIPE_API_KEY="sk_test_1",
         RECORD_RESERVE_SECONDS="30",
         AWS_REGION="eu-west-1",
         AWS_DEFAULT_REGION="us-east-1",
@@ -95,6 +99,7 @@ def test_the_worker_settings_hold_every_variable_it_reads(env: Callable[..., Non
         "http://127.0.0.1:12111",
     )
     assert (settings.record_reserve_seconds, settings.record_reserve_ignored) == (30, None)
+    assert settings.stripe == StripeCredentialSource(api_key="sk_test_1")
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.queue_url = None  # type: ignore[misc]
 
@@ -109,6 +114,7 @@ def test_the_worker_defaults(env: Callable[..., None]) -> None:
         None,
     )
     assert settings.record_reserve_seconds == DEFAULT_RECORD_RESERVE_SECONDS
+    assert settings.stripe == StripeCredentialSource()
     assert load_settings({"TABLE_NAME": "t"}).table == TableSettings("t", None, None)
 
 
@@ -199,14 +205,18 @@ def test_the_reconciler_settings_and_the_keyword_arguments_that_win(env: Callabl
     )
     settings = reconcile_settings()
     assert settings.table == TableSettings("t", "eu-west-1", "http://127.0.0.1:5000")
-    assert (settings.queue_url, settings.stripe_secret_id, settings.options.dry_run) == (
+    assert (settings.queue_url, settings.stripe, settings.options.dry_run) == (
         QUEUE,
-        "arn:secret",
+        StripeCredentialSource(secret_id="arn:secret"),
         True,
     )
     given = TableSettings("other", "us-east-1", None, credentials=("local", "local"))
-    overridden = reconcile_settings(table=given, queue_url="q", stripe_secret_id="s")
-    assert (overridden.table, overridden.queue_url, overridden.stripe_secret_id) == (given, "q", "s")
+    overridden = reconcile_settings(table=given, queue_url="q", stripe=StripeCredentialSource(secret_id="s"))
+    assert (overridden.table, overridden.queue_url, overridden.stripe) == (
+        given,
+        "q",
+        StripeCredentialSource(secret_id="s"),
+    )
     assert reconcile_settings({}, table_name="named").table == TableSettings("named", None, None)
 
 
@@ -231,7 +241,9 @@ def test_the_webhook_settings_and_each_bad_value(
     env: Callable[..., None], new_container: Callable[[], None]
 ) -> None:
     env(QUEUE_URL=QUEUE, SIGNATURE_TOLERANCE_SECONDS="60")
-    assert webhook.settings() == webhook.WebhookSettings(queue_url=QUEUE, tolerance=60)
+    assert webhook.settings() == webhook.WebhookSettings(
+        queue_url=QUEUE, tolerance=60, stripe=StripeCredentialSource()
+    )
     new_container()
     env(SIGNATURE_TOLERANCE_SECONDS=None)
     assert webhook.settings().tolerance == 300
@@ -253,6 +265,20 @@ def test_the_webhook_answers_from_the_settings_of_its_first_request(env: Callabl
     first = webhook.settings()
     env(QUEUE_URL=None, SIGNATURE_TOLERANCE_SECONDS="not a number")
     assert webhook.settings() is first
+
+
+def test_where_the_stripe_credentials_are_is_read_at_the_first_invocation_only(
+    env: Callable[..., None],
+) -> None:
+    env(TABLE_NAME="t", QUEUE_URL=QUEUE, STRIPE_WEBHOOK_SECRET="whsec_first", STRIPE_API_KEY="sk_test_first")
+    webhook_first, worker_first, reconcile_first = webhook.settings(), worker.settings(), reconcile.settings()
+    env(STRIPE_SECRET_ID="arn:later", STRIPE_WEBHOOK_SECRET="whsec_later", STRIPE_API_KEY="sk_test_later")
+    assert webhook.settings().stripe == StripeCredentialSource(
+        webhook_secret="whsec_first", api_key="sk_test_first"
+    )
+    assert worker.settings().stripe is worker_first.stripe
+    assert reconcile.settings().stripe is reconcile_first.stripe
+    assert webhook_first.stripe == worker_first.stripe == reconcile_first.stripe
 
 
 def test_the_eventbridge_ingress_settings(

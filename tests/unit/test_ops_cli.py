@@ -759,7 +759,7 @@ def test_backfill_runs_until_done_with_a_progress_bar_and_totals_every_run(
     ) -> ReconcileReport:
         calls.append((scope, dry_run, time_budget_seconds))
         # The target's names reach the reconciler as settings, not through the process's environment.
-        assert (settings.table_name, settings.queue_url, settings.stripe_secret_id) == (TABLE, QUEUE, "sec")
+        assert (settings.table_name, settings.queue_url, settings.stripe.secret_id) == (TABLE, QUEUE, "sec")
         answer = answers.pop(0)
         progress(
             dataclasses.replace(answer, phase="sessions:test", phases_done=1 + len(calls), phase_count=6)
